@@ -15,12 +15,17 @@ export AETHERFLOW_ENVOY     := $(ROOT)/.tools/bin/envoy
 export AETHERFLOW_PYTHON    := $(VENV)/bin/python
 export AETHERFLOW_SHIM_BIN  := $(ROOT)/target/debug/collector-shim
 
-.PHONY: all wasm build tools test test-core-wasm lint fmt bench demo up down clean
+.PHONY: all toolchain wasm build tools test test-core-wasm lint fmt bench demo up down clean
 
 all: build
 
+## toolchain: rustup installs the pinned toolchain from rust-toolchain.toml on first use, but it
+## does not add the listed targets to a toolchain that was already installed without them.
+toolchain:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
 ## wasm: the proxy-wasm filter, size-tuned release build
-wasm:
+wasm: toolchain
 	$(CARGO) build -p trace-filter --target $(WASM_TARGET) --release
 	@ls -l $(WASM) | awk '{print "wasm: " $$5 " bytes  " $$9}'
 
@@ -39,7 +44,7 @@ test: tools wasm
 	$(MAKE) test-core-wasm
 
 ## test-core-wasm: the pure core's unit tests inside a wasm VM (wasmtime from the virtualenv)
-test-core-wasm: tools
+test-core-wasm: tools toolchain
 	CARGO_TARGET_WASM32_WASIP1_RUNNER="$(AETHERFLOW_PYTHON) $(ROOT)/scripts/wasi-run.py" \
 	  $(CARGO) test -p aetherflow-core --target $(WASM_TARGET)
 
