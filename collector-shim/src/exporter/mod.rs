@@ -50,3 +50,14 @@ pub trait Exporter: Send + Sync {
         Ok(())
     }
 }
+
+/// Counters an exporter updates itself, because only it sees the individual attempts.
+/// The batcher counts batches, spans exported and failed, and export latency.
+/// `crate::metrics` registers these under the exporter's name label.
+#[derive(Clone, Default, Debug)]
+pub struct ExporterTelemetry {
+    /// Attempts after the first one (each retry of a batch counts once).
+    pub retries: prometheus_client::metrics::counter::Counter,
+    /// Attempts that failed, whatever happened next.
+    pub failed_attempts: prometheus_client::metrics::counter::Counter,
+}
