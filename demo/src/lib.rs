@@ -1,0 +1,1 @@
+//! Demo services and the `make demo` runner.
