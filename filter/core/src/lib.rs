@@ -1,3 +1,13 @@
 //! AetherFlow tracing core: everything the filter decides, with no proxy-wasm dependency,
 //! so it is tested natively and inside a wasm VM, and shared with the collector shim.
+//!
+//! # Layout
+//! - [`ids`]: `TraceId`, `SpanId` and the seeded `IdGenerator`.
+//! - [`sampling`]: OTel consistent probability sampling (`th`/`rv`, thresholds, decisions).
+//! - [`propagation`]: `Extractor`/`Injector` traits and the header formats.
 #![forbid(unsafe_code)]
+
+mod hex;
+pub mod ids;
+pub mod propagation;
+pub mod sampling;
