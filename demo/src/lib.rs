@@ -1,1 +1,18 @@
 //! Demo services and the `make demo` runner.
+//!
+//! Layout:
+//! - `trace_context`: W3C `traceparent` parsing for a service continuing the proxy's trace.
+//! - `otlp`: the services' own spans and their OTLP/HTTP protobuf export to the shim.
+//! - `grpc`: gRPC messages (prost derives), framing, status codes, by hand (no protoc).
+//! - `serve`: what both services share (incoming context, accept loop, streaming body).
+//! - `http_service` / `grpc_service`: the two upstreams behind Envoy (`demo-http`, `demo-grpc`).
+//! - `client`: HTTP and gRPC clients for the runner and the end-to-end tests.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod grpc;
+pub mod grpc_service;
+pub mod http_service;
+pub mod otlp;
+pub mod serve;
+pub mod trace_context;

@@ -1,0 +1,39 @@
+//! `demo-grpc [--listen ADDR]`: the demo gRPC upstream (h2c) (see `aetherflow_demo::grpc_service`).
+//! Spans go to `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (default http://127.0.0.1:4318/v1/traces).
+
+use aetherflow_demo::{grpc_service, otlp, serve};
+
+#[tokio::main]
+async fn main() {
+    let listen = listen_arg("127.0.0.1:8082");
+    let listener = match tokio::net::TcpListener::bind(&listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("demo-grpc: cannot listen on {listen}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let endpoint = otlp::endpoint_from_env();
+    let exporter = otlp::SpanExporter::start(endpoint.clone(), "demo-grpc");
+    // The runner reads this line to learn the port when it asked for port 0.
+    println!(
+        "demo-grpc listening on {} (spans to {endpoint})",
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
+    grpc_service::serve(listener, exporter.clone(), serve::termination_signal()).await;
+    exporter.flush().await;
+}
+
+fn listen_arg(default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == "--listen") {
+        Some(i) => args
+            .get(i + 1)
+            .cloned()
+            .unwrap_or_else(|| default.to_owned()),
+        None => std::env::var("DEMO_LISTEN").unwrap_or_else(|_| default.to_owned()),
+    }
+}

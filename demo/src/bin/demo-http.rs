@@ -1,0 +1,39 @@
+//! `demo-http [--listen ADDR]`: the demo HTTP/1.1 upstream (see `aetherflow_demo::http_service`).
+//! Spans go to `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (default http://127.0.0.1:4318/v1/traces).
+
+use aetherflow_demo::{http_service, otlp, serve};
+
+#[tokio::main]
+async fn main() {
+    let listen = listen_arg("127.0.0.1:8081");
+    let listener = match tokio::net::TcpListener::bind(&listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("demo-http: cannot listen on {listen}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let endpoint = otlp::endpoint_from_env();
+    let exporter = otlp::SpanExporter::start(endpoint.clone(), "demo-http");
+    // The runner reads this line to learn the port when it asked for port 0.
+    println!(
+        "demo-http listening on {} (spans to {endpoint})",
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
+    http_service::serve(listener, exporter.clone(), serve::termination_signal()).await;
+    exporter.flush().await;
+}
+
+fn listen_arg(default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == "--listen") {
+        Some(i) => args
+            .get(i + 1)
+            .cloned()
+            .unwrap_or_else(|| default.to_owned()),
+        None => std::env::var("DEMO_LISTEN").unwrap_or_else(|_| default.to_owned()),
+    }
+}
