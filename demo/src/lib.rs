@@ -7,6 +7,7 @@
 //! - `serve`: what both services share (incoming context, accept loop, streaming body).
 //! - `http_service` / `grpc_service`: the two upstreams behind Envoy (`demo-http`, `demo-grpc`).
 //! - `client`: HTTP and gRPC clients for the runner and the end-to-end tests.
+//! - `trace_view`: exported spans (OTLP JSON lines or protobuf) rendered as trace trees.
 #![forbid(unsafe_code)]
 
 pub mod client;
@@ -16,3 +17,4 @@ pub mod http_service;
 pub mod otlp;
 pub mod serve;
 pub mod trace_context;
+pub mod trace_view;
