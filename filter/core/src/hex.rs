@@ -54,6 +54,19 @@ pub fn push_u64(out: &mut String, v: u64, digits: usize) {
     }
 }
 
+/// Parses 1..=32 hex digits of either case as a 128-bit value (for B3 and Jaeger ids,
+/// which are not bound by W3C's lowercase rule).
+pub fn parse_u128_any_case(src: &[u8]) -> Option<u128> {
+    if src.is_empty() || src.len() > 32 {
+        return None;
+    }
+    let mut v: u128 = 0;
+    for &c in src {
+        v = (v << 4) | u128::from((c as char).to_digit(16)?);
+    }
+    Some(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,8 @@
 //! - [`sampling`]: OTel consistent probability sampling (`th`/`rv`, thresholds, decisions).
 //! - [`propagation`]: `Extractor`/`Injector` traits and the header formats.
 #![forbid(unsafe_code)]
+// Test tables are tuples of (input, expected, reason): clearer inline than behind aliases.
+#![cfg_attr(test, allow(clippy::type_complexity))]
 
 mod hex;
 pub mod ids;
