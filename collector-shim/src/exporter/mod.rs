@@ -1,7 +1,21 @@
 //! Exporters: one small trait, one module per backend (model mapping apart from transport).
+//!
+//! Layout: `config` (the `exporters:` entries and their defaults), `attrs` (attribute helpers
+//! shared by the mappings), `http` + `retry` (the shared transport and backoff policy), and one
+//! folder per backend with `model.rs` (pure mapping to the wire format) beside `mod.rs` (transport).
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::SpanRecord;
+
+pub mod attrs;
+pub mod config;
+pub mod console;
+
+pub use config::{
+    Compression, ConsoleConfig, ExporterConfig, FileConfig, JaegerConfig, OtlpConfig, RetryConfig,
+    ZipkinConfig,
+};
 
 /// Why an export attempt failed, classified once so retries are decided in one place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,4 +74,20 @@ pub struct ExporterTelemetry {
     pub retries: prometheus_client::metrics::counter::Counter,
     /// Attempts that failed, whatever happened next.
     pub failed_attempts: prometheus_client::metrics::counter::Counter,
+    /// Spans the backend accepted the request for but rejected (OTLP partial success); not retried.
+    pub rejected_spans: prometheus_client::metrics::counter::Counter,
+    /// Spans an exporter dropped itself (the file exporter at its size cap).
+    pub dropped_spans: prometheus_client::metrics::counter::Counter,
+}
+
+/// Builds the exporter a config entry describes. The config must have passed
+/// [`ExporterConfig::validate`]; errors here are the same kind (key and reason).
+pub fn build(cfg: &ExporterConfig, telemetry: ExporterTelemetry) -> Result<Arc<dyn Exporter>, String> {
+    cfg.validate()?;
+    let name = cfg.name();
+    let _ = &telemetry;
+    match cfg {
+        ExporterConfig::Console(_) => Ok(Arc::new(console::ConsoleExporter::stdout(name))),
+        other => Err(format!("type: `{}` exporter is not implemented yet", other.kind())),
+    }
 }
