@@ -1,1 +1,46 @@
-//! Test harness shared by the integration and end-to-end tests.
+//! Test harness for AetherFlow Tracing: the real `trace_filter.wasm` in real Envoy, real servers on
+//! loopback, real wire formats decoded by independent code.
+//!
+//! Used by the filter integration tests (`tests/tests/filter_*.rs`), the end-to-end tests, the demo
+//! and the benchmarks.
+//!
+//! # Layout
+//! - [`paths`]: where the `.wasm`, Envoy, Python and the shim binary are (`AETHERFLOW_*` env vars).
+//! - [`envoy_config`]: the shipped `envoy/envoy.yaml`, with addresses/ports/paths substituted
+//!   ([`EnvoyConfig::substitute`]) and, for tests, the filter JSON edited.
+//! - [`envoy`]: start Envoy ([`Envoy::start`], kill on drop), readiness, bound ports, `/stats`,
+//!   the log, wasm failure detection, and `envoy --mode validate` ([`envoy::validate`]).
+//! - [`upstream`]: an HTTP/1.1 + h2c upstream that records requests and answers programmable
+//!   responses, gRPC included (trailers, trailers-only, N frames, missing status, delays).
+//! - [`shim`]: a fake collector shim decoding OTLP protobuf, switchable to slow / 500 / closed.
+//! - [`http_client`]: HTTP/1.1, h2c and raw-bytes requests.
+//! - [`grpc`]: gRPC framing and status names.
+//! - [`stack`]: upstream + shim + Envoy in one call ([`StackBuilder`]).
+//!
+//! # Example
+//! ```no_run
+//! # async fn demo() {
+//! use aetherflow_tests::{http_client::{self, ClientRequest}, stack::*};
+//! let stack = StackBuilder::new().ingress_filter(|c| { c.insert("sample_ratio".into(), 0.5.into()); }).start().await;
+//! let resp = http_client::send(stack.envoy.ingress(), &ClientRequest::get("/hello"), REQUEST_TIMEOUT).await.unwrap();
+//! let trace_id = resp.header("x-trace-id").unwrap();
+//! let span = stack.shim.span_of_trace(&trace_id, SPAN_WAIT).await;
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod envoy;
+pub mod envoy_config;
+pub mod grpc;
+pub mod http_client;
+pub mod paths;
+pub mod shim;
+pub mod stack;
+pub mod upstream;
+
+pub use envoy::{Envoy, EnvoyOptions};
+pub use envoy_config::{EnvoyConfig, Substitutions};
+pub use shim::{FakeShim, ReceivedSpan, ShimMode};
+pub use stack::{Stack, StackBuilder};
+pub use upstream::{RecordedRequest, ResponsePlan, UpstreamServer};

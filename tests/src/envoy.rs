@@ -1,0 +1,361 @@
+//! A real Envoy process for tests, the demo and the benchmarks.
+//!
+//! Listeners and the admin interface bind port 0 and the real ports are read back (admin address
+//! file, admin `/listeners`), so nothing races for a port. The process is killed when the handle
+//! drops; its log stays readable until then ([`Envoy::log`]).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::envoy_config::EnvoyConfig;
+use crate::http_client;
+
+/// How to start Envoy.
+#[derive(Clone, Debug)]
+pub struct EnvoyOptions {
+    /// Worker threads (`--concurrency`); each worker runs its own wasm VM.
+    pub concurrency: usize,
+    /// Envoy's log level (`-l`). `info` shows the filter's info/warn/error lines.
+    pub log_level: String,
+    /// Extra `--component-log-level` value, e.g. `wasm:debug`.
+    pub component_log_level: Option<String>,
+    /// How long start-up (V8 compiling the module per worker) may take on a busy machine.
+    pub startup_timeout: Duration,
+    /// The binary; defaults to [`crate::paths::envoy`].
+    pub binary: PathBuf,
+}
+
+impl Default for EnvoyOptions {
+    fn default() -> Self {
+        EnvoyOptions {
+            concurrency: 1,
+            log_level: "info".into(),
+            component_log_level: None,
+            startup_timeout: Duration::from_secs(90),
+            binary: crate::paths::envoy(),
+        }
+    }
+}
+
+/// A running Envoy; killed on drop.
+pub struct Envoy {
+    child: Option<Child>,
+    // Holds the config and the logs; removed when the handle drops.
+    dir: tempfile::TempDir,
+    admin: SocketAddr,
+    listeners: BTreeMap<String, SocketAddr>,
+}
+
+impl Envoy {
+    /// Writes `config` (already substituted, see [`EnvoyConfig::substitute`]) and starts Envoy with it,
+    /// then waits until admin `/ready` answers 200 and reads the bound listener addresses.
+    pub async fn start(config: &EnvoyConfig, opts: &EnvoyOptions) -> Result<Envoy, String> {
+        crate::paths::require(&opts.binary, "make tools");
+        let dir = tempfile::Builder::new()
+            .prefix("aetherflow-envoy-")
+            .tempdir()
+            .map_err(|e| format!("tempdir: {e}"))?;
+        let cfg_path = dir.path().join("envoy.yaml");
+        config.write_to(&cfg_path)?;
+        let admin_file = dir.path().join("admin-address");
+        let stderr =
+            std::fs::File::create(dir.path().join("stderr.log")).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(&opts.binary);
+        cmd.arg("-c")
+            .arg(&cfg_path)
+            .arg("--concurrency")
+            .arg(opts.concurrency.to_string())
+            .arg("-l")
+            .arg(&opts.log_level)
+            .arg("--admin-address-path")
+            .arg(&admin_file)
+            // Several Envoys run at once in the test suite: no shared-memory hot-restart region.
+            .arg("--disable-hot-restart")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        if let Some(levels) = &opts.component_log_level {
+            cmd.arg("--component-log-level").arg(levels);
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("spawning {}: {e}", opts.binary.display()))?;
+        let mut envoy = Envoy {
+            child: Some(child),
+            dir,
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listeners: BTreeMap::new(),
+        };
+        let deadline = Instant::now() + opts.startup_timeout;
+        envoy.admin = loop {
+            envoy.check_alive()?;
+            if let Ok(text) = std::fs::read_to_string(&admin_file) {
+                if let Ok(addr) = text.trim().parse() {
+                    break addr;
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "Envoy wrote no admin address in time; log:\n{}",
+                    envoy.log()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        loop {
+            envoy.check_alive()?;
+            if let Ok((200, _)) = envoy.admin_get("/ready").await {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("Envoy not ready in time; log:\n{}", envoy.log()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        envoy.listeners = envoy.read_listeners().await?;
+        Ok(envoy)
+    }
+
+    fn check_alive(&mut self) -> Result<(), String> {
+        if let Some(child) = self.child.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "Envoy exited during start-up ({status}); log:\n{}",
+                    self.log()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn read_listeners(&self) -> Result<BTreeMap<String, SocketAddr>, String> {
+        let (status, body) = self.admin_get("/listeners?format=json").await?;
+        if status != 200 {
+            return Err(format!("admin /listeners answered {status}"));
+        }
+        let json: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        let mut out = BTreeMap::new();
+        for l in json["listener_statuses"].as_array().into_iter().flatten() {
+            let sa = &l["local_address"]["socket_address"];
+            if let (Some(name), Some(ip), Some(port)) = (
+                l["name"].as_str(),
+                sa["address"].as_str(),
+                sa["port_value"].as_u64(),
+            ) {
+                let ip = ip
+                    .parse()
+                    .map_err(|e| format!("listener address {ip}: {e}"))?;
+                out.insert(name.to_string(), SocketAddr::new(ip, port as u16));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The admin interface address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// The bound address of listener `name`. Panics if there is no such listener.
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        *self
+            .listeners
+            .get(name)
+            .unwrap_or_else(|| panic!("no listener `{name}` (have {:?})", self.listeners.keys()))
+    }
+
+    /// The ingress listener (SERVER spans).
+    pub fn ingress(&self) -> SocketAddr {
+        self.listener(crate::envoy_config::INGRESS)
+    }
+
+    /// The egress listener (CLIENT spans).
+    pub fn egress(&self) -> SocketAddr {
+        self.listener(crate::envoy_config::EGRESS)
+    }
+
+    /// The OS process id (benchmarks read its CPU time and memory).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Directory holding the written config and the logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Everything Envoy logged so far. Envoy logs to stderr, which goes straight to a file (no
+    /// `--log-path`: that file is flushed only every few seconds).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// The last `n` lines of the log, for assertion messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// `GET path` on the admin interface: (status, body).
+    pub async fn admin_get(&self, path: &str) -> Result<(u16, String), String> {
+        let resp = http_client::get(self.admin, path, Duration::from_secs(10)).await?;
+        Ok((
+            resp.status,
+            String::from_utf8_lossy(&resp.body).into_owned(),
+        ))
+    }
+
+    /// All counters and gauges from admin `/stats` (histograms are skipped).
+    pub async fn stats(&self) -> Result<BTreeMap<String, u64>, String> {
+        let (status, body) = self.admin_get("/stats").await?;
+        if status != 200 {
+            return Err(format!("admin /stats answered {status}"));
+        }
+        Ok(parse_stats(&body))
+    }
+
+    /// One stat's value; 0 when Envoy does not list it (a counter never incremented may be absent).
+    pub async fn stat(&self, name: &str) -> u64 {
+        self.stats()
+            .await
+            .ok()
+            .and_then(|s| s.get(name).copied())
+            .unwrap_or(0)
+    }
+
+    /// A filter metric: `wasmcustom.<name>`.
+    pub async fn filter_metric(&self, name: &str) -> u64 {
+        self.stat(&format!("wasmcustom.{name}")).await
+    }
+
+    /// Polls the filter metric `name` until `pred` holds; returns the last value on timeout as Err.
+    pub async fn wait_filter_metric(
+        &self,
+        name: &str,
+        timeout: Duration,
+        pred: impl Fn(u64) -> bool,
+    ) -> Result<u64, u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.filter_metric(name).await;
+            if pred(v) {
+                return Ok(v);
+            }
+            if Instant::now() > deadline {
+                return Err(v);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Evidence of a wasm VM failure: non-zero `wasm.*` failure stats and log lines showing a panic,
+    /// a trap or a failed VM. The filter's own log lines (`wasm log ...`) count only when they panic.
+    pub async fn wasm_failures(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        if let Ok(stats) = self.stats().await {
+            for (name, value) in stats {
+                let lower = name.to_ascii_lowercase();
+                let failure_stat = lower.starts_with("wasm")
+                    && !lower.starts_with("wasmcustom.")
+                    && (lower.contains("fail")
+                        || lower.contains("crash")
+                        || lower.contains("error"));
+                if failure_stat && value > 0 {
+                    found.push(format!("stat {name} = {value}"));
+                }
+            }
+        }
+        found.extend(wasm_failure_lines(&self.log()));
+        found
+    }
+
+    /// Asserts [`Envoy::wasm_failures`] is empty, printing the log tail otherwise.
+    pub async fn assert_no_wasm_failures(&self) {
+        let failures = self.wasm_failures().await;
+        assert!(
+            failures.is_empty(),
+            "wasm VM failures: {failures:#?}\nlog tail:\n{}",
+            self.log_tail(60)
+        );
+    }
+
+    /// Stops Envoy (SIGKILL: the tests do not depend on a graceful drain) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Log lines that show a wasm VM failure (panic, trap, failed VM or plugin).
+pub fn wasm_failure_lines(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|line| {
+            let l = line.to_ascii_lowercase();
+            if l.contains("panic") {
+                return true;
+            }
+            let own_log_line = l.contains("wasm log");
+            let wasm_related = l.contains("wasm") || l.contains("proxy_on_");
+            wasm_related
+                && !own_log_line
+                && (l.contains("failed")
+                    || l.contains("runtimeerror")
+                    || l.contains("unreachable")
+                    || l.contains("crash"))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Parses admin `/stats` text (`name: value` lines); non-integer values (histograms) are skipped.
+pub fn parse_stats(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|line| {
+            let (name, value) = line.rsplit_once(": ")?;
+            Some((name.trim().to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Outcome of `envoy --mode validate`.
+#[derive(Debug)]
+pub struct Validation {
+    /// Envoy accepted the configuration (exit status 0 and its "OK" line).
+    pub accepted: bool,
+    /// Everything Envoy printed.
+    pub output: String,
+}
+
+/// Runs `envoy --mode validate` on `config`: loads the `.wasm` and runs the filter's `on_configure`.
+pub fn validate(config: &EnvoyConfig, binary: &Path) -> Result<Validation, String> {
+    crate::paths::require(binary, "make tools");
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path = dir.path().join("envoy.yaml");
+    config.write_to(&path)?;
+    let out = Command::new(binary)
+        .arg("--mode")
+        .arg("validate")
+        .arg("-c")
+        .arg(&path)
+        .arg("-l")
+        .arg("info")
+        .arg("--disable-hot-restart")
+        .output()
+        .map_err(|e| format!("running {}: {e}", binary.display()))?;
+    let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+    output.push_str(&String::from_utf8_lossy(&out.stderr));
+    let accepted = out.status.success() && output.contains("OK");
+    Ok(Validation { accepted, output })
+}
