@@ -1,0 +1,404 @@
+//! Envoy for one benchmark configuration: the generated bootstrap, the process, its admin API.
+//!
+//! Every configuration shares the same listener, route, upstream cluster and runtime layer; only
+//! the tracing part differs, so the difference in cost is the tracer's.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::net::TcpStream;
+
+use crate::loadgen::Workload;
+
+/// The tracing set-ups compared side by side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tracer {
+    /// No tracing at all: the baseline.
+    Baseline,
+    /// `trace_filter.wasm` exporting OTLP to collector-shim.
+    Filter,
+    /// Envoy's native `envoy.tracers.opentelemetry`, OTLP/HTTP to the same shim.
+    NativeOtel,
+    /// Envoy's native `envoy.tracers.zipkin`, Zipkin v2 JSON straight to the sink.
+    NativeZipkin,
+}
+
+impl Tracer {
+    /// All configurations, baseline first.
+    pub const ALL: [Tracer; 4] = [
+        Tracer::Baseline,
+        Tracer::Filter,
+        Tracer::NativeOtel,
+        Tracer::NativeZipkin,
+    ];
+
+    /// The name used in the table, the JSON and the plot.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tracer::Baseline => "baseline",
+            Tracer::Filter => "filter",
+            Tracer::NativeOtel => "native-otel",
+            Tracer::NativeZipkin => "native-zipkin",
+        }
+    }
+
+    /// Spans Envoy produces per request (one server span: the native tracers are run with
+    /// `spawn_upstream_span: false`, the filter makes one span per stream).
+    pub fn spans_per_request(self) -> u64 {
+        match self {
+            Tracer::Baseline => 0,
+            _ => 1,
+        }
+    }
+}
+
+/// Everything needed to render one Envoy bootstrap.
+pub struct Setup<'a> {
+    /// Which tracer.
+    pub tracer: Tracer,
+    /// HTTP/1.1 or gRPC traffic (the upstream cluster speaks h2c for gRPC).
+    pub workload: Workload,
+    /// The upstream service.
+    pub upstream: SocketAddr,
+    /// OTLP/HTTP receiver for the filter and the native OpenTelemetry tracer (the shim).
+    pub otlp: SocketAddr,
+    /// Zipkin receiver for the native Zipkin tracer (the sink).
+    pub zipkin: SocketAddr,
+    /// Head-sampling ratio, the same for every tracer.
+    pub sample_ratio: f64,
+    /// Spans per export batch, the same for every tracer (filter `max_batch_spans`, native
+    /// `tracing.*.min_flush_spans`).
+    pub batch_spans: u32,
+    /// Flush interval, the same for every tracer.
+    pub flush_interval_ms: u32,
+    /// The filter module.
+    pub wasm: &'a Path,
+}
+
+fn cluster(name: &str, addr: SocketAddr, h2: bool) -> String {
+    let protocol = if h2 {
+        r#"
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }"#
+    } else {
+        ""
+    };
+    format!(
+        r#"
+  - name: {name}
+    type: STATIC
+    connect_timeout: 1s{protocol}
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{ address: {ip}, port_value: {port} }}"#,
+        ip = addr.ip(),
+        port = addr.port()
+    )
+}
+
+impl Setup<'_> {
+    /// The Envoy bootstrap YAML.
+    pub fn render(&self) -> String {
+        let percent = self.sample_ratio * 100.0;
+        let tracing = match self.tracer {
+            Tracer::Baseline | Tracer::Filter => String::new(),
+            Tracer::NativeOtel => format!(
+                r#"
+          tracing:
+            random_sampling: {{ value: {percent} }}
+            spawn_upstream_span: false
+            provider:
+              name: envoy.tracers.opentelemetry
+              typed_config:
+                "@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig
+                service_name: bench-envoy
+                http_service:
+                  http_uri:
+                    uri: "http://{otlp}/v1/traces"
+                    cluster: trace_shim
+                    timeout: 1s"#,
+                otlp = self.otlp
+            ),
+            Tracer::NativeZipkin => r#"
+          tracing:
+            random_sampling: { value: PERCENT }
+            spawn_upstream_span: false
+            provider:
+              name: envoy.tracers.zipkin
+              typed_config:
+                "@type": type.googleapis.com/envoy.config.trace.v3.ZipkinConfig
+                collector_cluster: zipkin_sink
+                collector_endpoint: /api/v2/spans
+                collector_endpoint_version: HTTP_JSON"#
+                .replace("PERCENT", &percent.to_string()),
+        };
+        let wasm_filter = if self.tracer == Tracer::Filter {
+            let config = serde_json::json!({
+                "service_name": "bench-envoy",
+                "sample_ratio": self.sample_ratio,
+                "max_batch_spans": self.batch_spans,
+                "flush_interval_ms": self.flush_interval_ms,
+            });
+            format!(
+                r#"
+          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: aetherflow_trace
+                root_id: aetherflow_trace
+                failure_policy: FAIL_OPEN
+                vm_config:
+                  vm_id: aetherflow_trace
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: {wasm} }} }}
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: {config}"#,
+                wasm = serde_json::to_string(&self.wasm.display().to_string()).unwrap_or_default(),
+                config = serde_json::to_string(&config.to_string()).unwrap_or_default(),
+            )
+        } else {
+            String::new()
+        };
+        let mut clusters = cluster("upstream", self.upstream, self.workload == Workload::Grpc);
+        clusters += &cluster("trace_shim", self.otlp, false);
+        clusters += &cluster("zipkin_sink", self.zipkin, false);
+        format!(
+            r#"# Generated by aetherflow-bench for the "{name}" configuration.
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+layered_runtime:
+  layers:
+  - name: bench
+    static_layer:
+      # The same flush batch for every tracer (the filter: max_batch_spans / flush_interval_ms).
+      tracing.opentelemetry.min_flush_spans: {batch}
+      tracing.opentelemetry.flush_interval_ms: {interval}
+      tracing.zipkin.min_flush_spans: {batch}
+      tracing.zipkin.flush_interval_ms: {interval}
+static_resources:
+  listeners:
+  - name: ingress
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          codec_type: AUTO{tracing}
+          route_config:
+            name: bench_routes
+            virtual_hosts:
+            - name: bench
+              domains: ["*"]
+              routes:
+              - name: bench_route
+                match: {{ prefix: "/" }}
+                route: {{ cluster: upstream, timeout: 5s }}
+          http_filters:{wasm_filter}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:{clusters}
+"#,
+            name = self.tracer.name(),
+            batch = self.batch_spans,
+            interval = self.flush_interval_ms,
+        )
+    }
+}
+
+/// A running Envoy; dropping it stops the process.
+pub struct Envoy {
+    child: Child,
+    /// The admin interface.
+    pub admin: SocketAddr,
+    /// The ingress listener.
+    pub listener: SocketAddr,
+    /// Envoy's log file (read for the error message when start-up fails).
+    pub log: PathBuf,
+}
+
+impl Envoy {
+    /// Starts `envoy` with one worker thread on `bootstrap` (written into `dir`) and waits,
+    /// bounded, until it is ready and its listener is bound.
+    pub async fn start(envoy: &Path, bootstrap: &str, dir: &Path) -> Result<Self, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let config = dir.join("envoy.yaml");
+        let admin_file = dir.join("admin-address.txt");
+        let log = dir.join("envoy.log");
+        let _ = std::fs::remove_file(&admin_file);
+        std::fs::write(&config, bootstrap).map_err(|e| format!("write config: {e}"))?;
+        let child = Command::new(envoy)
+            .arg("-c")
+            .arg(&config)
+            .args(["--concurrency", "1", "--disable-hot-restart", "-l", "warning"])
+            .arg("--log-path")
+            .arg(&log)
+            .arg("--admin-address-path")
+            .arg(&admin_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("start {}: {e}", envoy.display()))?;
+        let mut envoy = Self {
+            child,
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listener: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = envoy.child.try_wait() {
+                return Err(format!("envoy exited during start-up ({status}): {}", envoy.log_tail()));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("envoy not ready within 60 s: {}", envoy.log_tail()));
+            }
+            if envoy.admin.port() == 0 {
+                if let Some(addr) = std::fs::read_to_string(&admin_file)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                {
+                    envoy.admin = addr;
+                }
+            }
+            if envoy.admin.port() != 0 && admin_get(envoy.admin, "/ready").await.is_ok_and(|r| r.trim() == "LIVE") {
+                if let Some(port) = admin_get(envoy.admin, "/listeners?format=json")
+                    .await
+                    .ok()
+                    .and_then(|json| listener_port(&json))
+                {
+                    envoy.listener.set_port(port);
+                    return Ok(envoy);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The process id, for `/proc` readings.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Counters and gauges whose names contain one of `parts` (admin `/stats`, text format).
+    pub async fn stats(&self, parts: &[&str]) -> BTreeMap<String, u64> {
+        let text = admin_get(self.admin, "/stats").await.unwrap_or_default();
+        text.lines()
+            .filter_map(|line| line.split_once(": "))
+            .filter(|(name, _)| parts.iter().any(|p| name.contains(p)))
+            .filter_map(|(name, value)| Some((name.to_owned(), value.trim().parse().ok()?)))
+            .collect()
+    }
+
+    /// The last lines of Envoy's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(8)..].join("\n")
+    }
+
+    /// Lines of Envoy's log at error level or above (a healthy run has none).
+    pub fn log_errors(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("][error]") || l.contains("][critical]"))
+            .take(5)
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
+    }
+}
+
+/// SIGTERM, a bounded wait, then SIGKILL.
+pub fn stop_child(child: &mut Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: signalling our own child process by its id.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    for _ in 0..100 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn listener_port(json: &str) -> Option<u16> {
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    let port = value
+        .get("listener_statuses")?
+        .get(0)?
+        .get("local_address")?
+        .get("socket_address")?
+        .get("port_value")?
+        .as_u64()?;
+    u16::try_from(port).ok().filter(|p| *p != 0)
+}
+
+/// A GET on Envoy's admin interface; the body on 200.
+pub async fn admin_get(admin: SocketAddr, path: &str) -> Result<String, String> {
+    let stream = TcpStream::connect(admin).await.map_err(|e| e.to_string())?;
+    let (mut sender, conn) = http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, "admin")
+        .body(Empty::new())
+        .map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request))
+        .await
+        .map_err(|_| "admin request timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = response.into_body().collect().await.map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&body.to_bytes()).into_owned();
+    if status.is_success() {
+        Ok(text)
+    } else {
+        Err(format!("{status}: {text}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listener_port_is_read_from_admin_json() {
+        let json = r#"{"listener_statuses":[{"name":"ingress","local_address":{"socket_address":{"address":"127.0.0.1","port_value":40123}}}]}"#;
+        assert_eq!(listener_port(json), Some(40123));
+        assert_eq!(listener_port("{}"), None);
+    }
+}

@@ -1,0 +1,224 @@
+//! `make bench` entry point: Envoy with no tracing, with the trace filter + collector-shim, with the
+//! native OpenTelemetry tracer and with the native Zipkin tracer, side by side.
+//!
+//! Environment:
+//! - `BENCH_QUICK=1`: the quick profile (the smoke check, under 2 minutes);
+//! - `BENCH_OUT`: where `harness.json` and `harness.png` go (default `bench/results`, or
+//!   `target/bench-quick` in quick mode so the committed results stay those of a full run);
+//! - `BENCH_CONFIGS`: a comma list among `baseline,filter,native-otel,native-zipkin` (default all);
+//! - `BENCH_WORKLOADS`: a comma list among `http1,grpc` (default both);
+//! - `BENCH_ROUNDS`, `BENCH_RATE` (req/s), `BENCH_SOAK` (requests): override the profile;
+//! - `AETHERFLOW_ENVOY`, `AETHERFLOW_WASM`, `AETHERFLOW_SHIM_BIN`: the components (see README).
+
+use std::process::ExitCode;
+
+use aetherflow_bench::envoy::Tracer;
+use aetherflow_bench::harness::{self, Components, Harness, Profile};
+use aetherflow_bench::loadgen::Workload;
+use aetherflow_bench::report::{self, Report};
+use aetherflow_bench::{path_from_env, plot, workspace_root};
+
+fn env_list(name: &str) -> Option<Vec<String>> {
+    let v = std::env::var(name).ok().filter(|v| !v.trim().is_empty())?;
+    Some(v.split(',').map(|s| s.trim().to_lowercase()).collect())
+}
+
+fn env_num<T: std::str::FromStr>(name: &str) -> Result<Option<T>, String> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{name}={v}: not a number")),
+        _ => Ok(None),
+    }
+}
+
+fn configure() -> Result<(Profile, Components, Vec<Tracer>, Vec<Workload>, std::path::PathBuf), String> {
+    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1" || v == "true");
+    let mut profile = if quick { Profile::quick() } else { Profile::full() };
+    if let Some(r) = env_num("BENCH_ROUNDS")? {
+        profile.rounds = r;
+    }
+    if let Some(r) = env_num("BENCH_RATE")? {
+        profile.rate = Some(r);
+    }
+    if let Some(s) = env_num("BENCH_SOAK")? {
+        profile.soak = s;
+    }
+    let tracers = match env_list("BENCH_CONFIGS") {
+        None => Tracer::ALL.to_vec(),
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                Tracer::ALL
+                    .into_iter()
+                    .find(|t| t.name() == n)
+                    .ok_or_else(|| format!("BENCH_CONFIGS: unknown configuration {n:?}"))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let workloads = match env_list("BENCH_WORKLOADS") {
+        None => vec![Workload::Http1, Workload::Grpc],
+        Some(names) => names
+            .iter()
+            .map(|n| match n.as_str() {
+                "http1" => Ok(Workload::Http1),
+                "grpc" => Ok(Workload::Grpc),
+                _ => Err(format!("BENCH_WORKLOADS: unknown workload {n:?}")),
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let shim = path_from_env("AETHERFLOW_SHIM_BIN", "target/release/collector-shim");
+    let shim = if shim.exists() {
+        Some(shim)
+    } else {
+        eprintln!(
+            "bench: {} not found: the filter and native-otel send OTLP straight to the sink",
+            shim.display()
+        );
+        None
+    };
+    let components = Components {
+        envoy: path_from_env("AETHERFLOW_ENVOY", ".tools/bin/envoy"),
+        wasm: path_from_env("AETHERFLOW_WASM", "target/wasm32-wasip1/release/trace_filter.wasm"),
+        shim,
+        work_dir: std::env::temp_dir().join(format!("aetherflow-bench-{}", std::process::id())),
+    };
+    let out = match std::env::var_os("BENCH_OUT") {
+        Some(v) if !v.is_empty() => v.into(),
+        _ if quick => workspace_root().join("target/bench-quick"),
+        _ => workspace_root().join("bench/results"),
+    };
+    Ok((profile, components, tracers, workloads, out))
+}
+
+fn main() -> ExitCode {
+    let (profile, components, tracers, workloads, out) = match configure() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bench: tokio runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(profile, components, &tracers, &workloads, &out)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs everything and writes the outputs; Ok(false) when a configuration failed requests or
+/// lost spans (the figures are still written).
+async fn run(
+    profile: Profile,
+    components: Components,
+    tracers: &[Tracer],
+    workloads: &[Workload],
+    out: &std::path::Path,
+) -> Result<bool, String> {
+    let started = std::time::Instant::now();
+    eprintln!(
+        "bench: {} profile, {} round(s), configurations {:?}, Envoy {}",
+        profile.name,
+        profile.rounds,
+        tracers.iter().map(|t| t.name()).collect::<Vec<_>>(),
+        components.envoy.display()
+    );
+    let envoy_version = std::process::Command::new(&components.envoy)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let wasm_bytes = std::fs::metadata(&components.wasm).ok().map(|m| m.len());
+    let work_dir = components.work_dir.clone();
+    let mut bench = Harness::new(profile.clone(), components).await?;
+    let samples = bench
+        .run(tracers, workloads, |s| {
+            eprintln!(
+                "bench: [{:>5.0}s] round {} {:<13} {:<5} cpu {:>6.1} µs/req  {:>6.0} req/s  p99 {:>6} µs  spans {}/{}  failed {}",
+                started.elapsed().as_secs_f64(),
+                s.round + 1,
+                s.tracer.name(),
+                format!("{:?}", s.workload).to_lowercase(),
+                s.envoy_cpu_us_per_request,
+                s.throughput_rps,
+                s.latency_p99_us.map_or("-".into(), |v| format!("{v:.0}")),
+                s.spans_received,
+                s.spans_expected,
+                s.requests_failed,
+            );
+        })
+        .await?;
+    let rows = report::summarize(&samples);
+    let healthy = rows
+        .iter()
+        .all(|r| r.requests_failed == 0 && r.spans_received >= r.spans_expected);
+    let report = Report {
+        schema: "aetherflow-bench harness result v1",
+        finished_at: now_rfc3339(),
+        profile,
+        envoy_version,
+        wasm_bytes,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        sample_ratio: harness::SAMPLE_RATIO,
+        batch_spans: harness::BATCH_SPANS,
+        flush_interval_ms: harness::FLUSH_INTERVAL_MS,
+        rate_rps: bench.rate(),
+        rows,
+        samples,
+    };
+    println!("{}", report::table(&report.rows));
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    let json_path = out.join("harness.json");
+    std::fs::write(&json_path, json + "\n").map_err(|e| format!("{}: {e}", json_path.display()))?;
+    let png_path = out.join("harness.png");
+    match plot::write_png(&report.rows, &png_path) {
+        Ok(()) => eprintln!("bench: wrote {} and {}", json_path.display(), png_path.display()),
+        Err(e) => eprintln!("bench: wrote {}; plot skipped: {e}", json_path.display()),
+    }
+    let _ = std::fs::remove_dir_all(&work_dir);
+    if !healthy {
+        eprintln!("bench: some configuration failed requests or lost spans (see the table)");
+    }
+    eprintln!("bench: done in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(healthy)
+}
+
+/// UTC time as RFC 3339 without a date crate (days-to-civil conversion).
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
