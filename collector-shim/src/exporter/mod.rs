@@ -11,6 +11,8 @@ use crate::model::SpanRecord;
 pub mod attrs;
 pub mod config;
 pub mod console;
+pub mod http;
+pub mod retry;
 
 pub use config::{
     Compression, ConsoleConfig, ExporterConfig, FileConfig, JaegerConfig, OtlpConfig, RetryConfig,

@@ -1,0 +1,176 @@
+//! The one retry policy of the HTTP exporters: exponential backoff with full jitter, bounded
+//! by a maximum elapsed time, honoring the backend's `Retry-After`.
+//!
+//! Classification happens in `exporter::http` (status codes and connection errors into
+//! [`ExportError`]); this module only decides whether and when to try again.
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+use tokio::time::Instant;
+
+use crate::exporter::config::RetryConfig;
+use crate::exporter::{ExportError, ExporterTelemetry};
+
+/// Runs `attempt` until it succeeds, fails for good, or the policy's time budget is spent.
+///
+/// Waits before attempt n+1 a uniformly random time in `[0, b]` where `b` starts at
+/// `initial_interval` and is multiplied by `multiplier` up to `max_interval` ("full jitter",
+/// which spreads the retries of many shims hitting one recovering backend). A throttling answer
+/// with `Retry-After` waits exactly that long instead. When the next wait would end past
+/// `max_elapsed_time` the last error is returned at once rather than sleeping in vain.
+pub async fn retry<F, Fut>(
+    policy: &RetryConfig,
+    telemetry: &ExporterTelemetry,
+    log: &LogLimiter,
+    exporter: &str,
+    mut attempt: F,
+) -> Result<(), ExportError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), ExportError>>,
+{
+    let started = Instant::now();
+    let mut ceiling = policy.initial_interval;
+    loop {
+        let err = match attempt().await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        telemetry.failed_attempts.inc();
+        let wait = match &err {
+            ExportError::NonRetryable(_) => return Err(err),
+            ExportError::Throttled { retry_after: Some(after), .. } => *after,
+            ExportError::Throttled { retry_after: None, .. } | ExportError::Retryable(_) => {
+                full_jitter(ceiling)
+            }
+        };
+        if !policy.enabled || started.elapsed() + wait > policy.max_elapsed_time {
+            return Err(err);
+        }
+        if log.allow() {
+            tracing::warn!(exporter, error = %err, retry_in_ms = wait.as_millis() as u64,
+                suppressed = log.take_suppressed(), "export attempt failed, retrying");
+        }
+        tokio::time::sleep(wait).await;
+        telemetry.retries.inc();
+        ceiling = next_ceiling(ceiling, policy);
+    }
+}
+
+fn full_jitter(ceiling: Duration) -> Duration {
+    let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(rand::rng().random_range(0..=nanos))
+}
+
+fn next_ceiling(current: Duration, policy: &RetryConfig) -> Duration {
+    current.mul_f64(policy.multiplier).min(policy.max_interval)
+}
+
+/// Parses a `Retry-After` value: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+/// A date in the past means "now"; anything unparsable is ignored (`None`).
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Lets one log line through per interval and counts the ones it held back, so a dead
+/// backend produces a bounded amount of log.
+#[derive(Debug)]
+pub struct LogLimiter {
+    /// Minimum time between two lines, in milliseconds.
+    interval_ms: u64,
+    /// When the last line went out, in ms since `origin` (`u64::MAX` = never).
+    last_ms: AtomicU64,
+    /// Lines held back since the last one went out.
+    suppressed: AtomicU64,
+    /// Reference point for `last_ms`.
+    origin: std::time::Instant,
+}
+
+impl LogLimiter {
+    /// At most one line per `interval`.
+    pub fn new(interval: Duration) -> Self {
+        LogLimiter {
+            interval_ms: interval.as_millis() as u64,
+            last_ms: AtomicU64::new(u64::MAX),
+            suppressed: AtomicU64::new(0),
+            origin: std::time::Instant::now(),
+        }
+    }
+
+    /// Whether a line may go out now; if not, it is counted as suppressed.
+    pub fn allow(&self) -> bool {
+        let now = self.origin.elapsed().as_millis() as u64;
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if last == u64::MAX || now.saturating_sub(last) >= self.interval_ms {
+            if self
+                .last_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                return true;
+            }
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
+    /// Lines held back since the previous call (reported with the next line that goes out).
+    pub fn take_suppressed(&self) -> u64 {
+        self.suppressed.swap(0, Ordering::Relaxed)
+    }
+}
+
+impl Default for LogLimiter {
+    /// One line per 10 seconds.
+    fn default() -> Self {
+        LogLimiter::new(Duration::from_secs(10))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = httpdate::parse_http_date("Tue, 24 Nov 2026 06:00:00 GMT").unwrap();
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Tue, 24 Nov 2026 06:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_retry_after("Tue, 24 Nov 2026 05:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn ceiling_grows_to_the_cap() {
+        let p = RetryConfig::default();
+        let mut c = p.initial_interval;
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            seen.push(c.as_millis());
+            c = next_ceiling(c, &p);
+        }
+        assert_eq!(seen, [500, 1000, 2000, 4000, 5000, 5000]);
+    }
+
+    #[test]
+    fn log_limiter_lets_one_line_per_interval() {
+        let l = LogLimiter::new(Duration::from_secs(3600));
+        assert!(l.allow());
+        assert!(!l.allow());
+        assert!(!l.allow());
+        assert_eq!(l.take_suppressed(), 2);
+        assert_eq!(l.take_suppressed(), 0);
+    }
+}
