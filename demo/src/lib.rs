@@ -7,6 +7,8 @@
 //! - `serve`: what both services share (incoming context, accept loop, streaming body).
 //! - `http_service` / `grpc_service`: the two upstreams behind Envoy (`demo-http`, `demo-grpc`).
 //! - `client`: HTTP and gRPC clients for the runner and the end-to-end tests.
+//! - `stack`: the whole pipeline on loopback (services, shim process, real Envoy).
+//! - `scenarios`: the demo's traffic and what each request must leave in the traces.
 //! - `trace_view`: exported spans (OTLP JSON lines or protobuf) rendered as trace trees.
 #![forbid(unsafe_code)]
 
@@ -15,6 +17,8 @@ pub mod grpc;
 pub mod grpc_service;
 pub mod http_service;
 pub mod otlp;
+pub mod scenarios;
 pub mod serve;
+pub mod stack;
 pub mod trace_context;
 pub mod trace_view;
