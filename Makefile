@@ -62,8 +62,11 @@ bench: tools wasm
 	@echo "make bench: the benchmark harness has not landed yet (issue 5)" >&2; exit 2
 
 ## demo: the whole pipeline on loopback without Docker, printing trace trees
+## (`make demo DEMO_KEEP=1` keeps it running for manual curl/grpcurl requests)
 demo: tools wasm
-	@echo "make demo: the demo has not landed yet (issue 4)" >&2; exit 2
+	@echo "==> make demo: building collector-shim and the demo services (the first build takes a few minutes)"
+	$(CARGO) build -p collector-shim -p aetherflow-demo --bins
+	@$(ROOT)/target/debug/aetherflow-demo
 
 ## up/down: the docker-compose stack in envoy/ (needs Docker)
 up:
