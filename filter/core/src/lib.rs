@@ -9,7 +9,13 @@
 // Test tables are tuples of (input, expected, reason): clearer inline than behind aliases.
 #![cfg_attr(test, allow(clippy::type_complexity))]
 
+pub mod config;
+pub mod grpc;
+pub mod head;
 mod hex;
 pub mod ids;
+pub mod otlp;
 pub mod propagation;
 pub mod sampling;
+pub mod semconv;
+pub mod span;

@@ -1,0 +1,446 @@
+//! The filter's JSON configuration (Envoy plugin `configuration`).
+//!
+//! Every key is optional and has the default documented on its field (and in
+//! `docs/filter.md`). An unknown key, a wrong type or a bad value is an error that names
+//! the key and the reason; the filter then refuses the configuration.
+
+use crate::propagation::{InboundFormat, OutboundFormat};
+use crate::sampling::Threshold;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Span kind of the proxy span.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpanKindConfig {
+    /// Ingress: the proxy serves the request (errors: 5xx).
+    Server,
+    /// Egress: the proxy calls a service (errors: 4xx and 5xx).
+    Client,
+}
+
+/// Inbound format names in JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InboundName {
+    /// `traceparent` / `tracestate`.
+    W3c,
+    /// `b3` / `x-b3-*`.
+    B3,
+    /// `uber-trace-id`.
+    Jaeger,
+}
+
+/// Outbound format names in JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboundName {
+    /// `traceparent` / `tracestate` (always written anyway).
+    W3c,
+    /// `x-b3-*`.
+    B3,
+    /// `b3`.
+    B3single,
+    /// `uber-trace-id`.
+    Jaeger,
+}
+
+/// The filter configuration. Field comments give the default and the unit.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Resource `service.name`. Default `"envoy-proxy"`.
+    pub service_name: String,
+    /// Resource `deployment.environment.name`; `""` (default) leaves it out.
+    pub deployment_environment: String,
+    /// Envoy cluster of the collector shim. Default `"trace_shim"`.
+    pub collector_cluster: String,
+    /// `:authority` of export requests. Default `"trace_shim"`.
+    pub collector_authority: String,
+    /// `:path` of export requests. Default `"/v1/traces"`.
+    pub collector_path: String,
+    /// Timeout of one export request, milliseconds. Default 1000.
+    pub collector_timeout_ms: u64,
+    /// Flush period of the span buffer, milliseconds. Default 1000.
+    pub flush_interval_ms: u64,
+    /// Spans per export request; reaching it triggers a flush. Default 256.
+    pub max_batch_spans: usize,
+    /// Spans buffered per VM at most; more are dropped and counted. Default 4096.
+    pub max_buffered_spans: usize,
+    /// Export requests in flight at most; a flush beyond it waits. Default 4.
+    pub max_inflight_dispatches: usize,
+    /// Head-sampling probability for new traces, 0..=1. Default 1.0.
+    pub sample_ratio: f64,
+    /// Unsampled requests still produce a record-only span. Default true.
+    pub record_unsampled: bool,
+    /// A request with this header set to `1` or `true` is sampled; `""` disables.
+    /// Default `"x-force-trace"`.
+    pub force_sample_header: String,
+    /// Continue incoming traces (true, default) or start a new trace linking to them.
+    pub trust_incoming_context: bool,
+    /// Formats read, W3C first. Default `["w3c","b3","jaeger"]`.
+    pub inbound_formats: Vec<InboundName>,
+    /// Formats written upstream besides W3C. Default `["w3c"]`.
+    pub outbound_formats: Vec<OutboundName>,
+    /// Response header carrying the trace id; `""` disables. Default `"x-trace-id"`.
+    pub trace_id_response_header: String,
+    /// Also send the W3C draft `traceresponse` header. Default false.
+    pub traceresponse_header: bool,
+    /// `"server"` (default) or `"client"`.
+    pub span_kind: SpanKindConfig,
+    /// Request headers recorded as `http.request.header.<name>`. Default `[]`.
+    pub record_request_headers: Vec<String>,
+    /// Response headers recorded as `http.response.header.<name>`. Default `[]`.
+    pub record_response_headers: Vec<String>,
+    /// Baggage keys copied to `baggage.<key>` attributes. Default `[]`.
+    pub baggage_to_attributes: Vec<String>,
+    /// Extra resource attributes. Default `{}`.
+    pub resource_attributes: BTreeMap<String, String>,
+    /// Count gRPC messages from body frame prefixes. Default true.
+    pub grpc_message_counting: bool,
+    /// Longest attribute value in bytes (cut on a UTF-8 boundary). Default 256.
+    pub max_attribute_length: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            service_name: "envoy-proxy".into(),
+            deployment_environment: String::new(),
+            collector_cluster: "trace_shim".into(),
+            collector_authority: "trace_shim".into(),
+            collector_path: "/v1/traces".into(),
+            collector_timeout_ms: 1000,
+            flush_interval_ms: 1000,
+            max_batch_spans: 256,
+            max_buffered_spans: 4096,
+            max_inflight_dispatches: 4,
+            sample_ratio: 1.0,
+            record_unsampled: true,
+            force_sample_header: "x-force-trace".into(),
+            trust_incoming_context: true,
+            inbound_formats: vec![InboundName::W3c, InboundName::B3, InboundName::Jaeger],
+            outbound_formats: vec![OutboundName::W3c],
+            trace_id_response_header: "x-trace-id".into(),
+            traceresponse_header: false,
+            span_kind: SpanKindConfig::Server,
+            record_request_headers: Vec::new(),
+            record_response_headers: Vec::new(),
+            baggage_to_attributes: Vec::new(),
+            resource_attributes: BTreeMap::new(),
+            grpc_message_counting: true,
+            max_attribute_length: 256,
+        }
+    }
+}
+
+/// A configuration error: the key at fault (`""` for the document itself) and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The offending key.
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "invalid configuration: {}", self.reason)
+        } else {
+            write!(
+                f,
+                "invalid configuration key `{}`: {}",
+                self.key, self.reason
+            )
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// RFC 7230 token characters, lowercase only (Envoy lowercases header names).
+fn is_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|c| {
+            c.is_ascii_lowercase()
+                || c.is_ascii_digit()
+                || matches!(
+                    c,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
+}
+
+/// Upper bounds that keep a typo from asking for gigabytes or hours.
+const MAX_BUFFERED_LIMIT: usize = 1_000_000;
+const MAX_INTERVAL_MS: u64 = 3_600_000;
+
+impl Config {
+    /// Parses and validates the plugin configuration. Empty input (no configuration) gives
+    /// the defaults.
+    pub fn from_json(input: &[u8]) -> Result<Config, ConfigError> {
+        if input.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Config::default());
+        }
+        let doc: serde_json::Value =
+            serde_json::from_slice(input).map_err(|e| err("", format!("not valid JSON: {e}")))?;
+        let serde_json::Value::Object(map) = doc else {
+            return Err(err("", "the configuration must be a JSON object"));
+        };
+        // Deserialize key by key first, so that a type error names its key (serde's own
+        // message for a whole struct only gives a line and column).
+        for (k, v) in &map {
+            let one = serde_json::Value::Object([(k.clone(), v.clone())].into_iter().collect());
+            if let Err(e) = serde_json::from_value::<Config>(one) {
+                let msg = e.to_string();
+                let reason = if msg.starts_with("unknown field") {
+                    "unknown key".to_owned()
+                } else {
+                    msg
+                };
+                return Err(err(k, reason));
+            }
+        }
+        let cfg: Config = serde_json::from_value(serde_json::Value::Object(map))
+            .map_err(|e| err("", e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that types alone do not constrain.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.service_name.is_empty() {
+            return Err(err("service_name", "must not be empty"));
+        }
+        if self.collector_cluster.is_empty() {
+            return Err(err("collector_cluster", "must not be empty"));
+        }
+        if self.collector_authority.is_empty() {
+            return Err(err("collector_authority", "must not be empty"));
+        }
+        if !self.collector_path.starts_with('/') {
+            return Err(err("collector_path", "must start with '/'"));
+        }
+        for (key, v) in [
+            ("collector_timeout_ms", self.collector_timeout_ms),
+            ("flush_interval_ms", self.flush_interval_ms),
+        ] {
+            if v == 0 || v > MAX_INTERVAL_MS {
+                return Err(err(key, format!("must be between 1 and {MAX_INTERVAL_MS}")));
+            }
+        }
+        if self.max_buffered_spans == 0 || self.max_buffered_spans > MAX_BUFFERED_LIMIT {
+            return Err(err(
+                "max_buffered_spans",
+                format!("must be between 1 and {MAX_BUFFERED_LIMIT}"),
+            ));
+        }
+        if self.max_batch_spans == 0 || self.max_batch_spans > self.max_buffered_spans {
+            return Err(err(
+                "max_batch_spans",
+                "must be between 1 and max_buffered_spans",
+            ));
+        }
+        if self.max_inflight_dispatches == 0 || self.max_inflight_dispatches > 1024 {
+            return Err(err("max_inflight_dispatches", "must be between 1 and 1024"));
+        }
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err(err("sample_ratio", "must be a number between 0 and 1"));
+        }
+        if !self.force_sample_header.is_empty() && !is_header_name(&self.force_sample_header) {
+            return Err(err(
+                "force_sample_header",
+                "must be a lowercase header name or \"\"",
+            ));
+        }
+        if !self.trace_id_response_header.is_empty()
+            && !is_header_name(&self.trace_id_response_header)
+        {
+            return Err(err(
+                "trace_id_response_header",
+                "must be a lowercase header name or \"\"",
+            ));
+        }
+        if self.inbound_formats.is_empty() {
+            return Err(err("inbound_formats", "must name at least one format"));
+        }
+        for (key, list) in [
+            ("record_request_headers", &self.record_request_headers),
+            ("record_response_headers", &self.record_response_headers),
+        ] {
+            if let Some(bad) = list.iter().find(|h| !is_header_name(h)) {
+                return Err(err(key, format!("{bad:?} is not a lowercase header name")));
+            }
+        }
+        if let Some(bad) = self.baggage_to_attributes.iter().find(|k| {
+            k.is_empty()
+                || !k
+                    .bytes()
+                    .all(|c| c.is_ascii_graphic() && !b"(),/:;<=>?@[\\]{}\"".contains(&c))
+        }) {
+            return Err(err(
+                "baggage_to_attributes",
+                format!("{bad:?} is not a baggage key"),
+            ));
+        }
+        if let Some(bad) = self.resource_attributes.keys().find(|k| k.is_empty()) {
+            return Err(err(
+                "resource_attributes",
+                format!("{bad:?}: keys must not be empty"),
+            ));
+        }
+        if self.max_attribute_length < 16 || self.max_attribute_length > 65_536 {
+            return Err(err("max_attribute_length", "must be between 16 and 65536"));
+        }
+        Ok(())
+    }
+
+    /// The head-sampling threshold for new traces.
+    pub fn threshold(&self) -> Threshold {
+        Threshold::from_probability(self.sample_ratio).unwrap_or(Threshold::ALWAYS)
+    }
+
+    /// Inbound formats, W3C first when enabled, then the configured order, no duplicates.
+    pub fn inbound(&self) -> Vec<InboundFormat> {
+        let mut out = Vec::new();
+        if self.inbound_formats.contains(&InboundName::W3c) {
+            out.push(InboundFormat::W3c);
+        }
+        for f in &self.inbound_formats {
+            let f = match f {
+                InboundName::W3c => continue,
+                InboundName::B3 => InboundFormat::B3,
+                InboundName::Jaeger => InboundFormat::Jaeger,
+            };
+            if !out.contains(&f) {
+                out.push(f);
+            }
+        }
+        out
+    }
+
+    /// Outbound legacy formats (W3C is always written), no duplicates.
+    pub fn outbound(&self) -> Vec<OutboundFormat> {
+        let mut out = Vec::new();
+        for f in &self.outbound_formats {
+            let f = match f {
+                OutboundName::W3c => continue,
+                OutboundName::B3 => OutboundFormat::B3,
+                OutboundName::B3single => OutboundFormat::B3Single,
+                OutboundName::Jaeger => OutboundFormat::Jaeger,
+            };
+            if !out.contains(&f) {
+                out.push(f);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_empty_object_give_defaults() {
+        assert_eq!(Config::from_json(b"").unwrap(), Config::default());
+        assert_eq!(Config::from_json(b" {} ").unwrap(), Config::default());
+        let d = Config::default();
+        assert_eq!(
+            d.inbound(),
+            vec![InboundFormat::W3c, InboundFormat::B3, InboundFormat::Jaeger]
+        );
+        assert!(d.outbound().is_empty());
+        assert_eq!(d.threshold(), Threshold::ALWAYS);
+    }
+
+    #[test]
+    fn every_key_parses() {
+        let json = br#"{
+            "service_name": "edge", "deployment_environment": "prod",
+            "collector_cluster": "c", "collector_authority": "a", "collector_path": "/p",
+            "collector_timeout_ms": 500, "flush_interval_ms": 200, "max_batch_spans": 10,
+            "max_buffered_spans": 100, "max_inflight_dispatches": 2, "sample_ratio": 0.25,
+            "record_unsampled": false, "force_sample_header": "x-debug",
+            "trust_incoming_context": false, "inbound_formats": ["jaeger", "w3c"],
+            "outbound_formats": ["w3c", "b3", "b3single", "jaeger"],
+            "trace_id_response_header": "", "traceresponse_header": true, "span_kind": "client",
+            "record_request_headers": ["x-user"], "record_response_headers": ["server"],
+            "baggage_to_attributes": ["tenant"], "resource_attributes": {"k8s.pod.name": "p"},
+            "grpc_message_counting": false, "max_attribute_length": 64
+        }"#;
+        let c = Config::from_json(json).unwrap();
+        assert_eq!(c.span_kind, SpanKindConfig::Client);
+        assert_eq!(c.inbound(), vec![InboundFormat::W3c, InboundFormat::Jaeger]);
+        assert_eq!(
+            c.outbound(),
+            vec![
+                OutboundFormat::B3,
+                OutboundFormat::B3Single,
+                OutboundFormat::Jaeger
+            ]
+        );
+        assert_eq!(c.threshold().to_th().as_deref(), Some("c"));
+        assert_eq!(c.resource_attributes["k8s.pod.name"], "p");
+    }
+
+    #[rustfmt::skip]
+    const BAD: &[(&str, &str, &str)] = &[
+        (r#"{"sample_rate": 1}"#,               "sample_rate",            "unknown key"),
+        (r#"{"sample_ratio": "1"}"#,            "sample_ratio",           "invalid type"),
+        (r#"{"sample_ratio": 1.5}"#,            "sample_ratio",           "between 0 and 1"),
+        (r#"{"max_batch_spans": -1}"#,          "max_batch_spans",        "invalid value"),
+        (r#"{"max_batch_spans": 0}"#,           "max_batch_spans",        "between 1"),
+        (r#"{"max_batch_spans": 10, "max_buffered_spans": 5}"#, "max_batch_spans", "max_buffered_spans"),
+        (r#"{"flush_interval_ms": 0}"#,         "flush_interval_ms",      "between 1"),
+        (r#"{"collector_timeout_ms": 0}"#,      "collector_timeout_ms",   "between 1"),
+        (r#"{"max_inflight_dispatches": 0}"#,   "max_inflight_dispatches","between 1"),
+        (r#"{"span_kind": "proxy"}"#,           "span_kind",              "unknown variant"),
+        (r#"{"inbound_formats": ["zipkin"]}"#,  "inbound_formats",        "unknown variant"),
+        (r#"{"inbound_formats": []}"#,          "inbound_formats",        "at least one"),
+        (r#"{"outbound_formats": "b3"}"#,       "outbound_formats",       "invalid type"),
+        (r#"{"collector_path": "v1/traces"}"#,  "collector_path",         "start with '/'"),
+        (r#"{"service_name": ""}"#,             "service_name",           "must not be empty"),
+        (r#"{"collector_cluster": ""}"#,        "collector_cluster",      "must not be empty"),
+        (r#"{"force_sample_header": "X Debug"}"#, "force_sample_header",  "header name"),
+        (r#"{"record_request_headers": ["A"]}"#, "record_request_headers", "header name"),
+        (r#"{"baggage_to_attributes": ["a b"]}"#, "baggage_to_attributes", "baggage key"),
+        (r#"{"resource_attributes": {"k": 1}}"#, "resource_attributes",   "invalid type"),
+        (r#"{"max_attribute_length": 0}"#,      "max_attribute_length",   "between 16"),
+        (r#"{"record_unsampled": "yes"}"#,      "record_unsampled",       "invalid type"),
+        (r#"[1]"#,                              "",                       "JSON object"),
+        (r#"{"a""#,                             "",                       "not valid JSON"),
+    ];
+
+    #[test]
+    fn errors_name_the_key_and_the_reason() {
+        for &(json, key, reason) in BAD {
+            let e = Config::from_json(json.as_bytes()).expect_err(json);
+            assert_eq!(e.key, key, "{json}: {e}");
+            assert!(e.reason.contains(reason), "{json}: {e}");
+            assert!(e.to_string().contains(key), "{e}");
+        }
+    }
+}
