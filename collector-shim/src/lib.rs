@@ -1,7 +1,22 @@
 //! collector-shim: a small OTLP pipeline that runs beside Envoy.
 //!
-//! Layout (a pipeline, one module per stage): `receiver` -> `sampler` -> `batcher` -> `exporter`.
+//! # Layout
+//! A pipeline, one module per stage: [`receiver`] (OTLP/HTTP in, limits, load shedding) ->
+//! [`sampler`] (consistent probability, tail policies, dynamic probability) -> [`batcher`]
+//! (a bounded queue and a task per exporter) -> [`exporter`] (Zipkin, Jaeger, OTLP, console,
+//! file). [`config`] reads file + `OTEL_*` env + flags, [`metrics`] is the self-telemetry,
+//! [`app`] wires it all and runs until a shutdown future resolves ([`shutdown`] has the
+//! signal one), [`model`] is the span record that flows through.
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod batcher;
+pub mod config;
 pub mod exporter;
+pub mod metrics;
 pub mod model;
+pub mod receiver;
+pub mod sampler;
+pub mod shutdown;
+
+pub use app::{run, run_with, Listeners, Summary};

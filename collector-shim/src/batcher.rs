@@ -1,0 +1,245 @@
+//! Batching per exporter, after the OTel BatchSpanProcessor: a bounded queue the sampler
+//! `try_send`s into (a full queue drops, counts and logs at a bounded rate, so a slow backend
+//! never stalls the sampler or the other exporters), and one task per exporter that sends a
+//! batch when `max_export_batch_size` spans are waiting or `batch_timeout` has passed since
+//! the batch's first span. Exports of one exporter never overlap (the `Exporter` contract).
+//!
+//! Shutdown: dropping the last `BatcherHandle` closes the queue; the task then exports what
+//! is left, calls `Exporter::shutdown` and ends.
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::BatchConfig;
+use crate::exporter::{ExportError, Exporter};
+use crate::metrics::{ExportErrorLabel, ExporterLabel, LogThrottle, Metrics};
+use crate::model::SpanRecord;
+
+/// The sending side of one exporter's queue.
+#[derive(Clone)]
+pub struct BatcherHandle {
+    /// Exporter name (metric label).
+    name: Arc<str>,
+    /// The bounded queue.
+    tx: mpsc::Sender<SpanRecord>,
+    /// Queue capacity, to derive its length.
+    capacity: usize,
+    /// Counters.
+    metrics: Metrics,
+    /// Bounded-rate warning for drops.
+    drop_log: Arc<LogThrottle>,
+    /// Spans queued or in the batch being built/exported (shared with the task).
+    pending: Arc<AtomicUsize>,
+}
+
+/// The task side of one exporter, kept by the pipeline to wait for its flush at shutdown.
+pub struct BatcherTask {
+    /// Exporter name.
+    pub name: String,
+    /// The task; ends after the queue is closed and flushed.
+    pub join: JoinHandle<()>,
+    /// Spans accepted and not yet exported or dropped.
+    pending: Arc<AtomicUsize>,
+}
+
+impl BatcherTask {
+    /// Spans accepted and not yet handed to the backend (or dropped).
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+}
+
+impl BatcherHandle {
+    /// Queues a span; when the queue is full the span is dropped and counted.
+    pub fn offer(&self, span: SpanRecord) {
+        match self.tx.try_send(span) {
+            Ok(()) => {
+                self.pending.fetch_add(1, Ordering::AcqRel);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.metrics.dropped("queue_full", &self.name, 1);
+                if let Some(n) = self.drop_log.hit() {
+                    tracing::warn!(exporter = %self.name, dropped = n, "export queue full, dropping spans");
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.metrics.dropped("exporter_stopped", &self.name, 1);
+            }
+        }
+        self.update_gauge();
+    }
+
+    /// Spans waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.capacity - self.tx.capacity()
+    }
+
+    /// Exporter name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn update_gauge(&self) {
+        self.metrics
+            .queue_length
+            .get_or_create(&ExporterLabel {
+                exporter: self.name.to_string(),
+            })
+            .set(self.queued() as i64);
+    }
+}
+
+/// Starts the batching task of `exporter` (named `name` in metrics).
+pub fn spawn(
+    name: &str,
+    exporter: Arc<dyn Exporter>,
+    cfg: &BatchConfig,
+    metrics: Metrics,
+) -> (BatcherHandle, BatcherTask) {
+    let (tx, rx) = mpsc::channel(cfg.max_queue_size);
+    let pending = Arc::new(AtomicUsize::new(0));
+    let handle = BatcherHandle {
+        pending: pending.clone(),
+        name: Arc::from(name),
+        tx,
+        capacity: cfg.max_queue_size,
+        metrics: metrics.clone(),
+        drop_log: Arc::new(LogThrottle::new(Duration::from_secs(10))),
+    };
+    let worker = Worker {
+        name: name.to_string(),
+        exporter,
+        cfg: cfg.clone(),
+        metrics,
+        error_log: LogThrottle::new(Duration::from_secs(10)),
+        pending: pending.clone(),
+    };
+    let join = tokio::spawn(worker.run(rx, handle.capacity));
+    (
+        handle,
+        BatcherTask {
+            name: name.to_string(),
+            join,
+            pending,
+        },
+    )
+}
+
+/// The task side.
+struct Worker {
+    /// Exporter name (metric label).
+    name: String,
+    /// The backend.
+    exporter: Arc<dyn Exporter>,
+    /// Batch size and timeouts.
+    cfg: BatchConfig,
+    /// Counters.
+    metrics: Metrics,
+    /// Bounded-rate warning for failed exports.
+    error_log: LogThrottle,
+    /// Spans accepted and not yet exported or dropped.
+    pending: Arc<AtomicUsize>,
+}
+
+impl Worker {
+    async fn run(self, mut rx: mpsc::Receiver<SpanRecord>, capacity: usize) {
+        let label = ExporterLabel {
+            exporter: self.name.clone(),
+        };
+        let mut batch: Vec<SpanRecord> = Vec::with_capacity(self.cfg.max_export_batch_size);
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let wake_at = deadline;
+            let timer = async move {
+                match wake_at {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                got = rx.recv() => match got {
+                    Some(span) => {
+                        if batch.is_empty() {
+                            deadline = Some(Instant::now() + self.cfg.batch_timeout);
+                        }
+                        batch.push(span);
+                        if batch.len() >= self.cfg.max_export_batch_size {
+                            self.export(&mut batch, &rx, capacity).await;
+                            deadline = None;
+                        }
+                    }
+                    None => break,
+                },
+                () = timer => {
+                    self.export(&mut batch, &rx, capacity).await;
+                    deadline = None;
+                }
+            }
+        }
+        // Queue closed (shutdown): everything received goes out before the exporter stops.
+        while !batch.is_empty() {
+            let rest = batch.split_off(batch.len().min(self.cfg.max_export_batch_size));
+            self.export(&mut batch, &rx, capacity).await;
+            batch = rest;
+        }
+        if let Err(e) = self.exporter.shutdown().await {
+            tracing::warn!(exporter = %self.name, error = %e, "exporter shutdown failed");
+        }
+        self.metrics.queue_length.get_or_create(&label).set(0);
+    }
+
+    async fn export(&self, batch: &mut Vec<SpanRecord>, rx: &mpsc::Receiver<SpanRecord>, capacity: usize) {
+        if batch.is_empty() {
+            return;
+        }
+        let label = ExporterLabel {
+            exporter: self.name.clone(),
+        };
+        let n = batch.len() as u64;
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(self.cfg.export_timeout, self.exporter.export(batch)).await;
+        self.metrics
+            .export_duration
+            .get_or_create(&label)
+            .observe(started.elapsed().as_secs_f64());
+        let failure = match result {
+            Ok(Ok(())) => {
+                self.metrics.spans_exported.get_or_create(&label).inc_by(n);
+                None
+            }
+            Ok(Err(e)) => Some((
+                match &e {
+                    ExportError::Retryable(_) => "retryable",
+                    ExportError::Throttled { .. } => "throttled",
+                    ExportError::NonRetryable(_) => "non_retryable",
+                },
+                e.to_string(),
+            )),
+            Err(_) => Some(("timeout", format!("export took longer than {:?}", self.cfg.export_timeout))),
+        };
+        if let Some((kind, message)) = failure {
+            self.metrics
+                .export_errors
+                .get_or_create(&ExportErrorLabel {
+                    exporter: self.name.clone(),
+                    kind: kind.to_string(),
+                })
+                .inc();
+            self.metrics.dropped("export_failed", &self.name, n);
+            if let Some(folded) = self.error_log.hit() {
+                tracing::warn!(exporter = %self.name, spans = n, failures = folded, error = %message, "export failed, batch dropped");
+            }
+        }
+        self.pending.fetch_sub(batch.len(), Ordering::AcqRel);
+        batch.clear();
+        self.metrics
+            .queue_length
+            .get_or_create(&label)
+            .set((capacity - rx.capacity()) as i64);
+    }
+}

@@ -1,0 +1,379 @@
+//! Self-telemetry: every counter the shim exposes on `/metrics` (Prometheus text format).
+//!
+//! One `Metrics` value is built per run and shared by every stage; each stage bumps the
+//! families it owns. Names are listed in `docs/shim.md`.
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::exporter::ExporterTelemetry;
+
+/// Label set carrying only a reason (`refused`, `dropped` without an exporter).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why the request or span was refused or dropped.
+    pub reason: String,
+}
+
+/// Label set for per-exporter series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExporterLabel {
+    /// The exporter's name (`zipkin`, `otlp`, ...; `#2` appended for a second of a kind).
+    pub exporter: String,
+}
+
+/// Label set for drops, which happen both before and after the fan-out to exporters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabel {
+    /// Why the spans were dropped (`queue_full`, `export_failed`, `shutdown_timeout`, ...).
+    pub reason: String,
+    /// The exporter whose queue or backend dropped them; empty before the fan-out.
+    pub exporter: String,
+}
+
+/// Label set for sampling decisions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SampleLabel {
+    /// The policy that decided (`probability`, `record_only`, `error`, `latency`, ...).
+    pub policy: String,
+    /// `in` (kept) or `out` (dropped by sampling, which is not a fault).
+    pub decision: String,
+}
+
+/// Label set for the receiving transport.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabel {
+    /// `http_protobuf`, `http_json` or `grpc`.
+    pub transport: String,
+}
+
+/// Label set for export errors.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExportErrorLabel {
+    /// The exporter that failed.
+    pub exporter: String,
+    /// `retryable`, `throttled`, `non_retryable` or `timeout` (the last attempt's class).
+    pub kind: String,
+}
+
+fn export_latency_histogram() -> Histogram {
+    // 1 ms .. ~16 s: a loopback backend answers in ms, a struggling one near the export timeout.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 15,
+    ))
+}
+
+/// Every metric family of the shim, cheap to clone (all handles are `Arc`s inside).
+#[derive(Clone)]
+pub struct Metrics {
+    /// Where the families are registered; encoded by `/metrics`.
+    registry: Arc<Registry>,
+    /// Spans accepted by a receiver, by transport.
+    pub spans_received: Family<TransportLabel, Counter>,
+    /// Requests refused by a receiver (4xx/5xx), by reason.
+    pub requests_refused: Family<ReasonLabel, Counter>,
+    /// Spans refused by a receiver (in refused requests or rejected in a partial success).
+    pub spans_refused: Family<ReasonLabel, Counter>,
+    /// Sampling decisions in spans, by policy and decision.
+    pub spans_sampled: Family<SampleLabel, Counter>,
+    /// Spans in each exporter's queue right now.
+    pub queue_length: Family<ExporterLabel, Gauge>,
+    /// Spans accepted by each backend.
+    pub spans_exported: Family<ExporterLabel, Counter>,
+    /// Failed export calls (after the exporter's own retries), by exporter and class.
+    pub export_errors: Family<ExportErrorLabel, Counter>,
+    /// Retries counted by the exporters themselves (`ExporterTelemetry::retries`).
+    pub export_retries: Family<ExporterLabel, Counter>,
+    /// Failed attempts counted by the exporters themselves (`ExporterTelemetry::failed_attempts`).
+    pub export_failed_attempts: Family<ExporterLabel, Counter>,
+    /// Spans a backend accepted the request for but rejected (OTLP partial success).
+    pub export_rejected_spans: Family<ExporterLabel, Counter>,
+    /// Spans an exporter dropped itself (e.g. the file exporter at its size cap).
+    pub exporter_dropped_spans: Family<ExporterLabel, Counter>,
+    /// Spans lost after being accepted, by reason and exporter.
+    pub spans_dropped: Family<DropLabel, Counter>,
+    /// Time an export call took, by exporter (seconds).
+    pub export_duration: Family<ExporterLabel, Histogram>,
+    /// The probability the consistent sampler applies now (static or dynamic).
+    pub sampling_probability: Gauge<f64, AtomicU64>,
+    /// Traces the tail sampler holds waiting for their decision.
+    pub tail_traces_held: Gauge,
+    /// Spans the tail sampler holds waiting for their decision.
+    pub tail_spans_held: Gauge,
+    /// Traces decided before their window ended because the buffer was full.
+    pub tail_early_evictions: Counter,
+    /// Spans waiting between the receivers and the sampler.
+    pub ingest_queue_spans: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Build and register every family.
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("shim");
+        let m = Metrics {
+            registry: Arc::new(Registry::default()),
+            spans_received: Family::default(),
+            requests_refused: Family::default(),
+            spans_refused: Family::default(),
+            spans_sampled: Family::default(),
+            queue_length: Family::default(),
+            spans_exported: Family::default(),
+            export_errors: Family::default(),
+            export_retries: Family::default(),
+            export_failed_attempts: Family::default(),
+            export_rejected_spans: Family::default(),
+            exporter_dropped_spans: Family::default(),
+            spans_dropped: Family::default(),
+            export_duration: Family::new_with_constructor(export_latency_histogram),
+            sampling_probability: Gauge::default(),
+            tail_traces_held: Gauge::default(),
+            tail_spans_held: Gauge::default(),
+            tail_early_evictions: Counter::default(),
+            ingest_queue_spans: Gauge::default(),
+        };
+        r.register(
+            "spans_received",
+            "Spans accepted by a receiver",
+            m.spans_received.clone(),
+        );
+        r.register(
+            "requests_refused",
+            "Requests refused by a receiver, by reason",
+            m.requests_refused.clone(),
+        );
+        r.register(
+            "spans_refused",
+            "Spans refused by a receiver, by reason",
+            m.spans_refused.clone(),
+        );
+        r.register(
+            "spans_sampled",
+            "Sampling decisions in spans, by policy and decision (in/out)",
+            m.spans_sampled.clone(),
+        );
+        r.register(
+            "queue_length",
+            "Spans waiting in each exporter's queue",
+            m.queue_length.clone(),
+        );
+        r.register(
+            "spans_exported",
+            "Spans accepted by each backend",
+            m.spans_exported.clone(),
+        );
+        r.register(
+            "export_errors",
+            "Export calls that failed after the exporter's retries",
+            m.export_errors.clone(),
+        );
+        r.register(
+            "export_retries",
+            "Export attempts after the first one",
+            m.export_retries.clone(),
+        );
+        r.register(
+            "export_failed_attempts",
+            "Export attempts that failed, retried or not",
+            m.export_failed_attempts.clone(),
+        );
+        r.register(
+            "export_rejected_spans",
+            "Spans a backend rejected inside an accepted request (partial success)",
+            m.export_rejected_spans.clone(),
+        );
+        r.register(
+            "exporter_dropped_spans",
+            "Spans an exporter dropped itself (e.g. file size cap)",
+            m.exporter_dropped_spans.clone(),
+        );
+        r.register(
+            "spans_dropped",
+            "Accepted spans lost, by reason and exporter",
+            m.spans_dropped.clone(),
+        );
+        r.register_with_unit(
+            "export_duration",
+            "Duration of one export call",
+            prometheus_client::registry::Unit::Seconds,
+            m.export_duration.clone(),
+        );
+        r.register(
+            "sampling_probability",
+            "Probability the consistent sampler applies now",
+            m.sampling_probability.clone(),
+        );
+        r.register(
+            "tail_traces_held",
+            "Traces held by the tail sampler awaiting a decision",
+            m.tail_traces_held.clone(),
+        );
+        r.register(
+            "tail_spans_held",
+            "Spans held by the tail sampler awaiting a decision",
+            m.tail_spans_held.clone(),
+        );
+        r.register(
+            "tail_early_evictions",
+            "Traces decided before their decision window ended (buffer full)",
+            m.tail_early_evictions.clone(),
+        );
+        r.register(
+            "ingest_queue_spans",
+            "Spans waiting between the receivers and the sampler",
+            m.ingest_queue_spans.clone(),
+        );
+        Metrics {
+            registry: Arc::new(r),
+            ..m
+        }
+    }
+
+    /// Prometheus text exposition of every family.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail except on a formatter error, which `String` never raises.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// The counters an exporter updates itself, bound to this exporter's label.
+    pub fn exporter_telemetry(&self, exporter: &str) -> ExporterTelemetry {
+        let l = ExporterLabel {
+            exporter: exporter.to_string(),
+        };
+        ExporterTelemetry {
+            retries: self.export_retries.get_or_create(&l).clone(),
+            failed_attempts: self.export_failed_attempts.get_or_create(&l).clone(),
+            rejected_spans: self.export_rejected_spans.get_or_create(&l).clone(),
+            dropped_spans: self.exporter_dropped_spans.get_or_create(&l).clone(),
+        }
+    }
+
+    /// Count `n` spans dropped for `reason` (exporter "" when before the fan-out).
+    pub fn dropped(&self, reason: &str, exporter: &str, n: u64) {
+        self.spans_dropped
+            .get_or_create(&DropLabel {
+                reason: reason.to_string(),
+                exporter: exporter.to_string(),
+            })
+            .inc_by(n);
+    }
+
+    /// Count one refused request and its spans (`spans` may be 0 when unknown).
+    pub fn refused(&self, reason: &str, spans: u64) {
+        let l = ReasonLabel {
+            reason: reason.to_string(),
+        };
+        self.requests_refused.get_or_create(&l).inc();
+        if spans > 0 {
+            self.spans_refused.get_or_create(&l).inc_by(spans);
+        }
+    }
+
+    /// Count a sampling decision covering `n` spans.
+    pub fn sampled(&self, policy: &str, kept: bool, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.spans_sampled
+            .get_or_create(&SampleLabel {
+                policy: policy.to_string(),
+                decision: if kept { "in" } else { "out" }.to_string(),
+            })
+            .inc_by(n);
+    }
+
+    /// Read a counter value (tests and the shutdown summary).
+    pub fn dropped_total(&self, reason: &str, exporter: &str) -> u64 {
+        self.spans_dropped
+            .get_or_create(&DropLabel {
+                reason: reason.to_string(),
+                exporter: exporter.to_string(),
+            })
+            .get()
+    }
+}
+
+/// A log line at a bounded rate: the first occurrence logs, then at most one line per
+/// `every`, reporting how many occurrences were folded into it.
+#[derive(Debug)]
+pub struct LogThrottle {
+    /// Minimum time between two lines.
+    every: Duration,
+    /// When the last line was written (None: never).
+    last: Mutex<Option<Instant>>,
+    /// Occurrences since the last line.
+    suppressed: AtomicU64,
+}
+
+impl LogThrottle {
+    /// A throttle writing at most one line per `every`.
+    pub fn new(every: Duration) -> Self {
+        LogThrottle {
+            every,
+            last: Mutex::new(None),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// Record one occurrence; returns `Some(folded)` when a line should be written now,
+    /// with the number of occurrences it stands for.
+    pub fn hit(&self) -> Option<u64> {
+        let n = self.suppressed.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match *last {
+            Some(t) if now.duration_since(t) < self.every => None,
+            _ => {
+                *last = Some(now);
+                self.suppressed.fetch_sub(n, Ordering::Relaxed);
+                Some(n)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn telemetry_counters_show_under_the_exporter_label() {
+        let m = Metrics::new();
+        let t = m.exporter_telemetry("zipkin");
+        t.retries.inc_by(3);
+        m.dropped("queue_full", "zipkin", 2);
+        m.sampling_probability.set(0.25);
+        let text = m.encode();
+        assert!(
+            text.contains("shim_export_retries_total{exporter=\"zipkin\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shim_spans_dropped_total{reason=\"queue_full\",exporter=\"zipkin\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("shim_sampling_probability 0.25"), "{text}");
+    }
+
+    #[test]
+    fn throttle_logs_first_then_folds() {
+        let t = LogThrottle::new(Duration::from_secs(3600));
+        assert_eq!(t.hit(), Some(1));
+        assert_eq!(t.hit(), None);
+        assert_eq!(t.hit(), None);
+    }
+}
