@@ -13,6 +13,7 @@ pub mod config;
 pub mod console;
 pub mod http;
 pub mod retry;
+pub mod zipkin;
 
 pub use config::{
     Compression, ConsoleConfig, ExporterConfig, FileConfig, JaegerConfig, OtlpConfig, RetryConfig,
@@ -87,9 +88,9 @@ pub struct ExporterTelemetry {
 pub fn build(cfg: &ExporterConfig, telemetry: ExporterTelemetry) -> Result<Arc<dyn Exporter>, String> {
     cfg.validate()?;
     let name = cfg.name();
-    let _ = &telemetry;
     match cfg {
         ExporterConfig::Console(_) => Ok(Arc::new(console::ConsoleExporter::stdout(name))),
+        ExporterConfig::Zipkin(c) => Ok(Arc::new(zipkin::ZipkinExporter::new(name, c, telemetry)?)),
         other => Err(format!("type: `{}` exporter is not implemented yet", other.kind())),
     }
 }

@@ -1,0 +1,182 @@
+//! A real HTTP server on 127.0.0.1 standing in for Zipkin, Jaeger or an OTLP collector: it
+//! records every request and answers from a script (status, headers, body, delay).
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// One recorded request.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+/// One scripted answer.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Bytes,
+    /// Wait this long before answering (timeouts).
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Self {
+        Reply { status, headers: Vec::new(), body: Bytes::new(), delay: Duration::ZERO }
+    }
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.delay = d;
+        self
+    }
+}
+
+#[derive(Default)]
+struct State {
+    received: Vec<Received>,
+    script: VecDeque<Reply>,
+}
+
+/// The fake backend. Answers `default` once the script is used up.
+#[derive(Clone)]
+pub struct Backend {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    default: Reply,
+}
+
+impl Backend {
+    /// Starts on a port the OS picks.
+    pub async fn start(default: Reply) -> Backend {
+        Self::start_on("127.0.0.1:0".parse().unwrap(), default).await
+    }
+
+    /// Starts on a given address (to bring a "down" backend back on the same port).
+    pub async fn start_on(addr: SocketAddr, default: Reply) -> Backend {
+        let listener = TcpListener::bind(addr).await.expect("bind backend");
+        let addr = listener.local_addr().unwrap();
+        let backend = Backend { addr, state: Arc::default(), default };
+        let b = backend.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let b = b.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let b = b.clone();
+                        async move { Ok::<_, Infallible>(b.handle(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        backend
+    }
+
+    /// A free loopback address with nothing listening (connection refused until started).
+    pub async fn unused_addr() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Queues answers for the next requests.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state.lock().unwrap().script.extend(replies);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let (parts, body) = req.into_parts();
+        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let reply = {
+            let mut st = self.state.lock().unwrap();
+            st.received.push(Received {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_string(),
+                headers: parts.headers,
+                body,
+            });
+            st.script.pop_front().unwrap_or_else(|| self.default.clone())
+        };
+        if !reply.delay.is_zero() {
+            tokio::time::sleep(reply.delay).await;
+        }
+        let mut resp = Response::builder().status(reply.status);
+        for (k, v) in &reply.headers {
+            resp = resp.header(*k, v);
+        }
+        resp.body(Full::new(reply.body)).unwrap()
+    }
+}
+
+/// Runs a decoder script from `tests/decoders/` on `input` with AETHERFLOW_PYTHON and returns
+/// its stdout parsed as JSON. Panics with the script's stderr when it fails.
+pub fn decode(script: &str, input: &[u8], args: &[&str]) -> serde_json::Value {
+    use std::io::Write;
+    let python = python();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/decoders").join(script);
+    let mut child = std::process::Command::new(&python)
+        .arg(&path)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {python:?}: {e} (run `make tools`)"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{script} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+    })
+}
+
+/// AETHERFLOW_PYTHON, or `.venv/bin/python` at the workspace root.
+pub fn python() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("AETHERFLOW_PYTHON") {
+        return p.into();
+    }
+    let mut dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for _ in 0..8 {
+        if dir.join("rust-toolchain.toml").exists() {
+            return dir.join(".venv/bin/python");
+        }
+        if !dir.pop() {
+            break;
+        }
+    }
+    "python3".into()
+}
