@@ -15,6 +15,7 @@
 //! - [`shim`]: a fake collector shim decoding OTLP protobuf, switchable to slow / 500 / closed.
 //! - [`http_client`]: HTTP/1.1, h2c and raw-bytes requests.
 //! - [`grpc`]: gRPC framing and status names.
+//! - [`w3c`]: independent traceparent/tracestate readers and the consistent-sampling rule.
 //! - [`stack`]: upstream + shim + Envoy in one call ([`StackBuilder`]).
 //!
 //! # Example
@@ -38,6 +39,7 @@ pub mod paths;
 pub mod shim;
 pub mod stack;
 pub mod upstream;
+pub mod w3c;
 
 pub use envoy::{Envoy, EnvoyOptions};
 pub use envoy_config::{EnvoyConfig, Substitutions};

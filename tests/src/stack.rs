@@ -158,3 +158,89 @@ fn next_random() -> u64 {
 pub const SPAN_WAIT: Duration = Duration::from_secs(15);
 /// How long one request through Envoy may take on a busy machine.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One request through Envoy: what the client got back and what the upstream received.
+#[derive(Clone, Debug)]
+pub struct Exchange {
+    /// The `x-test-id` tag that links the two.
+    pub tag: String,
+    /// The client's response.
+    pub response: crate::http_client::ClientResponse,
+    /// The request as the upstream saw it (after the filter).
+    pub upstream: crate::upstream::RecordedRequest,
+}
+
+impl Exchange {
+    /// The upstream request's `traceparent`, parsed strictly (panics with context if absent/invalid).
+    pub fn upstream_traceparent(&self) -> crate::w3c::Traceparent {
+        let lines = self.upstream.header_all("traceparent");
+        assert_eq!(
+            lines.len(),
+            1,
+            "upstream must get exactly one traceparent, got {lines:?}"
+        );
+        crate::w3c::parse_emitted_traceparent(&lines[0]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The upstream request's combined `tracestate` members.
+    pub fn upstream_tracestate(&self) -> Vec<String> {
+        crate::w3c::tracestate_members(&self.upstream.header_all("tracestate").join(","))
+    }
+}
+
+impl Stack {
+    /// Sends `req` (tagged with a fresh `x-test-id`) to `addr` and returns the exchange once the
+    /// upstream has recorded the request. Panics on transport errors or if the upstream never saw it.
+    pub async fn exchange(
+        &self,
+        addr: std::net::SocketAddr,
+        req: crate::http_client::ClientRequest,
+    ) -> Exchange {
+        let tag = unique_tag("x");
+        let req = req.header("x-test-id", &tag);
+        let response = crate::http_client::send(addr, &req, REQUEST_TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nenvoy log tail:\n{}", self.envoy.log_tail(30)));
+        let upstream =
+            self.upstream.request_tagged(&tag).await.unwrap_or_else(|| {
+                panic!("upstream never saw {tag} (response {})", response.status)
+            });
+        Exchange {
+            tag,
+            response,
+            upstream,
+        }
+    }
+
+    /// [`Stack::exchange`] on the ingress listener.
+    pub async fn ingress(&self, req: crate::http_client::ClientRequest) -> Exchange {
+        self.exchange(self.envoy.ingress(), req).await
+    }
+
+    /// The exported proxy span of `ex`: same trace id as the upstream traceparent and span id equal
+    /// to its parent id (the proxy span is the upstream's parent).
+    pub async fn span_of(&self, ex: &Exchange) -> crate::shim::ReceivedSpan {
+        let tp = ex.upstream_traceparent();
+        let found = self
+            .shim
+            .wait_spans(1, SPAN_WAIT, |s| {
+                s.trace_id() == tp.trace_id && s.span_id() == tp.parent_id
+            })
+            .await;
+        match found {
+            Ok(mut spans) => spans.remove(0),
+            Err(_) => panic!(
+                "no span {}/{} at the shim; it has {} spans: {:?}\nenvoy log tail:\n{}",
+                tp.trace_id,
+                tp.parent_id,
+                self.shim.spans().len(),
+                self.shim
+                    .spans()
+                    .iter()
+                    .map(|s| (s.trace_id(), s.span_id()))
+                    .collect::<Vec<_>>(),
+                self.envoy.log_tail(30)
+            ),
+        }
+    }
+}

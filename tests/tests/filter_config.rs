@@ -1,0 +1,170 @@
+//! The shipped `envoy/envoy.yaml` and the filter's configuration, checked by the real Envoy:
+//! `envoy --mode validate` loads the real `.wasm` and runs `on_configure`.
+
+use aetherflow_tests::envoy::{self, Envoy, EnvoyOptions};
+use aetherflow_tests::envoy_config::{EnvoyConfig, Substitutions, EGRESS, INGRESS};
+use aetherflow_tests::paths;
+use serde_json::json;
+
+/// The shipped config with loopback addresses and the real module (ports are irrelevant to validate).
+fn shipped() -> EnvoyConfig {
+    let wasm = paths::wasm();
+    paths::require(&wasm, "make wasm");
+    let mut cfg = EnvoyConfig::shipped().expect("envoy/envoy.yaml parses");
+    let a = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+    let mut subs = Substitutions::loopback(&wasm, a, a, a);
+    subs.listener_ports.insert(INGRESS.into(), 10000);
+    subs.listener_ports.insert(EGRESS.into(), 10001);
+    cfg.substitute(&subs).expect("substitute");
+    cfg
+}
+
+fn validate(cfg: &EnvoyConfig) -> envoy::Validation {
+    envoy::validate(cfg, &paths::envoy()).expect("run envoy --mode validate")
+}
+
+#[test]
+#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
+fn shipped_envoy_yaml_validates_with_the_real_wasm() {
+    let v = validate(&shipped());
+    assert!(
+        v.accepted,
+        "envoy refused the shipped config:\n{}",
+        v.output
+    );
+    assert!(
+        envoy::wasm_failure_lines(&v.output).is_empty(),
+        "{}",
+        v.output
+    );
+    // No deprecated fields in what we ship.
+    assert!(!v.output.contains("Deprecated field"), "{}", v.output);
+}
+
+#[test]
+#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
+fn every_documented_key_with_its_default_is_accepted() {
+    let all = json!({
+        "service_name": "envoy-proxy", "deployment_environment": "", "collector_cluster": "trace_shim",
+        "collector_authority": "trace_shim", "collector_path": "/v1/traces", "collector_timeout_ms": 1000,
+        "flush_interval_ms": 1000, "max_batch_spans": 256, "max_buffered_spans": 4096,
+        "max_inflight_dispatches": 4, "sample_ratio": 1.0, "record_unsampled": true,
+        "force_sample_header": "x-force-trace", "trust_incoming_context": true,
+        "inbound_formats": ["w3c", "b3", "jaeger"], "outbound_formats": ["w3c", "b3", "b3single", "jaeger"],
+        "trace_id_response_header": "x-trace-id", "traceresponse_header": false, "span_kind": "server",
+        "record_request_headers": ["x-a"], "record_response_headers": ["x-b"], "baggage_to_attributes": ["user.id"],
+        "resource_attributes": {"k8s.pod.name": "p"}, "grpc_message_counting": true, "max_attribute_length": 256
+    });
+    for (name, text) in [
+        ("all keys", all.to_string()),
+        ("empty object", "{}".to_string()),
+    ] {
+        let mut cfg = shipped();
+        cfg.set_filter_config_text(INGRESS, &text).expect("set");
+        let v = validate(&cfg);
+        assert!(v.accepted, "{name} refused:\n{}", v.output);
+    }
+}
+
+/// Each bad configuration and the key its refusal must name.
+const BAD: &[(&str, &str)] = &[
+    (r#"{"bogus_key": 1}"#, "bogus_key"),
+    (r#"{"sample_ratio": "half"}"#, "sample_ratio"),
+    (r#"{"sample_ratio": 1.5}"#, "sample_ratio"),
+    (r#"{"sample_ratio": -0.1}"#, "sample_ratio"),
+    (r#"{"span_kind": "producer"}"#, "span_kind"),
+    (
+        r#"{"inbound_formats": ["w3c", "zipkin"]}"#,
+        "inbound_formats",
+    ),
+    (r#"{"outbound_formats": ["xray"]}"#, "outbound_formats"),
+    (r#"{"outbound_formats": "w3c"}"#, "outbound_formats"),
+    (r#"{"max_batch_spans": 0}"#, "max_batch_spans"),
+    (r#"{"max_buffered_spans": -1}"#, "max_buffered_spans"),
+    (r#"{"collector_timeout_ms": "1s"}"#, "collector_timeout_ms"),
+    (r#"{"flush_interval_ms": 1.5}"#, "flush_interval_ms"),
+    (r#"{"record_unsampled": "yes"}"#, "record_unsampled"),
+    (r#"{"trust_incoming_context": 1}"#, "trust_incoming_context"),
+    (
+        r#"{"resource_attributes": {"a": 1}}"#,
+        "resource_attributes",
+    ),
+    (
+        r#"{"record_request_headers": "x-a"}"#,
+        "record_request_headers",
+    ),
+    (r#"{"service_name": 7}"#, "service_name"),
+    (
+        r#"{"max_attribute_length": "long"}"#,
+        "max_attribute_length",
+    ),
+];
+
+#[test]
+#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
+fn every_bad_key_is_refused_with_a_message_naming_it() {
+    let mut problems = Vec::new();
+    for (text, key) in BAD {
+        let mut cfg = shipped();
+        cfg.set_filter_config_text(INGRESS, text).expect("set");
+        let v = validate(&cfg);
+        if v.accepted {
+            problems.push(format!("{text}: accepted"));
+        } else if !v
+            .output
+            .lines()
+            .any(|l| l.contains("wasm log") && l.contains(key))
+        {
+            problems.push(format!(
+                "{text}: refused, but no filter log line names `{key}`:\n{}",
+                v.output
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+}
+
+#[test]
+#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
+fn malformed_json_is_refused() {
+    for text in ["not json", "[1, 2]", r#"{"service_name": "a""#] {
+        let mut cfg = shipped();
+        cfg.set_filter_config_text(INGRESS, text).expect("set");
+        let v = validate(&cfg);
+        assert!(!v.accepted, "{text:?} accepted:\n{}", v.output);
+        assert!(
+            v.output.contains("wasm log"),
+            "{text:?}: refused without a filter log line:\n{}",
+            v.output
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
+async fn a_real_start_with_a_bad_key_fails_and_logs_the_key() {
+    let mut cfg = shipped();
+    let a = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+    let wasm = paths::wasm();
+    cfg.substitute(&Substitutions::loopback(&wasm, a, a, a))
+        .expect("loopback ports");
+    cfg.update_filter_config(EGRESS, |c| {
+        c.insert("no_such_option".into(), json!(true));
+    })
+    .expect("edit");
+    let opts = EnvoyOptions {
+        startup_timeout: std::time::Duration::from_secs(60),
+        ..Default::default()
+    };
+    match Envoy::start(&cfg, &opts).await {
+        Ok(envoy) => panic!("Envoy started with a bad key; log:\n{}", envoy.log()),
+        Err(e) => {
+            assert!(e.contains("exited"), "{e}");
+            assert!(
+                e.lines()
+                    .any(|l| l.contains("wasm log") && l.contains("no_such_option")),
+                "no filter log line names the key:\n{e}"
+            );
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! gRPC over HTTP/2 end to end: status from trailers and from trailers-only responses, a response
+//! with no status, span status per the RPC conventions (SERVER kind), and message counts from the
+//! gRPC frame prefixes of streaming bodies.
+
+use aetherflow_tests::grpc;
+use aetherflow_tests::http_client::ClientRequest;
+use aetherflow_tests::stack::StackBuilder;
+
+const STATUS_ERROR: i32 = 2;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
+async fn grpc_status_and_message_counts() {
+    let stack = StackBuilder::new().start().await;
+
+    // (mode, code, server span is an error?)
+    let cases: &[(&str, u32, bool)] = &[
+        ("trailers", 0, false),
+        ("trailers", 5, false), // NOT_FOUND: a client problem, not a server error
+        ("trailers", 13, true), // INTERNAL
+        ("trailers", 4, true),  // DEADLINE_EXCEEDED
+        ("trailers-only", 0, false),
+        ("trailers-only", 14, true), // UNAVAILABLE
+        ("trailers-only", 12, true), // UNIMPLEMENTED
+        ("trailers-only", 3, false), // INVALID_ARGUMENT
+    ];
+    for (mode, code, is_error) in cases {
+        let case = format!("{mode} grpc-status {code}");
+        let req = ClientRequest::grpc("/demo.v1.Echo/Unary", grpc::frame(b"hello"))
+            .header("x-upstream-grpc-mode", mode)
+            .header("x-upstream-grpc-status", code.to_string())
+            .header("x-upstream-grpc-message", "because");
+        let ex = stack.ingress(req).await;
+        assert_eq!(ex.response.status, 200, "{case}");
+        assert_eq!(
+            ex.response.grpc_status(),
+            Some(code.to_string()),
+            "{case}: client sees the status"
+        );
+        assert_eq!(ex.upstream.version, "HTTP/2.0");
+        let span = stack.span_of(&ex).await;
+        assert_eq!(span.span.name, "demo.v1.Echo/Unary", "{case}");
+        assert_eq!(
+            span.attr_str("rpc.system.name").as_deref(),
+            Some("grpc"),
+            "{case}"
+        );
+        assert_eq!(
+            span.attr_str("rpc.method").as_deref(),
+            Some("demo.v1.Echo/Unary"),
+            "{case}"
+        );
+        assert_eq!(
+            span.attr_str("rpc.response.status_code").as_deref(),
+            Some(grpc::code_name(*code)),
+            "{case}"
+        );
+        let err = span.span.status.as_ref().map(|s| s.code) == Some(STATUS_ERROR);
+        assert_eq!(err, *is_error, "{case}: span status {:?}", span.span.status);
+        assert_eq!(
+            span.attr_str("network.protocol.version").as_deref(),
+            Some("2"),
+            "{case}"
+        );
+        assert_eq!(
+            span.attr_str("envoy.upstream.cluster").as_deref(),
+            Some("demo_grpc"),
+            "{case}"
+        );
+    }
+
+    // A response stream that ends with no grpc-status at all: recorded as missing, not OK.
+    let req = ClientRequest::grpc("/demo.v1.Echo/Unary", grpc::frame(b"x"))
+        .header("x-upstream-grpc-mode", "missing");
+    let ex = stack.ingress(req).await;
+    assert_eq!(ex.response.grpc_status(), None);
+    let span = stack.span_of(&ex).await;
+    assert_eq!(span.attr_bool("aetherflow.grpc.status_missing"), Some(true));
+    assert_ne!(
+        span.attr_str("rpc.response.status_code").as_deref(),
+        Some("OK")
+    );
+    assert_eq!(
+        span.span.status.as_ref().map(|s| s.code),
+        Some(STATUS_ERROR)
+    );
+
+    // Streaming: 7 request messages, 5 response messages (counted from frame prefixes, unbuffered).
+    let req = ClientRequest::grpc("/demo.v1.Echo/Chat", grpc::frames(7, 1000))
+        .header("x-upstream-grpc-frames", "5");
+    let ex = stack.ingress(req).await;
+    assert_eq!(
+        ex.upstream.body.len(),
+        7 * 1005,
+        "body passed through untouched"
+    );
+    assert_eq!(ex.response.body.len(), 5 * (5 + "reply-0".len()));
+    let span = stack.span_of(&ex).await;
+    assert_eq!(span.attr_int("aetherflow.grpc.request_messages"), Some(7));
+    assert_eq!(span.attr_int("aetherflow.grpc.response_messages"), Some(5));
+    // Large messages split over many DATA frames still count once each.
+    let req = ClientRequest::grpc("/demo.v1.Echo/Chat", grpc::frames(3, 100_000))
+        .header("x-upstream-grpc-frames", "2");
+    let ex = stack.ingress(req).await;
+    let span = stack.span_of(&ex).await;
+    assert_eq!(span.attr_int("aetherflow.grpc.request_messages"), Some(3));
+    assert_eq!(span.attr_int("aetherflow.grpc.response_messages"), Some(2));
+    stack.envoy.assert_no_wasm_failures().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
+async fn grpc_message_counting_can_be_switched_off() {
+    let stack = StackBuilder::new()
+        .ingress_filter(|c| {
+            c.insert("grpc_message_counting".into(), false.into());
+        })
+        .start()
+        .await;
+    let req = ClientRequest::grpc("/demo.v1.Echo/Chat", grpc::frames(3, 10))
+        .header("x-upstream-grpc-frames", "2");
+    let ex = stack.ingress(req).await;
+    let span = stack.span_of(&ex).await;
+    assert_eq!(
+        span.attr_str("rpc.response.status_code").as_deref(),
+        Some("OK")
+    );
+    assert_eq!(span.attr_int("aetherflow.grpc.request_messages"), None);
+    assert_eq!(span.attr_int("aetherflow.grpc.response_messages"), None);
+}

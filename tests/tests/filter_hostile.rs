@@ -1,0 +1,199 @@
+//! Hostile inputs through the real `.wasm`: huge and garbage headers, binary bytes, invalid UTF-8
+//! where HTTP allows it (obs-text), malformed gRPC, huge trailers. Every request gets an answer
+//! (Envoy may refuse some with 4xx at the codec), and not one wasm VM failure shows in Envoy's log
+//! or stats. A normal request is still traced afterwards.
+
+use std::time::Duration;
+
+use aetherflow_tests::envoy_config::INGRESS;
+use aetherflow_tests::grpc;
+use aetherflow_tests::http_client::{self, ClientRequest};
+use aetherflow_tests::stack::{new_span_id, new_trace_id, StackBuilder, REQUEST_TIMEOUT};
+use serde_json::json;
+
+fn raw_get(extra_headers: &[u8]) -> Vec<u8> {
+    let mut r = b"GET /hostile HTTP/1.1\r\nhost: h\r\nconnection: close\r\n".to_vec();
+    r.extend_from_slice(extra_headers);
+    r.extend_from_slice(b"\r\n");
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
+async fn hostile_inputs_never_fail_the_vm() {
+    let stack = StackBuilder::new()
+        .concurrency(2)
+        .filter(INGRESS, |c| {
+            c.insert(
+                "record_request_headers".into(),
+                json!(["x-evil", "user-agent"]),
+            );
+            c.insert("record_response_headers".into(), json!(["x-big"]));
+            c.insert("baggage_to_attributes".into(), json!(["k", "\u{e9}"]));
+            c.insert(
+                "outbound_formats".into(),
+                json!(["w3c", "b3", "b3single", "jaeger"]),
+            );
+        })
+        .start()
+        .await;
+    let ingress = stack.envoy.ingress();
+    let t = new_trace_id();
+
+    // Raw HTTP/1.1 heads: bytes hyper would refuse to send.
+    let obs = b"\x80\xff\xfe\xc3\x28 bytes";
+    let raw_cases: Vec<Vec<u8>> = vec![
+        raw_get(&[b"traceparent: 00-".as_slice(), obs, b"\r\n"].concat()),
+        raw_get(&[b"tracestate: a=".as_slice(), obs, b",b=\xe2\x82\r\n"].concat()),
+        raw_get(&[b"baggage: k=".as_slice(), obs, b",\xc3\xa9=v\r\n"].concat()),
+        raw_get(
+            &[
+                b"user-agent: ".as_slice(),
+                obs,
+                b"\r\nx-evil: ",
+                obs,
+                b"\r\n",
+            ]
+            .concat(),
+        ),
+        raw_get(
+            &[
+                b"b3: ".as_slice(),
+                obs,
+                b"\r\nuber-trace-id: ",
+                obs,
+                b"\r\n",
+            ]
+            .concat(),
+        ),
+        raw_get(b"x-b3-traceid: \xff\xff\r\nx-b3-spanid: \xff\r\nx-b3-sampled: \xff\r\n"),
+        raw_get(b"traceparent:\r\ntracestate:\r\nbaggage:\r\nb3:\r\nuber-trace-id:\r\n"),
+        raw_get(b"x-force-trace: \xff\r\n"),
+        b"GET /\xff\xfe?\xc3\x28=\xff HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n".to_vec(),
+        b"\x00\x01\x02 garbage\r\n\r\n".to_vec(),
+        b"FOO /x HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n".to_vec(),
+    ];
+    for (i, req) in raw_cases.iter().enumerate() {
+        let resp = http_client::send_raw(ingress, req, REQUEST_TIMEOUT)
+            .await
+            .expect("raw send");
+        assert!(
+            resp.status.is_some() || resp.text.is_empty(),
+            "raw case {i}: {:?}",
+            resp.text
+        );
+    }
+
+    // Huge but legal header values (Envoy's default limit is 60 KiB of headers).
+    let huge = "x".repeat(50_000);
+    let many_members: String = (0..5000)
+        .map(|i| format!("k{i}=v"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let many_baggage: String = (0..3000)
+        .map(|i| format!("b{i}=v;p={i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let cases: Vec<(&str, String)> = vec![
+        ("traceparent", format!("00-{t}-{}-01-{huge}", new_span_id())),
+        (
+            "traceparent",
+            format!("01-{t}-{}-01-{}", new_span_id(), "-".repeat(40_000)),
+        ),
+        ("tracestate", many_members.clone()),
+        (
+            "tracestate",
+            format!("{}={}", "k".repeat(25_000), "v".repeat(25_000)),
+        ),
+        ("baggage", many_baggage),
+        ("baggage", format!("k={huge}")),
+        ("baggage", "%%%,=,;;;,k=%zz%".into()),
+        ("user-agent", huge.clone()),
+        ("x-evil", huge.clone()),
+        ("b3", format!("{huge}-{huge}")),
+        ("uber-trace-id", ":".repeat(30_000)),
+        ("x-b3-traceid", "f".repeat(40_000)),
+        ("x-force-trace", huge.clone()),
+    ];
+    for (name, value) in &cases {
+        let req = ClientRequest::get("/big").header(name, value);
+        let resp = http_client::send(ingress, &req, REQUEST_TIMEOUT).await;
+        let status = resp.map(|r| r.status).unwrap_or(0);
+        assert!(
+            status == 200 || (400..500).contains(&status),
+            "{name} ({} bytes): status {status}",
+            value.len()
+        );
+    }
+    // Many repeated lines of the context headers.
+    let mut req = ClientRequest::get("/many");
+    for i in 0..200 {
+        req = req
+            .header("traceparent", format!("00-{t}-{:016x}-01", i + 1))
+            .header("tracestate", format!("k{i}=v"))
+            .header("baggage", format!("b{i}=v"));
+    }
+    let resp = http_client::send(ingress, &req, REQUEST_TIMEOUT)
+        .await
+        .expect("repeated headers");
+    assert_eq!(resp.status, 200);
+
+    // Malformed gRPC: a frame prefix claiming 4 GiB, a truncated prefix, a path with no method,
+    // a huge response trailer, and a grpc content-type over HTTP/1.1.
+    let mut lying = vec![0u8, 0xff, 0xff, 0xff, 0xff];
+    lying.extend_from_slice(b"short");
+    let grpc_cases: Vec<ClientRequest> = vec![
+        ClientRequest::grpc("/demo.v1.Echo/Chat", lying.into()),
+        ClientRequest::grpc("/demo.v1.Echo/Chat", vec![1u8, 0, 0].into()),
+        ClientRequest::grpc("/", grpc::frame(b"x")),
+        ClientRequest::grpc("/////", grpc::frame(b"x")),
+        ClientRequest::grpc("/demo.v1.Echo/Big", grpc::frame(b"x"))
+            .header("x-upstream-trailer-bytes", "50000"),
+        ClientRequest::grpc("/demo.v1.Echo/Status", grpc::frame(b"x"))
+            .header("x-upstream-grpc-status", "999999"),
+        ClientRequest::grpc("/demo.v1.Echo/Status", grpc::frame(b"x"))
+            .header("x-upstream-grpc-status", "-1"),
+        ClientRequest::grpc("/demo.v1.Echo/Status", grpc::frame(b"x"))
+            .header("x-upstream-grpc-mode", "trailers-only")
+            .header("x-upstream-grpc-status", "not-a-number"),
+        ClientRequest::grpc("/demo.v1.Echo/H1", grpc::frame(b"x"))
+            .protocol(http_client::Protocol::Http1),
+    ];
+    for (i, req) in grpc_cases.iter().enumerate() {
+        let resp = http_client::send(ingress, req, REQUEST_TIMEOUT).await;
+        assert!(resp.is_ok(), "grpc case {i}: {resp:?}");
+    }
+    // HTTP response with a huge trailer header and a huge allow-listed response header.
+    let req = ClientRequest::get("/trailer")
+        .header("te", "trailers")
+        .header("x-upstream-trailer-bytes", "50000");
+    assert!(http_client::send(ingress, &req, REQUEST_TIMEOUT)
+        .await
+        .is_ok());
+
+    // Still tracing normally afterwards.
+    let ex = stack
+        .ingress(ClientRequest::get("/after").header(
+            "traceparent",
+            format!("00-{}-{}-01", new_trace_id(), new_span_id()),
+        ))
+        .await;
+    stack.span_of(&ex).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        stack.shim.decode_errors().is_empty(),
+        "filter sent undecodable OTLP: {:?}",
+        stack.shim.decode_errors()
+    );
+    // Every exported string attribute stays within max_attribute_length (default 256).
+    for s in stack.shim.spans() {
+        for kv in &s.span.attributes {
+            if let Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(v)) =
+                kv.value.as_ref().and_then(|v| v.value.as_ref())
+            {
+                assert!(v.len() <= 256, "attribute {} is {} bytes", kv.key, v.len());
+            }
+        }
+    }
+    stack.envoy.assert_no_wasm_failures().await;
+}
