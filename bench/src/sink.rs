@@ -110,8 +110,15 @@ async fn receive(
         Ok((spans, counter)) => {
             counter.fetch_add(spans, Ordering::Relaxed);
             counters.requests.fetch_add(1, Ordering::Relaxed);
-            // An empty ExportTraceServiceResponse is an empty protobuf message: a zero-length body.
-            Ok(reply(StatusCode::OK, ""))
+            // Each API's own success code: Zipkin answers 202 (Envoy's Zipkin tracer counts any
+            // other status as a dropped report); OTLP answers 200 with an empty
+            // ExportTraceServiceResponse, which is a zero-length protobuf body.
+            let status = if path == "/api/v2/spans" {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
+            Ok(reply(status, ""))
         }
         Err(reason) => {
             counters.rejected.fetch_add(1, Ordering::Relaxed);
