@@ -11,7 +11,9 @@ use crate::model::SpanRecord;
 pub mod attrs;
 pub mod config;
 pub mod console;
+pub mod group;
 pub mod http;
+pub mod jaeger;
 pub mod retry;
 pub mod zipkin;
 
@@ -91,6 +93,7 @@ pub fn build(cfg: &ExporterConfig, telemetry: ExporterTelemetry) -> Result<Arc<d
     match cfg {
         ExporterConfig::Console(_) => Ok(Arc::new(console::ConsoleExporter::stdout(name))),
         ExporterConfig::Zipkin(c) => Ok(Arc::new(zipkin::ZipkinExporter::new(name, c, telemetry)?)),
+        ExporterConfig::Jaeger(c) => Ok(Arc::new(jaeger::JaegerExporter::new(name, c, telemetry)?)),
         other => Err(format!("type: `{}` exporter is not implemented yet", other.kind())),
     }
 }
