@@ -14,6 +14,7 @@ pub mod console;
 pub mod group;
 pub mod http;
 pub mod jaeger;
+pub mod otlp;
 pub mod retry;
 pub mod zipkin;
 
@@ -94,6 +95,7 @@ pub fn build(cfg: &ExporterConfig, telemetry: ExporterTelemetry) -> Result<Arc<d
         ExporterConfig::Console(_) => Ok(Arc::new(console::ConsoleExporter::stdout(name))),
         ExporterConfig::Zipkin(c) => Ok(Arc::new(zipkin::ZipkinExporter::new(name, c, telemetry)?)),
         ExporterConfig::Jaeger(c) => Ok(Arc::new(jaeger::JaegerExporter::new(name, c, telemetry)?)),
+        ExporterConfig::Otlp(c) => Ok(Arc::new(otlp::OtlpExporter::new(name, c, telemetry)?)),
         other => Err(format!("type: `{}` exporter is not implemented yet", other.kind())),
     }
 }

@@ -13,29 +13,29 @@ use tokio::time::Instant;
 use crate::exporter::config::RetryConfig;
 use crate::exporter::{ExportError, ExporterTelemetry};
 
-/// Runs `attempt` until it succeeds, fails for good, or the policy's time budget is spent.
+/// Runs `attempt` until it succeeds (returning its value), fails for good, or the policy's time budget is spent.
 ///
 /// Waits before attempt n+1 a uniformly random time in `[0, b]` where `b` starts at
 /// `initial_interval` and is multiplied by `multiplier` up to `max_interval` ("full jitter",
 /// which spreads the retries of many shims hitting one recovering backend). A throttling answer
 /// with `Retry-After` waits exactly that long instead. When the next wait would end past
 /// `max_elapsed_time` the last error is returned at once rather than sleeping in vain.
-pub async fn retry<F, Fut>(
+pub async fn retry<T, F, Fut>(
     policy: &RetryConfig,
     telemetry: &ExporterTelemetry,
     log: &LogLimiter,
     exporter: &str,
     mut attempt: F,
-) -> Result<(), ExportError>
+) -> Result<T, ExportError>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), ExportError>>,
+    Fut: Future<Output = Result<T, ExportError>>,
 {
     let started = Instant::now();
     let mut ceiling = policy.initial_interval;
     loop {
         let err = match attempt().await {
-            Ok(()) => return Ok(()),
+            Ok(v) => return Ok(v),
             Err(e) => e,
         };
         telemetry.failed_attempts.inc();

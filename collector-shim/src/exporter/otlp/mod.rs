@@ -1,0 +1,110 @@
+//! OTLP/HTTP exporter: protobuf `ExportTraceServiceRequest` POSTed to `/v1/traces`, optionally
+//! gzip-compressed. Works with Tempo, an OpenTelemetry Collector tier, and Jaeger (>= 1.35 and
+//! v2 accept OTLP on port 4318).
+//!
+//! Partial success (a 200 whose `ExportTraceServiceResponse.partial_success` reports rejected
+//! spans) is logged with the backend's message and counted in `rejected_spans`, never retried:
+//! the OTLP spec says the rejected spans would be rejected again.
+pub mod model;
+
+use std::io::Write;
+
+use bytes::Bytes;
+use flate2::write::GzEncoder;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message;
+
+use crate::exporter::config::{Compression, OtlpConfig, RetryConfig};
+use crate::exporter::http::HttpSender;
+use crate::exporter::retry::{retry, LogLimiter};
+use crate::exporter::{ExportError, Exporter, ExporterTelemetry};
+use crate::model::SpanRecord;
+
+/// Sends batches to an OTLP/HTTP receiver.
+pub struct OtlpExporter {
+    /// Name for logs and metric labels.
+    name: String,
+    /// POSTs to the configured endpoint.
+    sender: HttpSender,
+    /// Whether bodies are gzip-compressed.
+    compression: Compression,
+    /// Backoff policy.
+    retry: RetryConfig,
+    /// Retry and rejection counters.
+    telemetry: ExporterTelemetry,
+    /// Bounds the log lines of a failing backend.
+    log: LogLimiter,
+    /// Bounds the partial-success log lines separately (a steady trickle of rejections must not
+    /// hide outage warnings, nor flood the log).
+    partial_log: LogLimiter,
+}
+
+impl OtlpExporter {
+    /// An exporter for `cfg` (validated).
+    pub fn new(name: &str, cfg: &OtlpConfig, telemetry: ExporterTelemetry) -> Result<Self, String> {
+        Ok(OtlpExporter {
+            name: name.to_string(),
+            sender: HttpSender::new(&cfg.endpoint, "application/x-protobuf", &cfg.headers, cfg.timeout)?,
+            compression: cfg.compression,
+            retry: cfg.retry.clone(),
+            telemetry,
+            log: LogLimiter::default(),
+            partial_log: LogLimiter::default(),
+        })
+    }
+
+    fn partial_success(&self, response: &[u8]) {
+        // An empty or undecodable 200 body is a full success (the spec allows an empty body).
+        let Ok(resp) = ExportTraceServiceResponse::decode(response) else { return };
+        let Some(p) = resp.partial_success else { return };
+        if p.rejected_spans > 0 {
+            self.telemetry.rejected_spans.inc_by(p.rejected_spans as u64);
+        }
+        if (p.rejected_spans > 0 || !p.error_message.is_empty()) && self.partial_log.allow() {
+            tracing::warn!(exporter = %self.name, rejected_spans = p.rejected_spans,
+                message = %p.error_message, suppressed = self.partial_log.take_suppressed(),
+                "backend accepted the batch partially");
+        }
+    }
+}
+
+/// Encodes a batch as the request body (gzip when asked).
+pub fn encode(batch: &[SpanRecord], compression: Compression) -> Vec<u8> {
+    let raw = model::request(batch).encode_to_vec();
+    match compression {
+        Compression::None => raw,
+        Compression::Gzip => {
+            let mut gz = GzEncoder::new(Vec::with_capacity(raw.len() / 4), flate2::Compression::fast());
+            // Writing into a Vec cannot fail.
+            match gz.write_all(&raw).and_then(|()| gz.finish()) {
+                Ok(out) => out,
+                Err(_) => raw,
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Exporter for OtlpExporter {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let body = Bytes::from(encode(batch, self.compression));
+        let encoding = match self.compression {
+            Compression::Gzip => Some("gzip"),
+            Compression::None => None,
+        };
+        let response = retry(&self.retry, &self.telemetry, &self.log, &self.name, || {
+            let body = body.clone();
+            async move { self.sender.post(body, encoding).await }
+        })
+        .await?;
+        self.partial_success(&response);
+        Ok(())
+    }
+}
