@@ -29,7 +29,7 @@ async fn hostile_inputs_never_fail_the_vm() {
                 json!(["x-evil", "user-agent"]),
             );
             c.insert("record_response_headers".into(), json!(["x-big"]));
-            c.insert("baggage_to_attributes".into(), json!(["k", "\u{e9}"]));
+            c.insert("baggage_to_attributes".into(), json!(["k", "b7"]));
             c.insert(
                 "outbound_formats".into(),
                 json!(["w3c", "b3", "b3single", "jaeger"]),
@@ -127,7 +127,8 @@ async fn hostile_inputs_never_fail_the_vm() {
     }
     // Many repeated lines of the context headers.
     let mut req = ClientRequest::get("/many");
-    for i in 0..200 {
+    // Envoy allows 100 header lines by default: 30 of each stays under it and reaches the filter.
+    for i in 0..30 {
         req = req
             .header("traceparent", format!("00-{t}-{:016x}-01", i + 1))
             .header("tracestate", format!("k{i}=v"))

@@ -192,6 +192,7 @@ async fn sample_ratio_zero_forced_sampling_and_record_only() {
             c.insert("sample_ratio".into(), json!(0.0));
             c.insert("record_unsampled".into(), json!(false));
             c.insert("flush_interval_ms".into(), json!(200));
+            c.insert("trace_id_response_header".into(), json!(""));
         })
         .start()
         .await;
@@ -259,6 +260,11 @@ async fn sample_ratio_zero_forced_sampling_and_record_only() {
     let egress = stack.envoy.egress();
     let unsampled = stack.exchange(egress, ClientRequest::get("/e1")).await;
     let unsampled_trace = unsampled.upstream_traceparent().trace_id;
+    assert_eq!(
+        unsampled.response.header("x-trace-id"),
+        None,
+        "trace_id_response_header \"\" disables it"
+    );
     assert!(!unsampled.upstream_traceparent().sampled());
     let forced = stack
         .exchange(

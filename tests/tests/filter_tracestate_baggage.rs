@@ -61,6 +61,22 @@ async fn tracestate_rules() {
         "only incoming members: {got:?}"
     );
 
+    // Trimming for size drops entries over 128 chars first: a short member may only be missing
+    // upstream if the long one is missing too.
+    let long = format!("long={}", "l".repeat(200));
+    let mut members: Vec<String> = (0..20)
+        .map(|i| format!("key{i}={}", "v".repeat(40)))
+        .collect();
+    members.insert(10, long.clone());
+    let ex = stack.ingress(continued(&[&members.join(",")])).await;
+    let got = foreign(&ex.upstream_tracestate());
+    let short_missing = members.iter().any(|m| m != &long && !got.contains(m));
+    assert!(
+        !short_missing || !got.contains(&long),
+        "trimmed short entries but kept the >128-char one: {got:?}"
+    );
+    assert!(got.iter().all(|m| members.contains(m)));
+
     // A list with an invalid member is dropped as a whole; the trace itself continues.
     let before = stack
         .envoy
