@@ -123,6 +123,7 @@ fn text(v: &Value) -> String {
 pub fn zipkin_spans(bodies: &[Bytes]) -> Vec<BackendSpan> {
     let mut out = Vec::new();
     for body in bodies {
+        validate_zipkin_body(body);
         let doc: Value = serde_json::from_slice(body).expect("Zipkin body is JSON");
         let list = doc
             .as_array()
@@ -154,6 +155,35 @@ pub fn zipkin_spans(bodies: &[Bytes]) -> Vec<BackendSpan> {
         }
     }
     out
+}
+
+/// Validates one Zipkin body against the v2 API's JSON schema with the shim's independent Python
+/// checker (`collector-shim/tests/decoders/zipkin_json.py`).
+fn validate_zipkin_body(body: &Bytes) {
+    use std::io::Write;
+    let script = paths::workspace_root().join("collector-shim/tests/decoders/zipkin_json.py");
+    let python = paths::python();
+    paths::require(&python, "make tools");
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the Zipkin schema checker");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body)
+        .expect("write body");
+    let out = child.wait_with_output().expect("schema checker finishes");
+    assert!(
+        out.status.success(),
+        "Zipkin body fails the v2 schema: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(body)
+    );
 }
 
 /// Jaeger Thrift `Batch` bodies -> spans, decoded by the Python Jaeger client types.
