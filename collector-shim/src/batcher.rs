@@ -101,6 +101,13 @@ pub fn spawn(
     metrics: Metrics,
 ) -> (BatcherHandle, BatcherTask) {
     let (tx, rx) = mpsc::channel(cfg.max_queue_size);
+    // Series exist from the start (at 0), so dashboards and alerts see every exporter.
+    let label = ExporterLabel {
+        exporter: name.to_string(),
+    };
+    let _ = metrics.queue_length.get_or_create(&label);
+    let _ = metrics.spans_exported.get_or_create(&label);
+    let _ = metrics.export_duration.get_or_create(&label);
     let pending = Arc::new(AtomicUsize::new(0));
     let handle = BatcherHandle {
         pending: pending.clone(),
