@@ -164,7 +164,26 @@ fn compose_shim_config_names_the_compose_backends() {
     let text = std::fs::read_to_string(&path).expect("envoy/shim-compose.yaml");
     assert!(text.contains("http://zipkin:9411/api/v2/spans"));
     assert!(text.contains("http://jaeger:14268/api/traces"));
-    // The shim itself validates the file when its binary is built (`--check-config`).
+    check_config(&path);
+}
+
+/// The shim configurations the docs show are ones the shim accepts.
+#[test]
+fn documented_shim_configs_are_valid() {
+    let dir = workspace_root().join("docs/examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("docs/examples") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            check_config(&path);
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no shim configs in {}", dir.display());
+}
+
+/// `collector-shim --check-config --config path` must accept the file (when the binary is built).
+fn check_config(path: &std::path::Path) {
     let bin = shim_bin();
     if !bin.exists() {
         eprintln!(
@@ -176,7 +195,7 @@ fn compose_shim_config_names_the_compose_backends() {
     let out = Command::new(&bin)
         .arg("--check-config")
         .arg("--config")
-        .arg(&path)
+        .arg(path)
         .output()
         .expect("running collector-shim --check-config");
     assert!(
