@@ -111,7 +111,9 @@ fn benches(c: &mut Criterion) {
     g.finish();
 
     // OTLP encoding per span, in the batch size the filter flushes by default (256).
-    let batch: Vec<Span> = (0..256).map(|_| finished_span(&policy, &mut ids, &ex)).collect();
+    let batch: Vec<Span> = (0..256)
+        .map(|_| finished_span(&policy, &mut ids, &ex))
+        .collect();
     let mut g = c.benchmark_group("filter_core_otlp");
     g.throughput(Throughput::Elements(batch.len() as u64));
     g.bench_function("otlp_encode_batch_256", |b| {
@@ -124,9 +126,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("span_build_and_otlp_encode_batch_256", |b| {
         b.iter(|| {
             let spans: Vec<Span> = (0..256)
-                .map(|_| {
-                    decision.to_span(&ex, SpanKind::Server, 256, 1_000, 51_000)
-                })
+                .map(|_| decision.to_span(&ex, SpanKind::Server, 256, 1_000, 51_000))
                 .collect();
             otlp::encode(&resource, spans)
         })

@@ -4,15 +4,13 @@
 //! `docs/filter.md`). An unknown key, a wrong type or a bad value is an error that names
 //! the key and the reason; the filter then refuses the configuration.
 
+use crate::json::{self, Json};
 use crate::propagation::{InboundFormat, OutboundFormat};
 use crate::sampling::Threshold;
-use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// Span kind of the proxy span.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SpanKindConfig {
     /// Ingress: the proxy serves the request (errors: 5xx).
     Server,
@@ -21,8 +19,7 @@ pub enum SpanKindConfig {
 }
 
 /// Inbound format names in JSON.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InboundName {
     /// `traceparent` / `tracestate`.
     W3c,
@@ -33,8 +30,7 @@ pub enum InboundName {
 }
 
 /// Outbound format names in JSON.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutboundName {
     /// `traceparent` / `tracestate` (always written anyway).
     W3c,
@@ -47,8 +43,7 @@ pub enum OutboundName {
 }
 
 /// The filter configuration. Field comments give the default and the unit.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// Resource `service.name`. Default `"envoy-proxy"`.
     pub service_name: String,
@@ -95,8 +90,8 @@ pub struct Config {
     pub record_response_headers: Vec<String>,
     /// Baggage keys copied to `baggage.<key>` attributes. Default `[]`.
     pub baggage_to_attributes: Vec<String>,
-    /// Extra resource attributes. Default `{}`.
-    pub resource_attributes: BTreeMap<String, String>,
+    /// Extra resource attributes, in document order. Default `{}`.
+    pub resource_attributes: Vec<(String, String)>,
     /// Count gRPC messages from body frame prefixes. Default true.
     pub grpc_message_counting: bool,
     /// Longest attribute value in bytes (cut on a UTF-8 boundary). Default 256.
@@ -128,7 +123,7 @@ impl Default for Config {
             record_request_headers: Vec::new(),
             record_response_headers: Vec::new(),
             baggage_to_attributes: Vec::new(),
-            resource_attributes: BTreeMap::new(),
+            resource_attributes: Vec::new(),
             grpc_message_counting: true,
             max_attribute_length: 256,
         }
@@ -193,6 +188,60 @@ fn is_header_name(s: &str) -> bool {
         })
 }
 
+fn invalid_type(key: &str, v: &Json, expected: &str) -> ConfigError {
+    err(
+        key,
+        format!("invalid type: {}, expected {expected}", v.kind()),
+    )
+}
+
+fn unknown_variant(key: &str, got: &str, expected: &str) -> ConfigError {
+    err(
+        key,
+        format!("unknown variant {got:?}, expected one of {expected}"),
+    )
+}
+
+fn string(key: &str, v: &Json) -> Result<String, ConfigError> {
+    match v {
+        Json::String(s) => Ok(s.clone()),
+        _ => Err(invalid_type(key, v, "a string")),
+    }
+}
+
+fn boolean(key: &str, v: &Json) -> Result<bool, ConfigError> {
+    match v {
+        Json::Bool(b) => Ok(*b),
+        _ => Err(invalid_type(key, v, "a boolean")),
+    }
+}
+
+fn uint(key: &str, v: &Json) -> Result<u64, ConfigError> {
+    match v {
+        Json::Number(_) => v
+            .as_u64()
+            .ok_or_else(|| err(key, "invalid value: expected a non-negative integer")),
+        _ => Err(invalid_type(key, v, "a non-negative integer")),
+    }
+}
+
+fn size(key: &str, v: &Json) -> Result<usize, ConfigError> {
+    usize::try_from(uint(key, v)?).map_err(|_| err(key, "invalid value: too large"))
+}
+
+fn strings(key: &str, v: &Json) -> Result<Vec<String>, ConfigError> {
+    let Json::Array(items) = v else {
+        return Err(invalid_type(key, v, "an array of strings"));
+    };
+    items
+        .iter()
+        .map(|i| match i {
+            Json::String(s) => Ok(s.clone()),
+            _ => Err(invalid_type(key, i, "an array of strings")),
+        })
+        .collect()
+}
+
 /// Upper bounds that keep a typo from asking for gigabytes or hours.
 const MAX_BUFFERED_LIMIT: usize = 1_000_000;
 const MAX_INTERVAL_MS: u64 = 3_600_000;
@@ -204,29 +253,101 @@ impl Config {
         if input.iter().all(u8::is_ascii_whitespace) {
             return Ok(Config::default());
         }
-        let doc: serde_json::Value =
-            serde_json::from_slice(input).map_err(|e| err("", format!("not valid JSON: {e}")))?;
-        let serde_json::Value::Object(map) = doc else {
+        let doc = json::parse(input).map_err(|e| {
+            err(
+                "",
+                format!("not valid JSON at byte {}: {}", e.offset, e.reason),
+            )
+        })?;
+        let Json::Object(members) = doc else {
             return Err(err("", "the configuration must be a JSON object"));
         };
-        // Deserialize key by key first, so that a type error names its key (serde's own
-        // message for a whole struct only gives a line and column).
-        for (k, v) in &map {
-            let one = serde_json::Value::Object([(k.clone(), v.clone())].into_iter().collect());
-            if let Err(e) = serde_json::from_value::<Config>(one) {
-                let msg = e.to_string();
-                let reason = if msg.starts_with("unknown field") {
-                    "unknown key".to_owned()
-                } else {
-                    msg
-                };
-                return Err(err(k, reason));
+        let mut cfg = Config::default();
+        for (i, (k, v)) in members.iter().enumerate() {
+            if members[..i].iter().any(|(seen, _)| seen == k) {
+                return Err(err(k, "duplicate key"));
             }
+            cfg.set(k, v)?;
         }
-        let cfg: Config = serde_json::from_value(serde_json::Value::Object(map))
-            .map_err(|e| err("", e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Sets one key from its JSON value (type checks; value checks are in `validate`).
+    fn set(&mut self, k: &str, v: &Json) -> Result<(), ConfigError> {
+        match k {
+            "service_name" => self.service_name = string(k, v)?,
+            "deployment_environment" => self.deployment_environment = string(k, v)?,
+            "collector_cluster" => self.collector_cluster = string(k, v)?,
+            "collector_authority" => self.collector_authority = string(k, v)?,
+            "collector_path" => self.collector_path = string(k, v)?,
+            "collector_timeout_ms" => self.collector_timeout_ms = uint(k, v)?,
+            "flush_interval_ms" => self.flush_interval_ms = uint(k, v)?,
+            "max_batch_spans" => self.max_batch_spans = size(k, v)?,
+            "max_buffered_spans" => self.max_buffered_spans = size(k, v)?,
+            "max_inflight_dispatches" => self.max_inflight_dispatches = size(k, v)?,
+            "sample_ratio" => {
+                self.sample_ratio = v.as_f64().ok_or_else(|| invalid_type(k, v, "a number"))?
+            }
+            "record_unsampled" => self.record_unsampled = boolean(k, v)?,
+            "force_sample_header" => self.force_sample_header = string(k, v)?,
+            "trust_incoming_context" => self.trust_incoming_context = boolean(k, v)?,
+            "inbound_formats" => {
+                self.inbound_formats = strings(k, v)?
+                    .iter()
+                    .map(|s| match s.as_str() {
+                        "w3c" => Ok(InboundName::W3c),
+                        "b3" => Ok(InboundName::B3),
+                        "jaeger" => Ok(InboundName::Jaeger),
+                        _ => Err(unknown_variant(k, s, "`w3c`, `b3`, `jaeger`")),
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "outbound_formats" => {
+                self.outbound_formats = strings(k, v)?
+                    .iter()
+                    .map(|s| match s.as_str() {
+                        "w3c" => Ok(OutboundName::W3c),
+                        "b3" => Ok(OutboundName::B3),
+                        "b3single" => Ok(OutboundName::B3single),
+                        "jaeger" => Ok(OutboundName::Jaeger),
+                        _ => Err(unknown_variant(k, s, "`w3c`, `b3`, `b3single`, `jaeger`")),
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "trace_id_response_header" => self.trace_id_response_header = string(k, v)?,
+            "traceresponse_header" => self.traceresponse_header = boolean(k, v)?,
+            "span_kind" => {
+                self.span_kind = match string(k, v)?.as_str() {
+                    "server" => SpanKindConfig::Server,
+                    "client" => SpanKindConfig::Client,
+                    other => return Err(unknown_variant(k, other, "`server`, `client`")),
+                }
+            }
+            "record_request_headers" => self.record_request_headers = strings(k, v)?,
+            "record_response_headers" => self.record_response_headers = strings(k, v)?,
+            "baggage_to_attributes" => self.baggage_to_attributes = strings(k, v)?,
+            "resource_attributes" => {
+                let Json::Object(m) = v else {
+                    return Err(invalid_type(k, v, "an object of strings"));
+                };
+                let mut out: Vec<(String, String)> = Vec::with_capacity(m.len());
+                for (ak, av) in m {
+                    let Json::String(s) = av else {
+                        return Err(invalid_type(k, av, "a string value"));
+                    };
+                    if out.iter().any(|(seen, _)| seen == ak) {
+                        return Err(err(k, format!("duplicate attribute {ak:?}")));
+                    }
+                    out.push((ak.clone(), s.clone()));
+                }
+                self.resource_attributes = out;
+            }
+            "grpc_message_counting" => self.grpc_message_counting = boolean(k, v)?,
+            "max_attribute_length" => self.max_attribute_length = size(k, v)?,
+            _ => return Err(err(k, "unknown key")),
+        }
+        Ok(())
     }
 
     /// Checks values that types alone do not constrain.
@@ -305,7 +426,7 @@ impl Config {
                 format!("{bad:?} is not a baggage key"),
             ));
         }
-        if let Some(bad) = self.resource_attributes.keys().find(|k| k.is_empty()) {
+        if let Some((bad, _)) = self.resource_attributes.iter().find(|(k, _)| k.is_empty()) {
             return Err(err(
                 "resource_attributes",
                 format!("{bad:?}: keys must not be empty"),
@@ -403,7 +524,10 @@ mod tests {
             ]
         );
         assert_eq!(c.threshold().to_th().as_deref(), Some("c"));
-        assert_eq!(c.resource_attributes["k8s.pod.name"], "p");
+        assert_eq!(
+            c.resource_attributes,
+            vec![("k8s.pod.name".to_string(), "p".to_string())]
+        );
     }
 
     #[rustfmt::skip]
@@ -412,6 +536,8 @@ mod tests {
         (r#"{"sample_ratio": "1"}"#,            "sample_ratio",           "invalid type"),
         (r#"{"sample_ratio": 1.5}"#,            "sample_ratio",           "between 0 and 1"),
         (r#"{"max_batch_spans": -1}"#,          "max_batch_spans",        "invalid value"),
+        (r#"{"max_batch_spans": 1.5}"#,         "max_batch_spans",        "non-negative integer"),
+        (r#"{"sample_ratio": 1, "sample_ratio": 0}"#, "sample_ratio",     "duplicate key"),
         (r#"{"max_batch_spans": 0}"#,           "max_batch_spans",        "between 1"),
         (r#"{"max_batch_spans": 10, "max_buffered_spans": 5}"#, "max_batch_spans", "max_buffered_spans"),
         (r#"{"flush_interval_ms": 0}"#,         "flush_interval_ms",      "between 1"),
@@ -431,7 +557,7 @@ mod tests {
         (r#"{"max_attribute_length": 0}"#,      "max_attribute_length",   "between 16"),
         (r#"{"record_unsampled": "yes"}"#,      "record_unsampled",       "invalid type"),
         (r#"[1]"#,                              "",                       "JSON object"),
-        (r#"{"a""#,                             "",                       "not valid JSON"),
+        (r#"{"service_name": "#,               "",                       "not valid JSON"),
     ];
 
     #[test]

@@ -10,10 +10,12 @@
 #![cfg_attr(test, allow(clippy::type_complexity))]
 
 pub mod config;
+pub mod envoy;
 pub mod grpc;
 pub mod head;
 mod hex;
 pub mod ids;
+pub mod json;
 pub mod otlp;
 pub mod propagation;
 pub mod sampling;

@@ -1,0 +1,87 @@
+//! Host access that cannot panic. The SDK's trait helpers `unwrap` host results, and its
+//! string maps `unwrap` UTF-8 conversion of header values (a client can send obs-text), so
+//! the filter calls the byte-level hostcalls and converts leniently.
+
+use aetherflow_core::propagation::Injector;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use std::time::UNIX_EPOCH;
+
+/// Bytes to text; invalid UTF-8 becomes U+FFFD (such values are invalid trace headers anyway).
+pub fn text(b: Vec<u8>) -> String {
+    String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Every line of a header map, in order, repeated names kept.
+pub fn header_lines(map: MapType) -> Vec<(String, String)> {
+    hostcalls::get_map_bytes(map)
+        .map(|m| m.into_iter().map(|(k, v)| (k, text(v))).collect())
+        .unwrap_or_default()
+}
+
+/// The first value of one header.
+pub fn header(map: MapType, name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(map, name)
+        .ok()
+        .flatten()
+        .map(text)
+}
+
+/// Sets (replaces) a header; failures are ignored (tracing never breaks traffic).
+pub fn set_header(map: MapType, name: &str, value: &str) {
+    let _ = hostcalls::set_map_value(map, name, Some(value));
+}
+
+/// Removes a header.
+pub fn remove_header(map: MapType, name: &str) {
+    let _ = hostcalls::remove_map_value(map, name);
+}
+
+/// A property as raw bytes.
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    hostcalls::get_property(path.to_vec()).ok().flatten()
+}
+
+/// A string property; `None` when absent or empty.
+pub fn property_str(path: &[&str]) -> Option<String> {
+    property(path).filter(|b| !b.is_empty()).map(text)
+}
+
+/// An integer property (Envoy encodes them as 8 little-endian bytes).
+pub fn property_int(path: &[&str]) -> Option<i64> {
+    let b = property(path)?;
+    let arr: [u8; 8] = b.get(..8)?.try_into().ok()?;
+    Some(i64::from_le_bytes(arr))
+}
+
+/// `len` bytes at `offset` of a body buffer.
+pub fn body_bytes(buffer: BufferType, offset: usize, len: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(buffer, offset, len).ok().flatten()
+}
+
+/// Host clock, nanoseconds since the Unix epoch (0 if the host cannot say).
+pub fn now_nanos() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64)
+        .unwrap_or(0)
+}
+
+/// Logs a line; failures are ignored.
+pub fn log(level: LogLevel, msg: &str) {
+    let _ = hostcalls::log(level, msg);
+}
+
+/// Writes outbound propagation headers into Envoy's request header map.
+pub struct RequestHeaders;
+
+impl Injector for RequestHeaders {
+    fn set(&mut self, name: &str, value: &str) {
+        set_header(MapType::HttpRequestHeaders, name, value);
+    }
+
+    fn remove(&mut self, name: &str) {
+        remove_header(MapType::HttpRequestHeaders, name);
+    }
+}

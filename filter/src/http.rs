@@ -1,0 +1,266 @@
+//! The per-request context: extract, sample and inject on request headers; status and
+//! trace id header on response headers; gRPC status on trailers; message counts from body
+//! frame prefixes (never pausing or buffering); the span goes to the root's buffer on log.
+//! Any failure to trace skips tracing for the request; traffic always continues.
+
+use crate::host::{self, RequestHeaders};
+use crate::metrics;
+use crate::root::Shared;
+use aetherflow_core::envoy;
+use aetherflow_core::grpc::{self, FrameCounter};
+use aetherflow_core::head::{self, Decision};
+use aetherflow_core::propagation::baggage::{Baggage, BAGGAGE};
+use aetherflow_core::propagation::traceparent::TraceParent;
+use aetherflow_core::propagation::{self, Extractor};
+use aetherflow_core::semconv::Exchange;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, BufferType, MapType};
+use std::rc::Rc;
+
+/// One traced request.
+struct Active {
+    /// Trace, span, flags, tracestate.
+    decision: Decision,
+    /// What we learn about the exchange (only filled when the span is recorded).
+    ex: Exchange,
+    /// Start time, host clock (ns).
+    start_ns: u64,
+    /// Counts client messages of a gRPC stream.
+    req_frames: Option<FrameCounter>,
+    /// Counts server messages of a gRPC stream.
+    resp_frames: Option<FrameCounter>,
+}
+
+/// The HTTP context.
+pub struct HttpTrace {
+    /// `None` when the plugin has no accepted configuration: pass-through.
+    shared: Option<Rc<Shared>>,
+    /// `None` when this request is not traced.
+    active: Option<Box<Active>>,
+}
+
+impl HttpTrace {
+    /// A context for one stream.
+    pub fn new(shared: Option<Rc<Shared>>) -> HttpTrace {
+        HttpTrace {
+            shared,
+            active: None,
+        }
+    }
+
+    fn start(&mut self, sh: &Shared) -> Option<Box<Active>> {
+        let lines = host::header_lines(MapType::HttpRequestHeaders);
+        let m = &sh.metrics;
+        let extracted = propagation::extract(&lines, &sh.policy.inbound);
+        if extracted.invalid_traceparent {
+            metrics::inc(m.invalid_traceparent);
+        }
+        if extracted.invalid_tracestate {
+            metrics::inc(m.invalid_tracestate);
+        }
+        let force = !sh.cfg.force_sample_header.is_empty()
+            && lines.get(&sh.cfg.force_sample_header).is_some_and(|v| {
+                let v = v.trim();
+                v == "1" || v.eq_ignore_ascii_case("true")
+            });
+        let decision = {
+            let mut ids = sh.ids.try_borrow_mut().ok()?;
+            head::decide(&sh.policy, extracted, force, &mut ids)
+        };
+        propagation::inject(
+            &mut RequestHeaders,
+            &sh.policy.outbound,
+            &decision.trace_id,
+            &decision.span_id,
+            decision.flags,
+            &decision.tracestate,
+        );
+        let mut ex = Exchange::default();
+        if let Some(bag) = Baggage::extract(lines.as_slice()) {
+            if bag.invalid || bag.trimmed {
+                metrics::inc(m.invalid_baggage);
+            }
+            if bag.trimmed {
+                if bag.is_empty() {
+                    host::remove_header(MapType::HttpRequestHeaders, BAGGAGE);
+                } else {
+                    host::set_header(MapType::HttpRequestHeaders, BAGGAGE, &bag.header_value());
+                }
+            }
+            if decision.record {
+                for key in &sh.cfg.baggage_to_attributes {
+                    if let Some(v) = bag.get(key) {
+                        ex.baggage.push((key.clone(), v));
+                    }
+                }
+            }
+        }
+        metrics::inc(m.spans_started);
+        if decision.sampled {
+            metrics::inc(m.spans_sampled);
+        } else if decision.record {
+            metrics::inc(m.spans_record_only);
+        }
+        let mut req_frames = None;
+        if decision.record {
+            let get = |name: &str| lines.get(name).map(str::to_owned);
+            ex.method = get(":method").unwrap_or_default();
+            ex.path = get(":path").unwrap_or_default();
+            ex.scheme = get(":scheme").unwrap_or_default();
+            ex.authority = get(":authority")
+                .or_else(|| get("host"))
+                .unwrap_or_default();
+            ex.user_agent = get("user-agent");
+            ex.grpc = lines.get("content-type").is_some_and(grpc::is_grpc);
+            for name in &sh.cfg.record_request_headers {
+                let values = lines.get_all(name);
+                if !values.is_empty() {
+                    ex.request_headers.push((name.clone(), values.join(",")));
+                }
+            }
+            if ex.grpc && sh.cfg.grpc_message_counting {
+                req_frames = Some(FrameCounter::new());
+            }
+        }
+        let resp_frames = req_frames.clone();
+        Some(Box::new(Active {
+            decision,
+            ex,
+            start_ns: host::now_nanos(),
+            req_frames,
+            resp_frames,
+        }))
+    }
+
+    fn grpc_status_from(&mut self, map: MapType) {
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
+        if !a.decision.record || !a.ex.grpc {
+            return;
+        }
+        if let Some(code) = host::header(map, "grpc-status")
+            .as_deref()
+            .and_then(grpc::parse_status)
+        {
+            a.ex.grpc_status = Some(code);
+            a.ex.grpc_message = host::header(map, "grpc-message").map(|m| grpc::decode_message(&m));
+        }
+    }
+}
+
+fn count_frames(counter: &mut Option<FrameCounter>, buffer: BufferType, size: usize) {
+    if let Some(c) = counter.as_mut() {
+        c.feed_with(size, |off, len| host::body_bytes(buffer, off, len));
+    }
+}
+
+impl Context for HttpTrace {}
+
+impl HttpContext for HttpTrace {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if self.active.is_some() {
+            return Action::Continue;
+        }
+        if let Some(sh) = self.shared.clone() {
+            self.active = self.start(&sh);
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        if let Some(a) = self.active.as_mut() {
+            count_frames(&mut a.req_frames, BufferType::HttpRequestBody, body_size);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let (Some(sh), Some(a)) = (self.shared.as_ref(), self.active.as_mut()) else {
+            return Action::Continue;
+        };
+        let map = MapType::HttpResponseHeaders;
+        let d = &a.decision;
+        if !sh.cfg.trace_id_response_header.is_empty() {
+            let mut hex = [0u8; 32];
+            d.trace_id.write_hex(&mut hex);
+            host::set_header(
+                map,
+                &sh.cfg.trace_id_response_header,
+                core::str::from_utf8(&hex).unwrap_or_default(),
+            );
+        }
+        if sh.cfg.traceresponse_header {
+            let tp = TraceParent {
+                trace_id: d.trace_id,
+                parent_id: d.span_id,
+                flags: d.flags,
+            };
+            let mut buf = [0u8; 55];
+            tp.write(&mut buf);
+            host::set_header(
+                map,
+                "traceresponse",
+                core::str::from_utf8(&buf).unwrap_or_default(),
+            );
+        }
+        if d.record {
+            a.ex.status = host::header(map, ":status").and_then(|s| s.trim().parse().ok());
+            for name in &sh.cfg.record_response_headers {
+                if let Some(v) = host::header(map, name) {
+                    a.ex.response_headers.push((name.clone(), v));
+                }
+            }
+        }
+        // Trailers-only gRPC responses carry the status in the headers.
+        self.grpc_status_from(map);
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        if let Some(a) = self.active.as_mut() {
+            count_frames(&mut a.resp_frames, BufferType::HttpResponseBody, body_size);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.grpc_status_from(MapType::HttpResponseTrailers);
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        let (Some(sh), Some(mut a)) = (self.shared.clone(), self.active.take()) else {
+            return;
+        };
+        if !a.decision.record {
+            return;
+        }
+        let end_ns = host::now_nanos();
+        let ex = &mut a.ex;
+        if ex.status.is_none() {
+            // A local reply may bypass our response callbacks; Envoy still knows the code.
+            ex.status = host::property_int(&["response", "code"])
+                .filter(|c| (100..1000).contains(c))
+                .map(|c| c as u16);
+        }
+        ex.protocol = host::property_str(&["request", "protocol"]);
+        ex.client_address =
+            host::property_str(&["source", "address"]).map(|a| envoy::address_ip(&a).to_owned());
+        let e = &mut ex.envoy;
+        e.route_name = host::property_str(&["route_name"]);
+        e.upstream_cluster = host::property_str(&["xds", "cluster_name"]);
+        e.upstream_address = host::property_str(&["upstream", "address"]);
+        e.response_flags = host::property_int(&["response", "flags"])
+            .and_then(|f| envoy::response_flags(f as u64));
+        e.request_id = host::property_str(&["request", "id"]);
+        e.from_upstream =
+            host::property_str(&["response", "code_details"]).map(|d| d == "via_upstream");
+        ex.request_messages = a.req_frames.as_ref().map(|c| c.messages);
+        ex.response_messages = a.resp_frames.as_ref().map(|c| c.messages);
+        let span = a
+            .decision
+            .to_span(ex, sh.kind, sh.cfg.max_attribute_length, a.start_ns, end_ns);
+        sh.push(span);
+    }
+}

@@ -1,0 +1,283 @@
+//! The root context: configuration, the per-VM span buffer, and export to the collector.
+//!
+//! HTTP contexts push finished spans into the buffer owned here (through `Rc<Shared>`);
+//! the root ticks every [`TICK_MS`] at most and flushes full batches at once and a partial
+//! batch every `flush_interval_ms`, by `dispatch_http_call` from the root context (Envoy
+//! does not deliver a call's response to an HTTP context that has finished).
+
+use crate::host;
+use crate::http::HttpTrace;
+use crate::metrics::{self, Metrics};
+use aetherflow_core::config::{Config, SpanKindConfig};
+use aetherflow_core::head::Policy;
+use aetherflow_core::ids::IdGenerator;
+use aetherflow_core::otlp;
+use aetherflow_core::span::{Span, SpanKind};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Longest tick: a full batch waits at most this long for its flush.
+pub const TICK_MS: u64 = 100;
+/// At most one log line per kind of runtime fault in this period.
+const LOG_EVERY_NS: u64 = 10_000_000_000;
+
+/// Logs a recurring fault at most once per period, with the count of suppressed repeats.
+#[derive(Default)]
+pub struct LogLimiter {
+    last_ns: Cell<u64>,
+    suppressed: Cell<u64>,
+}
+
+impl LogLimiter {
+    /// Logs `msg` unless a line was logged less than a period ago.
+    pub fn warn(&self, msg: &str) {
+        let now = host::now_nanos();
+        if self.last_ns.get() != 0 && now.saturating_sub(self.last_ns.get()) < LOG_EVERY_NS {
+            self.suppressed.set(self.suppressed.get() + 1);
+            return;
+        }
+        let n = self.suppressed.replace(0);
+        self.last_ns.set(now.max(1));
+        if n > 0 {
+            host::log(
+                LogLevel::Warn,
+                &format!("aetherflow: {msg} ({n} more since the last report)"),
+            );
+        } else {
+            host::log(LogLevel::Warn, &format!("aetherflow: {msg}"));
+        }
+    }
+}
+
+/// State shared by the root and its HTTP contexts (one VM is single-threaded).
+pub struct Shared {
+    /// The parsed configuration.
+    pub cfg: Config,
+    /// Sampling policy prepared from it.
+    pub policy: Policy,
+    /// Span kind.
+    pub kind: SpanKind,
+    /// Metric ids.
+    pub metrics: Metrics,
+    /// Id generator, seeded once per VM.
+    pub ids: RefCell<IdGenerator>,
+    /// Finished spans waiting for export.
+    pub buffer: RefCell<VecDeque<Span>>,
+    /// Rate limit of the "buffer full" warning.
+    pub drop_log: LogLimiter,
+}
+
+impl Shared {
+    /// Buffers a finished span, or drops and counts it when the buffer is full.
+    pub fn push(&self, span: Span) {
+        let Ok(mut buf) = self.buffer.try_borrow_mut() else {
+            return;
+        };
+        if buf.len() >= self.cfg.max_buffered_spans {
+            drop(buf);
+            metrics::inc(self.metrics.spans_dropped_buffer_full);
+            self.drop_log
+                .warn("span buffer full, dropping spans (collector slow or unreachable?)");
+            return;
+        }
+        buf.push_back(span);
+        metrics::set(self.metrics.buffered_spans, buf.len() as u64);
+    }
+}
+
+/// The root context.
+#[derive(Default)]
+pub struct TraceRoot {
+    /// Set once a configuration was accepted.
+    shared: Option<Rc<Shared>>,
+    /// Resource of every export request.
+    resource: Resource,
+    /// Export requests in flight: token -> number of spans.
+    inflight: HashMap<u32, usize>,
+    /// When the last partial batch was flushed (host clock, ns).
+    last_flush_ns: u64,
+    /// Metrics, defined once per VM (kept across reconfiguration).
+    metrics: Option<Metrics>,
+    /// Rate limit of export failure warnings.
+    export_log: LogLimiter,
+}
+
+fn seed() -> [u8; 32] {
+    let mut s = [0u8; 32];
+    if getrandom::fill(&mut s).is_err() {
+        // No entropy from the host: fall back to the clock, so ids still differ per VM start.
+        let t = host::now_nanos().to_le_bytes();
+        s[..8].copy_from_slice(&t);
+        host::log(
+            LogLevel::Warn,
+            "aetherflow: random_get failed; ids seeded from the clock",
+        );
+    }
+    s
+}
+
+impl TraceRoot {
+    fn flush(&mut self, force_partial: bool) {
+        let Some(sh) = self.shared.clone() else {
+            return;
+        };
+        let now = host::now_nanos();
+        let interval_ns = sh.cfg.flush_interval_ms.saturating_mul(1_000_000);
+        let mut partial_due =
+            force_partial || now.saturating_sub(self.last_flush_ns) >= interval_ns;
+        let timeout = Duration::from_millis(sh.cfg.collector_timeout_ms);
+        loop {
+            if self.inflight.len() >= sh.cfg.max_inflight_dispatches {
+                break;
+            }
+            let batch: Vec<Span> = {
+                let Ok(mut buf) = sh.buffer.try_borrow_mut() else {
+                    break;
+                };
+                let n = buf.len();
+                if n == 0 || (n < sh.cfg.max_batch_spans && !partial_due) {
+                    break;
+                }
+                let take = n.min(sh.cfg.max_batch_spans);
+                let batch = buf.drain(..take).collect();
+                metrics::set(sh.metrics.buffered_spans, buf.len() as u64);
+                batch
+            };
+            if batch.len() < sh.cfg.max_batch_spans {
+                partial_due = false;
+                self.last_flush_ns = now;
+            }
+            let n = batch.len();
+            let body = otlp::encode(&self.resource, batch);
+            let headers = vec![
+                (":method", "POST"),
+                (":path", sh.cfg.collector_path.as_str()),
+                (":authority", sh.cfg.collector_authority.as_str()),
+                ("content-type", "application/x-protobuf"),
+            ];
+            metrics::inc(sh.metrics.export_requests);
+            match hostcalls::dispatch_http_call(
+                &sh.cfg.collector_cluster,
+                headers,
+                Some(&body),
+                vec![],
+                timeout,
+            ) {
+                Ok(token) => {
+                    self.inflight.insert(token, n);
+                }
+                Err(status) => {
+                    metrics::inc(sh.metrics.export_failures);
+                    metrics::add(sh.metrics.spans_dropped_export_failed, n as u64);
+                    self.export_log.warn(&format!(
+                        "cannot dispatch export to cluster {:?} ({status:?}); {n} spans dropped",
+                        sh.cfg.collector_cluster
+                    ));
+                    break;
+                }
+            }
+        }
+        if partial_due
+            && sh
+                .buffer
+                .try_borrow()
+                .map(|b| b.is_empty())
+                .unwrap_or(false)
+        {
+            self.last_flush_ns = now;
+        }
+    }
+}
+
+impl Context for TraceRoot {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        _body: usize,
+        _trailers: usize,
+    ) {
+        let Some(n) = self.inflight.remove(&token_id) else {
+            return;
+        };
+        let Some(sh) = &self.shared else { return };
+        let status = host::header(MapType::HttpCallResponseHeaders, ":status");
+        match status.as_deref().and_then(|s| s.parse::<u16>().ok()) {
+            Some(s) if (200..300).contains(&s) => metrics::add(sh.metrics.spans_exported, n as u64),
+            other => {
+                metrics::inc(sh.metrics.export_failures);
+                metrics::add(sh.metrics.spans_dropped_export_failed, n as u64);
+                let why = match other {
+                    Some(s) => format!("status {s}"),
+                    None => "no response (timeout or connection failure)".to_owned(),
+                };
+                self.export_log
+                    .warn(&format!("export of {n} spans failed: {why}"));
+            }
+        }
+        // A finished call frees a slot: send what is waiting without delaying to the tick.
+        self.flush(false);
+    }
+
+    fn on_done(&mut self) -> bool {
+        // Plugin shutting down: try to send what is buffered.
+        self.flush(true);
+        true
+    }
+}
+
+impl RootContext for TraceRoot {
+    fn on_configure(&mut self, size: usize) -> bool {
+        let raw = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let cfg = match Config::from_json(&raw) {
+            Ok(c) => c,
+            Err(e) => {
+                host::log(LogLevel::Error, &format!("aetherflow trace filter: {e}"));
+                return false;
+            }
+        };
+        let metrics = *self.metrics.get_or_insert_with(Metrics::define);
+        let ids = match &self.shared {
+            Some(old) => old.ids.borrow().clone(),
+            None => IdGenerator::from_seed(seed()),
+        };
+        self.resource = otlp::resource(&cfg);
+        let tick = cfg.flush_interval_ms.clamp(1, TICK_MS);
+        self.shared = Some(Rc::new(Shared {
+            policy: Policy::from_config(&cfg),
+            kind: match cfg.span_kind {
+                SpanKindConfig::Server => SpanKind::Server,
+                SpanKindConfig::Client => SpanKind::Client,
+            },
+            cfg,
+            metrics,
+            ids: RefCell::new(ids),
+            buffer: RefCell::new(VecDeque::new()),
+            drop_log: LogLimiter::default(),
+        }));
+        self.last_flush_ns = host::now_nanos();
+        let _ = hostcalls::set_tick_period(Duration::from_millis(tick));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        self.flush(false);
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(HttpTrace::new(self.shared.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
