@@ -42,7 +42,11 @@ impl BackendSpan {
     }
 }
 
-/// A real HTTP server on 127.0.0.1 that answers 202 and keeps every request body.
+/// Answers a GET from the bodies received so far: `(path, bodies) -> Some((status, JSON))`, or
+/// `None` for 404. Lets a receiver also play a backend's query API.
+pub type QueryFn = Arc<dyn Fn(&str, &[(String, Bytes)]) -> Option<(u16, String)> + Send + Sync>;
+
+/// A real HTTP server on 127.0.0.1 that answers 202 to a POST and keeps every request body.
 pub struct Receiver {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -52,6 +56,11 @@ pub struct Receiver {
 impl Receiver {
     /// Starts on a kernel-chosen port.
     pub async fn start() -> Receiver {
+        Self::start_with(Arc::new(|_: &str, _: &[(String, Bytes)]| None)).await
+    }
+
+    /// Starts on a kernel-chosen port; GET requests are answered by `query`.
+    pub async fn start_with(query: QueryFn) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind receiver");
@@ -64,11 +73,22 @@ impl Receiver {
                     continue;
                 };
                 let store = store.clone();
+                let query = query.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let store = store.clone();
+                        let query = query.clone();
                         async move {
                             let path = req.uri().path().to_owned();
+                            if req.method() == hyper::Method::GET {
+                                let seen = store.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                                let (status, body) =
+                                    query(&path, &seen).unwrap_or((404, String::new()));
+                                let mut resp = hyper::Response::new(Full::new(Bytes::from(body)));
+                                *resp.status_mut() = hyper::StatusCode::from_u16(status)
+                                    .unwrap_or(hyper::StatusCode::OK);
+                                return Ok::<_, Infallible>(resp);
+                            }
                             let body = req
                                 .into_body()
                                 .collect()
