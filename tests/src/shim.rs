@@ -169,7 +169,8 @@ impl FakeShim {
             was
         };
         if mode == ShimMode::Closed {
-            if let Some(task) = self.task.lock().expect("task").take() {
+            let task = self.task.lock().expect("task").take();
+            if let Some(task) = task {
                 // Aborting the accept loop drops the listener and its JoinSet of connections.
                 task.abort();
                 let _ = task.await;

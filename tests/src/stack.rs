@@ -19,19 +19,14 @@ pub struct Stack {
     pub shim: FakeShim,
 }
 
-/// Builds a [`Stack`].
-pub struct StackBuilder {
-    config_edits: Vec<Box<dyn FnOnce(&mut EnvoyConfig) -> Result<(), String> + Send>>,
-    options: EnvoyOptions,
-}
+/// One deferred change to the configuration.
+type ConfigEdit = Box<dyn FnOnce(&mut EnvoyConfig) -> Result<(), String> + Send>;
 
-impl Default for StackBuilder {
-    fn default() -> Self {
-        StackBuilder {
-            config_edits: Vec::new(),
-            options: EnvoyOptions::default(),
-        }
-    }
+/// Builds a [`Stack`].
+#[derive(Default)]
+pub struct StackBuilder {
+    config_edits: Vec<ConfigEdit>,
+    options: EnvoyOptions,
 }
 
 impl StackBuilder {

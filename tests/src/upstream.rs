@@ -13,6 +13,7 @@
 //! | `x-upstream-grpc-mode: m`   | gRPC: `trailers` (default), `trailers-only`, `missing` (no status) |
 //! | `x-upstream-grpc-frames: N` | gRPC: N response messages (default 1)                           |
 //! | `x-upstream-trailer-bytes: N`| an extra response trailer `x-big` of N bytes                   |
+//! | `x-upstream-reset: 1`       | no response: the connection (HTTP/1.1) or stream (h2) is reset  |
 //!
 //! A request is gRPC when its content-type starts with `application/grpc`. A custom handler can
 //! replace the directives ([`UpstreamServer::start_with`]).
@@ -85,6 +86,8 @@ pub struct ResponsePlan {
     pub trailers: Option<Vec<(String, String)>>,
     /// Wait before sending the response head.
     pub delay: Duration,
+    /// Send no response at all: reset the connection (HTTP/1.1) or the stream (h2) after `delay`.
+    pub reset: bool,
 }
 
 /// Chooses a response for a request.
@@ -98,6 +101,13 @@ impl ResponsePlan {
     /// The default handler: the `x-upstream-*` directives in the module docs.
     pub fn from_directives(req: &RecordedRequest) -> ResponsePlan {
         let delay = Duration::from_millis(directive(req, "x-upstream-delay-ms").unwrap_or(0));
+        if directive(req, "x-upstream-reset") == Some(1) {
+            return ResponsePlan {
+                reset: true,
+                delay,
+                ..Default::default()
+            };
+        }
         let big_trailer = directive(req, "x-upstream-trailer-bytes")
             .map(|n| ("x-big".to_string(), "t".repeat(n as usize)));
         if req.is_grpc() {
@@ -126,6 +136,7 @@ impl ResponsePlan {
             chunks: vec![Bytes::from("o".repeat(size))],
             trailers: big_trailer.map(|t| vec![t]),
             delay,
+            reset: false,
         }
     }
 
@@ -143,6 +154,7 @@ impl ResponsePlan {
                 .collect(),
             trailers: Some(trailers),
             delay: Duration::ZERO,
+            reset: false,
         }
     }
 
@@ -161,6 +173,7 @@ impl ResponsePlan {
             chunks: Vec::new(),
             trailers: None,
             delay: Duration::ZERO,
+            reset: false,
         }
     }
 
@@ -290,7 +303,7 @@ async fn serve(
     req: hyper::Request<Incoming>,
     handler: Handler,
     recorded: Arc<Mutex<Vec<RecordedRequest>>>,
-) -> Result<hyper::Response<PlannedBody>, hyper::Error> {
+) -> Result<hyper::Response<PlannedBody>, Box<dyn std::error::Error + Send + Sync>> {
     let received_at = Instant::now();
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
@@ -316,6 +329,10 @@ async fn serve(
     }
     if !plan.delay.is_zero() {
         tokio::time::sleep(plan.delay).await;
+    }
+    if plan.reset {
+        // A service error makes hyper drop the HTTP/1.1 connection / reset the h2 stream.
+        return Err("reset requested by x-upstream-reset".into());
     }
     let mut frames: VecDeque<Frame<Bytes>> = plan.chunks.into_iter().map(Frame::data).collect();
     if let Some(trailers) = plan.trailers {

@@ -69,6 +69,35 @@ async fn grpc_status_and_message_counts() {
         );
     }
 
+    // Other gRPC content types are gRPC too.
+    let mut req = ClientRequest::grpc("/demo.v1.Echo/Proto", grpc::frame(b"p"));
+    req.headers[0].1 = b"application/grpc+proto".to_vec();
+    let ex = stack.ingress(req).await;
+    let span = stack.span_of(&ex).await;
+    assert_eq!(
+        span.attr_str("rpc.method").as_deref(),
+        Some("demo.v1.Echo/Proto")
+    );
+    assert_eq!(
+        span.attr_str("rpc.response.status_code").as_deref(),
+        Some("OK")
+    );
+
+    // The upstream resets: Envoy answers the gRPC client itself (trailers-only UNAVAILABLE).
+    let req = ClientRequest::grpc("/demo.v1.Echo/Unary", grpc::frame(b"x"))
+        .header("x-upstream-reset", "1");
+    let ex = stack.ingress(req).await;
+    assert_eq!(ex.response.grpc_status().as_deref(), Some("14"));
+    let span = stack.span_of(&ex).await;
+    assert_eq!(
+        span.attr_str("rpc.response.status_code").as_deref(),
+        Some("UNAVAILABLE")
+    );
+    assert_eq!(
+        span.span.status.as_ref().map(|s| s.code),
+        Some(STATUS_ERROR)
+    );
+
     // A response stream that ends with no grpc-status at all: recorded as missing, not OK.
     let req = ClientRequest::grpc("/demo.v1.Echo/Unary", grpc::frame(b"x"))
         .header("x-upstream-grpc-mode", "missing");

@@ -179,6 +179,13 @@ async fn baggage_rules() {
     );
     assert_eq!(span.attr_str("baggage.absent"), None);
 
+    // Several baggage lines are one list (W3C Baggage): upstream gets the same members in order.
+    let req = ClientRequest::get("/b")
+        .header("baggage", "a=1")
+        .header("baggage", "b=2,c=3");
+    let ex = stack.ingress(req).await;
+    assert_eq!(ex.upstream.header_all("baggage").join(","), "a=1,b=2,c=3");
+
     // 65 members: at most 64 go upstream, each a complete member of the input.
     let members: Vec<String> = (0..65).map(|i| format!("k{i}=v{i}")).collect();
     let ex = stack
