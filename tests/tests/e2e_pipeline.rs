@@ -230,7 +230,6 @@ fn id_triples(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for the filter (issue 2) and the collector-shim binary (issue 3)"]
 async fn complete_traces_reach_zipkin_and_jaeger() {
     let zipkin = Receiver::start().await;
     let jaeger = Receiver::start().await;
@@ -274,7 +273,6 @@ async fn complete_traces_reach_zipkin_and_jaeger() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for the filter (issue 2)"]
 async fn traffic_flows_when_the_collector_is_down() {
     // No shim at all: the trace_shim cluster points at a closed port.
     let mut stack = Stack::start(StackOptions::default(), &mut |_| {})

@@ -84,7 +84,6 @@ fn run_script(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for the filter (issue 2)"]
 async fn test_tracing_script_passes_on_a_working_stack_and_fails_without_traces() {
     let zipkin = zipkin_with_query().await;
     let jaeger = jaeger_with_query().await;
