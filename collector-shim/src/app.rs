@@ -40,7 +40,12 @@ impl Listeners {
     pub async fn bind(cfg: &Config) -> Result<Listeners, String> {
         let http = TcpListener::bind(cfg.receiver.http_listen)
             .await
-            .map_err(|e| format!("receiver.http_listen: cannot listen on {}: {e}", cfg.receiver.http_listen))?;
+            .map_err(|e| {
+                format!(
+                    "receiver.http_listen: cannot listen on {}: {e}",
+                    cfg.receiver.http_listen
+                )
+            })?;
         let admin = match cfg.receiver.admin_listen {
             None => None,
             Some(a) => Some(
@@ -62,7 +67,10 @@ impl Listeners {
 
 /// Builds the exporters the config lists, each with its telemetry counters; names are made
 /// unique (`zipkin`, `zipkin#2`) so metric labels never merge two exporters.
-pub fn build_exporters(cfg: &Config, metrics: &Metrics) -> Result<Vec<(String, Arc<dyn Exporter>)>, String> {
+pub fn build_exporters(
+    cfg: &Config,
+    metrics: &Metrics,
+) -> Result<Vec<(String, Arc<dyn Exporter>)>, String> {
     let mut out: Vec<(String, Arc<dyn Exporter>)> = Vec::new();
     for (i, e) in cfg.exporters.iter().enumerate() {
         let name = unique_name(e.name(), &out);
@@ -93,7 +101,11 @@ pub struct Summary {
 }
 
 /// Runs with the exporters the config describes.
-pub async fn run(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()>) -> Result<Summary, String> {
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Summary, String> {
     let metrics = Metrics::new();
     let exporters = build_exporters(&config, &metrics)?;
     run_with(config, listeners, exporters, metrics, shutdown).await
@@ -142,10 +154,13 @@ pub async fn run_with(
     };
     let admin = admin_router(metrics.clone(), ready.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
+    // A separate admin listener outlives the receiver: /readyz answers 503 and /metrics
+    // stays scrapeable while the queues drain.
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let http_addr = listeners.http_addr();
     let (http_router, admin_server) = match listeners.admin {
         None => (otlp_router(state).merge(admin), None),
-        Some(l) => (otlp_router(state), Some(serve(l, admin, stop_rx.clone()))),
+        Some(l) => (otlp_router(state), Some(serve(l, admin, admin_stop_rx))),
     };
     let http_server = serve(listeners.http, http_router, stop_rx);
     ready.store(true, Ordering::Release);
@@ -158,18 +173,23 @@ pub async fn run_with(
     tracing::info!("shutting down: receivers stop, pending decisions taken, queues flushed");
     let _ = stop_tx.send(true);
     // Requests in flight finish before the queue is closed, so none of them is lost.
-    if tokio::time::timeout_at(deadline, http_server).await.is_err() {
+    if tokio::time::timeout_at(deadline, http_server)
+        .await
+        .is_err()
+    {
         tracing::warn!("receiver did not stop within shutdown_timeout");
     }
-    if let Some(a) = admin_server {
-        let _ = tokio::time::timeout_at(deadline, a).await;
-    }
     ingest.close();
-    let sampler_done = tokio::time::timeout_at(deadline, sampler_task).await.is_ok();
+    let sampler_done = tokio::time::timeout_at(deadline, sampler_task)
+        .await
+        .is_ok();
     let mut flushed = sampler_done;
     let mut lost = 0;
     for t in &mut tasks {
-        if tokio::time::timeout_at(deadline, &mut t.join).await.is_err() {
+        if tokio::time::timeout_at(deadline, &mut t.join)
+            .await
+            .is_err()
+        {
             flushed = false;
             t.join.abort();
             let n = t.pending() as u64;
@@ -181,9 +201,16 @@ pub async fn run_with(
         let pending = ingest.pending() as u64;
         metrics.dropped("shutdown_timeout", "", pending);
         lost += pending;
-        tracing::warn!(lost, "shutdown_timeout ran out before every queue was flushed");
+        tracing::warn!(
+            lost,
+            "shutdown_timeout ran out before every queue was flushed"
+        );
     } else {
         tracing::info!(elapsed = ?started.elapsed(), "shutdown complete, all queues flushed");
+    }
+    let _ = admin_stop_tx.send(true);
+    if let Some(a) = admin_server {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), a).await;
     }
     Ok(Summary {
         flushed,
@@ -192,12 +219,19 @@ pub async fn run_with(
 }
 
 /// Serves `router` on `listener` until `stop` turns true, then finishes requests in flight.
-fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let signal = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(signal).await {
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(signal)
+            .await
+        {
             tracing::error!(error = %e, "http server failed");
         }
     })

@@ -200,7 +200,12 @@ impl Worker {
         self.metrics.queue_length.get_or_create(&label).set(0);
     }
 
-    async fn export(&self, batch: &mut Vec<SpanRecord>, rx: &mpsc::Receiver<SpanRecord>, capacity: usize) {
+    async fn export(
+        &self,
+        batch: &mut Vec<SpanRecord>,
+        rx: &mpsc::Receiver<SpanRecord>,
+        capacity: usize,
+    ) {
         if batch.is_empty() {
             return;
         }
@@ -209,7 +214,8 @@ impl Worker {
         };
         let n = batch.len() as u64;
         let started = std::time::Instant::now();
-        let result = tokio::time::timeout(self.cfg.export_timeout, self.exporter.export(batch)).await;
+        let result =
+            tokio::time::timeout(self.cfg.export_timeout, self.exporter.export(batch)).await;
         self.metrics
             .export_duration
             .get_or_create(&label)
@@ -227,7 +233,10 @@ impl Worker {
                 },
                 e.to_string(),
             )),
-            Err(_) => Some(("timeout", format!("export took longer than {:?}", self.cfg.export_timeout))),
+            Err(_) => Some((
+                "timeout",
+                format!("export took longer than {:?}", self.cfg.export_timeout),
+            )),
         };
         if let Some((kind, message)) = failure {
             self.metrics

@@ -40,8 +40,10 @@ struct Cli {
 fn init_logs(cfg: &config::Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if cfg.log.format == "json" {
         builder.json().init();
@@ -79,13 +81,20 @@ fn main() -> ExitCode {
             "config ok: listen {}, probability {}, tail {}, exporters {:?}",
             cfg.receiver.http_listen,
             cfg.sampling.probability,
-            if cfg.sampling.tail.is_some() { "on" } else { "off" },
+            if cfg.sampling.tail.is_some() {
+                "on"
+            } else {
+                "off"
+            },
             kinds
         );
         return ExitCode::SUCCESS;
     }
     init_logs(&cfg);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("collector-shim: cannot start the runtime: {e}");

@@ -24,7 +24,9 @@ fn batch_cfg(queue: usize, batch: usize, timeout_ms: u64) -> BatchConfig {
 }
 
 fn spans(n: u32) -> Vec<collector_shim::model::SpanRecord> {
-    (0..n).map(|i| record(span(&trace_id(i, 1), i as u64, 1))).collect()
+    (0..n)
+        .map(|i| record(span(&trace_id(i, 1), i as u64, 1)))
+        .collect()
 }
 
 #[tokio::test(start_paused = true)]
@@ -47,7 +49,9 @@ async fn full_batches_go_at_once_and_the_rest_after_the_timeout() {
     drop(h);
     task.join.await.unwrap();
     assert!(exp.shut_down.load(Ordering::SeqCst));
-    assert!(m.encode().contains("shim_spans_exported_total{exporter=\"rec\"} 25"));
+    assert!(m
+        .encode()
+        .contains("shim_spans_exported_total{exporter=\"rec\"} 25"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -75,10 +79,22 @@ async fn failures_and_timeouts_are_counted_and_exports_never_overlap() {
     drop(h);
     task.join.await.unwrap();
     let text = m.encode();
-    assert!(text.contains("shim_export_errors_total{exporter=\"rec\",kind=\"retryable\"} 2"), "{text}");
-    assert!(text.contains("shim_export_errors_total{exporter=\"rec\",kind=\"timeout\"} 1"), "{text}");
-    assert!(text.contains("shim_spans_dropped_total{reason=\"export_failed\",exporter=\"rec\"} 15"), "{text}");
-    assert!(text.contains("shim_spans_exported_total{exporter=\"rec\"} 5"), "{text}");
+    assert!(
+        text.contains("shim_export_errors_total{exporter=\"rec\",kind=\"retryable\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shim_export_errors_total{exporter=\"rec\",kind=\"timeout\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shim_spans_dropped_total{reason=\"export_failed\",exporter=\"rec\"} 15"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shim_spans_exported_total{exporter=\"rec\"} 5"),
+        "{text}"
+    );
     assert_eq!(exp.max_concurrent.load(Ordering::SeqCst), 1);
 }
 
@@ -92,7 +108,9 @@ async fn a_stalled_backend_never_stalls_the_others_and_its_queue_stays_bounded()
     let shim = Shim::start(cfg, vec![stuck.clone(), healthy.clone()]).await;
     let client = reqwest::Client::new();
     for r in 0..20u32 {
-        let batch: Vec<_> = (0..25u32).map(|i| span(&trace_id(r * 100 + i, 1), i as u64, 1)).collect();
+        let batch: Vec<_> = (0..25u32)
+            .map(|i| span(&trace_id(r * 100 + i, 1), i as u64, 1))
+            .collect();
         let resp = client
             .post(shim.url("/v1/traces"))
             .header("content-type", "application/x-protobuf")
@@ -102,14 +120,21 @@ async fn a_stalled_backend_never_stalls_the_others_and_its_queue_stays_bounded()
             .unwrap();
         assert_eq!(resp.status(), 200);
     }
-    assert!(eventually(30, || healthy.span_count() == 500).await, "healthy got {}", healthy.span_count());
+    assert!(
+        eventually(30, || healthy.span_count() == 500).await,
+        "healthy got {}",
+        healthy.span_count()
+    );
     // The stalled exporter holds one batch in its export call and at most 50 in its queue;
     // everything else was dropped and counted.
     let queued = shim.metric("shim_queue_length{exporter=\"stuck\"}");
     assert!(queued <= 50.0, "{queued}");
     let dropped = shim.metric("shim_spans_dropped_total{reason=\"queue_full\",exporter=\"stuck\"}");
     assert!(dropped >= 500.0 - 60.0, "dropped {dropped}");
-    assert_eq!(shim.metric("shim_spans_dropped_total{reason=\"queue_full\",exporter=\"healthy\"}"), 0.0);
+    assert_eq!(
+        shim.metric("shim_spans_dropped_total{reason=\"queue_full\",exporter=\"healthy\"}"),
+        0.0
+    );
     // Release it so shutdown can flush what it holds.
     stuck.stall.store(false, Ordering::SeqCst);
     stuck.release.notify_waiters();
@@ -120,7 +145,9 @@ async fn a_stalled_backend_never_stalls_the_others_and_its_queue_stays_bounded()
 
 #[test]
 fn ingest_sheds_load_beyond_its_span_budget() {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let (ingest, mut rx) = Ingest::new(10, Metrics::new());
         assert_eq!(ingest.try_submit(spans(6)), Ok(()));
@@ -142,7 +169,9 @@ async fn a_request_larger_than_the_span_budget_is_refused() {
     cfg.receiver.max_pending_spans = 8;
     let shim = Shim::start(cfg, vec![exp.clone() as Arc<RecordingExporter>]).await;
     let client = reqwest::Client::new();
-    let too_big: Vec<_> = (0..9u32).map(|i| span(&trace_id(i, 1), i as u64, 1)).collect();
+    let too_big: Vec<_> = (0..9u32)
+        .map(|i| span(&trace_id(i, 1), i as u64, 1))
+        .collect();
     let resp = client
         .post(shim.url("/v1/traces"))
         .header("content-type", "application/x-protobuf")
@@ -151,6 +180,9 @@ async fn a_request_larger_than_the_span_budget_is_refused() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 413);
-    assert_eq!(shim.metric("shim_requests_refused_total{reason=\"too_many_spans\"}"), 1.0);
+    assert_eq!(
+        shim.metric("shim_requests_refused_total{reason=\"too_many_spans\"}"),
+        1.0
+    );
     shim.stop().await;
 }

@@ -60,21 +60,43 @@ async fn protobuf_json_and_gzip_bodies_reach_the_exporter() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");
     assert_eq!(r.text().await.unwrap(), "{}");
-    let r = post(&shim, "application/json", Some("gzip"), gzip(json.as_bytes())).await;
+    let r = post(
+        &shim,
+        "application/json",
+        Some("gzip"),
+        gzip(json.as_bytes()),
+    )
+    .await;
     assert_eq!(r.status(), 200);
 
-    assert!(eventually(30, || exp.span_count() == 8).await, "got {}", exp.span_count());
+    assert!(
+        eventually(30, || exp.span_count() == 8).await,
+        "got {}",
+        exp.span_count()
+    );
     let spans = exp.spans();
     let j = spans.iter().find(|s| s.name == "GET /json").unwrap();
     assert_eq!(
         j.trace_id,
-        vec![0x5b, 0x8e, 0xff, 0xf7, 0x98, 0x03, 0x81, 0x03, 0xd2, 0x69, 0xb6, 0x33, 0x81, 0x3f, 0xc6, 0x0c]
+        vec![
+            0x5b, 0x8e, 0xff, 0xf7, 0x98, 0x03, 0x81, 0x03, 0xd2, 0x69, 0xb6, 0x33, 0x81, 0x3f,
+            0xc6, 0x0c
+        ]
     );
-    assert_eq!(j.parent_span_id, vec![0xee, 0xe1, 0x9b, 0x7e, 0xc3, 0xc1, 0xb1, 0x73]);
+    assert_eq!(
+        j.parent_span_id,
+        vec![0xee, 0xe1, 0x9b, 0x7e, 0xc3, 0xc1, 0xb1, 0x73]
+    );
     assert_eq!(j.kind, 2);
     assert_eq!(j.status.as_ref().unwrap().code, 1);
-    assert_eq!(shim.metric("shim_spans_received_total{transport=\"http_protobuf\"}"), 6.0);
-    assert_eq!(shim.metric("shim_spans_received_total{transport=\"http_json\"}"), 2.0);
+    assert_eq!(
+        shim.metric("shim_spans_received_total{transport=\"http_protobuf\"}"),
+        6.0
+    );
+    assert_eq!(
+        shim.metric("shim_spans_received_total{transport=\"http_json\"}"),
+        2.0
+    );
     shim.stop().await;
 }
 
@@ -85,12 +107,22 @@ async fn invalid_spans_get_a_partial_success_in_the_request_encoding() {
     let mut spans = three_spans();
     spans[1].trace_id = vec![0; 16]; // all-zero: invalid per OTLP
     spans[2].span_id = vec![1, 2, 3]; // wrong length
-    let r = post(&shim, "application/x-protobuf", None, request("svc", spans).encode_to_vec()).await;
+    let r = post(
+        &shim,
+        "application/x-protobuf",
+        None,
+        request("svc", spans).encode_to_vec(),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let resp = ExportTraceServiceResponse::decode(r.bytes().await.unwrap()).unwrap();
     let ps = resp.partial_success.expect("partial success");
     assert_eq!(ps.rejected_spans, 2);
-    assert!(ps.error_message.contains("trace_id"), "{}", ps.error_message);
+    assert!(
+        ps.error_message.contains("trace_id"),
+        "{}",
+        ps.error_message
+    );
 
     let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"","spanId":"eee19b7ec3c1b174","name":"x"}]}]}]}"#;
     let r = post(&shim, "application/json", None, json.as_bytes().to_vec()).await;
@@ -99,7 +131,10 @@ async fn invalid_spans_get_a_partial_success_in_the_request_encoding() {
     assert_eq!(v["partialSuccess"]["rejectedSpans"], "1");
 
     assert!(eventually(30, || exp.span_count() == 1).await);
-    assert_eq!(shim.metric("shim_spans_refused_total{reason=\"invalid_span\"}"), 3.0);
+    assert_eq!(
+        shim.metric("shim_spans_refused_total{reason=\"invalid_span\"}"),
+        3.0
+    );
     shim.stop().await;
 }
 
@@ -111,7 +146,13 @@ async fn malformed_oversized_bombs_and_unknown_types_are_refused_with_a_reason()
     let shim = Shim::start(cfg, vec![exp.clone()]).await;
 
     // Malformed protobuf: 400 with a google.rpc.Status naming the problem.
-    let r = post(&shim, "application/x-protobuf", None, vec![0x0a, 0xff, 0xff, 0xff]).await;
+    let r = post(
+        &shim,
+        "application/x-protobuf",
+        None,
+        vec![0x0a, 0xff, 0xff, 0xff],
+    )
+    .await;
     assert_eq!(r.status(), 400);
     #[derive(Clone, PartialEq, prost::Message)]
     struct RpcStatus {
@@ -122,10 +163,20 @@ async fn malformed_oversized_bombs_and_unknown_types_are_refused_with_a_reason()
     }
     let st = RpcStatus::decode(r.bytes().await.unwrap()).unwrap();
     assert_eq!(st.code, 3);
-    assert!(st.message.contains("invalid OTLP protobuf"), "{}", st.message);
+    assert!(
+        st.message.contains("invalid OTLP protobuf"),
+        "{}",
+        st.message
+    );
 
     // Malformed JSON: 400, JSON Status.
-    let r = post(&shim, "application/json", None, b"{\"resourceSpans\": [".to_vec()).await;
+    let r = post(
+        &shim,
+        "application/json",
+        None,
+        b"{\"resourceSpans\": [".to_vec(),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     assert!(v["message"].as_str().unwrap().contains("invalid OTLP JSON"));
@@ -136,7 +187,13 @@ async fn malformed_oversized_bombs_and_unknown_types_are_refused_with_a_reason()
     assert_eq!(r.status(), 400);
 
     // Not gzip although it says so: 400.
-    let r = post(&shim, "application/x-protobuf", Some("gzip"), b"plain".to_vec()).await;
+    let r = post(
+        &shim,
+        "application/x-protobuf",
+        Some("gzip"),
+        b"plain".to_vec(),
+    )
+    .await;
     assert_eq!(r.status(), 400);
 
     // Oversized body: 413 (declared length), and chunked without a length: 413 as well.
@@ -157,10 +214,22 @@ async fn malformed_oversized_bombs_and_unknown_types_are_refused_with_a_reason()
     let r = post(&shim, "application/x-protobuf", Some("br"), vec![1]).await;
     assert_eq!(r.status(), 415);
 
-    assert_eq!(shim.metric("shim_requests_refused_total{reason=\"malformed\"}"), 4.0);
-    assert_eq!(shim.metric("shim_requests_refused_total{reason=\"body_too_large\"}"), 3.0);
-    assert_eq!(shim.metric("shim_requests_refused_total{reason=\"unsupported_media_type\"}"), 1.0);
-    assert_eq!(shim.metric("shim_requests_refused_total{reason=\"unsupported_encoding\"}"), 1.0);
+    assert_eq!(
+        shim.metric("shim_requests_refused_total{reason=\"malformed\"}"),
+        4.0
+    );
+    assert_eq!(
+        shim.metric("shim_requests_refused_total{reason=\"body_too_large\"}"),
+        3.0
+    );
+    assert_eq!(
+        shim.metric("shim_requests_refused_total{reason=\"unsupported_media_type\"}"),
+        1.0
+    );
+    assert_eq!(
+        shim.metric("shim_requests_refused_total{reason=\"unsupported_encoding\"}"),
+        1.0
+    );
     assert_eq!(exp.span_count(), 0);
     shim.stop().await;
 }
@@ -175,7 +244,10 @@ async fn chunked_status(shim: &Shim, n: usize, size: usize) -> u16 {
     let chunk = vec![0u8; size];
     for _ in 0..n {
         // The server may answer 413 and close before the whole body is sent.
-        if sock.write_all(format!("{size:x}\r\n").as_bytes()).await.is_err()
+        if sock
+            .write_all(format!("{size:x}\r\n").as_bytes())
+            .await
+            .is_err()
             || sock.write_all(&chunk).await.is_err()
             || sock.write_all(b"\r\n").await.is_err()
         {
@@ -189,7 +261,10 @@ async fn chunked_status(shim: &Shim, n: usize, size: usize) -> u16 {
         .expect("response in time")
         .unwrap();
     let line = String::from_utf8_lossy(&buf[..got]);
-    line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 #[tokio::test]

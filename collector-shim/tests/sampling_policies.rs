@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use aetherflow_core::ids::TraceId;
 use aetherflow_core::sampling::{Randomness, Threshold};
-use collector_shim::config::{DynamicConfig, PolicyConfig, SamplingConfig, SharedPolicy, TailConfig};
+use collector_shim::config::{
+    DynamicConfig, PolicyConfig, SamplingConfig, SharedPolicy, TailConfig,
+};
 use collector_shim::metrics::Metrics;
 use collector_shim::model::SpanRecord;
 use collector_shim::sampler::Sampler;
@@ -106,18 +108,32 @@ fn record_only_spans_are_dropped_and_sdk_flags_are_ignored() {
     let mut ro = record_only(span(&tid, 3, 1));
     ro.name = "record-only".into();
     let mut out = Vec::new();
-    s.offer(vec![record(sdk), record(zero), record(ro)], Instant::now(), &mut out);
+    s.offer(
+        vec![record(sdk), record(zero), record(ro)],
+        Instant::now(),
+        &mut out,
+    );
     assert_eq!(names(&out), vec!["sdk", "zero"]);
     let text = m.encode();
-    assert!(text.contains("shim_spans_sampled_total{policy=\"record_only\",decision=\"out\"} 1"), "{text}");
-    assert!(text.contains("shim_spans_sampled_total{policy=\"probability\",decision=\"in\"} 2"), "{text}");
+    assert!(
+        text.contains("shim_spans_sampled_total{policy=\"record_only\",decision=\"out\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shim_spans_sampled_total{policy=\"probability\",decision=\"in\"} 2"),
+        "{text}"
+    );
 }
 
 #[test]
 fn error_policy_keeps_the_whole_trace_including_record_only_spans() {
     let m = Metrics::new();
     let t = Instant::now();
-    let mut s = Sampler::new(&tail(vec![PolicyConfig::Error { name: None }]), m.clone(), t);
+    let mut s = Sampler::new(
+        &tail(vec![PolicyConfig::Error { name: None }]),
+        m.clone(),
+        t,
+    );
     let bad = trace_id(1, 1);
     let good = trace_id(2, 2);
     let mut a = record_only(span(&bad, 1, 1));
@@ -131,7 +147,10 @@ fn error_policy_keeps_the_whole_trace_including_record_only_spans() {
     let out = decide(&mut s, vec![record(a), record(b), record(c), record(d)], t);
     assert_eq!(names(&out), vec!["bad-err", "bad-ro", "good-sampled"]);
     let text = m.encode();
-    assert!(text.contains("shim_spans_sampled_total{policy=\"error\",decision=\"in\"} 2"), "{text}");
+    assert!(
+        text.contains("shim_spans_sampled_total{policy=\"error\",decision=\"in\"} 2"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -150,7 +169,11 @@ fn latency_policy_uses_the_trace_duration() {
     second.start_time_unix_nano += 590_000_000;
     second.end_time_unix_nano += 590_000_000;
     let quick = record_only(span(&fast, 3, 100));
-    let out = decide(&mut s, vec![record(first), record(second), record(quick)], t);
+    let out = decide(
+        &mut s,
+        vec![record(first), record(second), record(quick)],
+        t,
+    );
     assert_eq!(out.len(), 2);
     assert!(out.iter().all(|r| r.span.trace_id == slow));
 }
@@ -201,7 +224,9 @@ fn attribute_policies_match_route_status_range_and_service() {
     let text = m.encode();
     for p in ["checkout", "5xx", "payments"] {
         assert!(
-            text.contains(&format!("shim_spans_sampled_total{{policy=\"{p}\",decision=\"in\"}} 1")),
+            text.contains(&format!(
+                "shim_spans_sampled_total{{policy=\"{p}\",decision=\"in\"}} 1"
+            )),
             "{p}: {text}"
         );
     }
@@ -262,8 +287,14 @@ fn composite_gives_each_policy_its_share() {
     let out = decide(&mut s, spans, t);
     assert_eq!(out.len(), 20, "5 (error share) + 15 (rest share)");
     let text = m.encode();
-    assert!(text.contains("shim_spans_sampled_total{policy=\"error\",decision=\"in\"} 5"), "{text}");
-    assert!(text.contains("shim_spans_sampled_total{policy=\"rest\",decision=\"in\"} 15"), "{text}");
+    assert!(
+        text.contains("shim_spans_sampled_total{policy=\"error\",decision=\"in\"} 5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shim_spans_sampled_total{policy=\"rest\",decision=\"in\"} 15"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -281,20 +312,32 @@ fn decision_window_late_spans_eviction_and_flush() {
     s.offer(vec![record(record_only(span(&a, 1, 1)))], t, &mut out);
     s.tick(t + Duration::from_secs(3), &mut out);
     assert!(out.is_empty(), "held until the window ends");
-    s.offer(vec![record(with_error(span(&a, 2, 1)))], t + Duration::from_secs(3), &mut out);
+    s.offer(
+        vec![record(with_error(span(&a, 2, 1)))],
+        t + Duration::from_secs(3),
+        &mut out,
+    );
     assert_eq!(s.next_wakeup(), Some(t + Duration::from_secs(5)));
     s.tick(t + Duration::from_secs(5), &mut out);
     assert_eq!(out.len(), 2);
     // A late record-only span of the kept trace is kept too.
     out.clear();
-    s.offer(vec![record(record_only(span(&a, 3, 1)))], t + Duration::from_secs(8), &mut out);
+    s.offer(
+        vec![record(record_only(span(&a, 3, 1)))],
+        t + Duration::from_secs(8),
+        &mut out,
+    );
     assert_eq!(out.len(), 1);
 
     // Three new traces with room for two: the oldest is decided early (and counted).
     out.clear();
     let t9 = t + Duration::from_secs(9);
     for i in 10..13u32 {
-        let sp = if i == 10 { with_error(span(&trace_id(i, 1), 1, 1)) } else { record_only(span(&trace_id(i, 1), 1, 1)) };
+        let sp = if i == 10 {
+            with_error(span(&trace_id(i, 1), 1, 1))
+        } else {
+            record_only(span(&trace_id(i, 1), 1, 1))
+        };
         s.offer(vec![record(sp)], t9, &mut out);
     }
     assert_eq!(out.len(), 1, "the evicted error trace is decided at once");
@@ -321,7 +364,11 @@ fn span_bound_evicts_early_too() {
     for i in 0..25u32 {
         s.offer(vec![record(span(&trace_id(i, 1), 1, 1))], t, &mut out);
     }
-    assert_eq!(out.len(), 15, "sampled spans pass the fallback when evicted");
+    assert_eq!(
+        out.len(),
+        15,
+        "sampled spans pass the fallback when evicted"
+    );
     assert!(m.encode().contains("shim_tail_spans_held 10"));
     assert!(m.encode().contains("shim_tail_early_evictions_total 15"));
 }
@@ -351,11 +398,25 @@ fn dynamic_probability_is_applied_and_exposed() {
     s.tick(t + Duration::from_secs(1), &mut out);
     // 1000 traces/s against a target of 50/s.
     assert!((s.probability() - 0.05).abs() < 1e-6, "{}", s.probability());
-    assert!(m.encode().contains("shim_sampling_probability 0.05"), "{}", m.encode());
+    assert!(
+        m.encode().contains("shim_sampling_probability 0.05"),
+        "{}",
+        m.encode()
+    );
     out.clear();
     let spans: Vec<SpanRecord> = (0..1000u32)
-        .map(|i| record(span(&trace_id(i, ((i as u64) * 0x4_1893_74BC_6A7E) & 0xff_ffff_ffff_ffff), 1, 1)))
+        .map(|i| {
+            record(span(
+                &trace_id(i, ((i as u64) * 0x4_1893_74BC_6A7E) & 0xff_ffff_ffff_ffff),
+                1,
+                1,
+            ))
+        })
         .collect();
     s.offer(spans, t + Duration::from_secs(1), &mut out);
-    assert!((20..90).contains(&out.len()), "about 5 % kept: {}", out.len());
+    assert!(
+        (20..90).contains(&out.len()),
+        "about 5 % kept: {}",
+        out.len()
+    );
 }

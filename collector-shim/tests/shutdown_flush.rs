@@ -11,7 +11,9 @@ use pipeline_support::*;
 use prost::Message;
 
 async fn send(shim: &Shim, n: u32, tag: u32) {
-    let spans: Vec<_> = (0..n).map(|i| span(&trace_id(tag * 10_000 + i, 1), i as u64, 1)).collect();
+    let spans: Vec<_> = (0..n)
+        .map(|i| span(&trace_id(tag * 10_000 + i, 1), i as u64, 1))
+        .collect();
     let resp = reqwest::Client::new()
         .post(shim.url("/v1/traces"))
         .header("content-type", "application/x-protobuf")
@@ -53,13 +55,30 @@ async fn readiness_goes_false_and_a_stuck_backend_is_cut_off_and_counted() {
     let exp = RecordingExporter::new("stuck");
     exp.stall.store(true, Ordering::SeqCst);
     let mut cfg = fast_config();
-    cfg.shutdown_timeout = Duration::from_millis(500);
+    cfg.shutdown_timeout = Duration::from_secs(3);
     cfg.batch.max_export_batch_size = 10;
-    let shim = Shim::start(cfg, vec![exp.clone()]).await;
+    cfg.receiver.admin_listen = Some(([127, 0, 0, 1], 0).into());
+    let mut shim = Shim::start(cfg, vec![exp.clone()]).await;
+    let ready_url = format!("http://{}/readyz", shim.admin.unwrap());
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(&ready_url).send().await.unwrap().status(), 200);
     send(&shim, 30, 1).await;
     assert!(eventually(30, || exp.calls.load(Ordering::SeqCst) >= 1).await);
     let metrics = shim.metrics.clone();
     let addr = shim.addr;
+    // While the queue drains (it cannot: the backend is stuck), readiness is false.
+    shim.trigger_stop();
+    let mut saw_unready = false;
+    for _ in 0..100 {
+        match client.get(&ready_url).send().await {
+            Ok(r) if r.status() == 503 => {
+                saw_unready = true;
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    assert!(saw_unready, "/readyz never answered 503 during shutdown");
     let summary = shim.stop().await;
     assert!(!summary.flushed);
     assert_eq!(summary.lost_at_shutdown, 30);

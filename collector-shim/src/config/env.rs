@@ -45,7 +45,9 @@ impl Env for MapEnv {
 
 /// Non-empty value of `key` (the OTel spec treats an empty variable as unset).
 fn var(env: &dyn Env, key: &str) -> Option<String> {
-    env.get(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    env.get(key)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 fn parse_usize(env: &dyn Env, key: &str) -> Result<Option<usize>, ConfigError> {
@@ -102,10 +104,16 @@ pub fn apply(cfg: &mut Config, env: &dyn Env) -> Result<(), ConfigError> {
     if let Some(v) = var(env, "OTEL_RESOURCE_ATTRIBUTES") {
         for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (k, val) = pair.split_once('=').ok_or_else(|| {
-                ConfigError::new("OTEL_RESOURCE_ATTRIBUTES", format!("`{pair}` is not key=value"))
+                ConfigError::new(
+                    "OTEL_RESOURCE_ATTRIBUTES",
+                    format!("`{pair}` is not key=value"),
+                )
             })?;
             let val = percent_decode(val.trim()).ok_or_else(|| {
-                ConfigError::new("OTEL_RESOURCE_ATTRIBUTES", format!("bad percent-encoding in `{pair}`"))
+                ConfigError::new(
+                    "OTEL_RESOURCE_ATTRIBUTES",
+                    format!("bad percent-encoding in `{pair}`"),
+                )
             })?;
             cfg.resource_attributes.insert(k.trim().to_string(), val);
         }
@@ -121,7 +129,10 @@ pub fn apply(cfg: &mut Config, env: &dyn Env) -> Result<(), ConfigError> {
                     .ok()
                     .filter(|p| (0.0..=1.0).contains(p))
                     .ok_or_else(|| {
-                        ConfigError::new("OTEL_TRACES_SAMPLER_ARG", format!("`{a}` is not a probability in [0, 1]"))
+                        ConfigError::new(
+                            "OTEL_TRACES_SAMPLER_ARG",
+                            format!("`{a}` is not a probability in [0, 1]"),
+                        )
                     }),
             }
         };
@@ -143,15 +154,18 @@ pub fn apply(cfg: &mut Config, env: &dyn Env) -> Result<(), ConfigError> {
                 "none" => cfg.exporters.clear(),
                 "zipkin" | "otlp" | "console" | "jaeger" => {
                     if !cfg.exporters.iter().any(|e| e.kind() == kind) {
-                        cfg.exporters.push(super::load::default_exporter(kind).map_err(|r| {
-                            ConfigError::new("OTEL_TRACES_EXPORTER", r)
-                        })?);
+                        cfg.exporters.push(
+                            super::load::default_exporter(kind)
+                                .map_err(|r| ConfigError::new("OTEL_TRACES_EXPORTER", r))?,
+                        );
                     }
                 }
                 other => {
                     return Err(ConfigError::new(
                         "OTEL_TRACES_EXPORTER",
-                        format!("`{other}` is not an exporter (zipkin, jaeger, otlp, console, none)"),
+                        format!(
+                            "`{other}` is not an exporter (zipkin, jaeger, otlp, console, none)"
+                        ),
                     ))
                 }
             }
@@ -190,10 +204,16 @@ mod tests {
     fn otel_variables_map_onto_the_tree() {
         let env = MapEnv::from_pairs(&[
             ("OTEL_SERVICE_NAME", "checkout"),
-            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=prod, team=a%20b"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment.name=prod, team=a%20b",
+            ),
             ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
             ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
-            ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", "http://127.0.0.1:9411/api/v2/spans"),
+            (
+                "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
+                "http://127.0.0.1:9411/api/v2/spans",
+            ),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318/"),
             ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
             ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
@@ -204,11 +224,20 @@ mod tests {
         apply(&mut cfg, &env).unwrap();
         assert_eq!(cfg.service_name, "checkout");
         assert_eq!(cfg.resource_attributes["team"], "a b");
-        assert_eq!(cfg.resource_attributes["deployment.environment.name"], "prod");
+        assert_eq!(
+            cfg.resource_attributes["deployment.environment.name"],
+            "prod"
+        );
         assert_eq!(cfg.sampling.probability, 0.25);
         assert_eq!(cfg.exporters.len(), 2);
-        assert_eq!(cfg.exporters[0], ExporterConfig::zipkin("http://127.0.0.1:9411/api/v2/spans"));
-        assert_eq!(cfg.exporters[1], ExporterConfig::otlp("http://127.0.0.1:4318/v1/traces"));
+        assert_eq!(
+            cfg.exporters[0],
+            ExporterConfig::zipkin("http://127.0.0.1:9411/api/v2/spans")
+        );
+        assert_eq!(
+            cfg.exporters[1],
+            ExporterConfig::otlp("http://127.0.0.1:4318/v1/traces")
+        );
         assert_eq!(cfg.batch.max_queue_size, 100);
         assert_eq!(cfg.batch.max_export_batch_size, 10);
         assert_eq!(cfg.batch.batch_timeout, Duration::from_millis(250));
@@ -228,7 +257,10 @@ mod tests {
         }
         let err = apply(
             &mut Config::default(),
-            &MapEnv::from_pairs(&[("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "2")]),
+            &MapEnv::from_pairs(&[
+                ("OTEL_TRACES_SAMPLER", "traceidratio"),
+                ("OTEL_TRACES_SAMPLER_ARG", "2"),
+            ]),
         )
         .unwrap_err();
         assert_eq!(err.key, "OTEL_TRACES_SAMPLER_ARG");

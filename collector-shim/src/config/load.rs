@@ -64,29 +64,40 @@ pub fn parse_str(text: &str, toml: bool) -> Result<Config, ConfigError> {
     if toml {
         let de = toml::Deserializer::parse(text)
             .map_err(|e| ConfigError::new("<file>", format!("not valid TOML: {}", e.message())))?;
-        serde_path_to_error::deserialize(de).map_err(|e| path_error(e.path().to_string(), e.inner().message()))
+        serde_path_to_error::deserialize(de)
+            .map_err(|e| path_error(e.path().to_string(), e.inner().message()))
     } else {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
         let de = serde_yaml::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| path_error(e.path().to_string(), &e.inner().to_string()))
+        serde_path_to_error::deserialize(de)
+            .map_err(|e| path_error(e.path().to_string(), &e.inner().to_string()))
     }
 }
 
 fn path_error(path: String, msg: &str) -> ConfigError {
     // serde names an unknown key in its message; the path then points at its parent.
-    let key = if path == "." || path.is_empty() { "<root>".to_string() } else { path };
+    let key = if path == "." || path.is_empty() {
+        "<root>".to_string()
+    } else {
+        path
+    };
     ConfigError::new(key, msg.to_string())
 }
 
 /// Reads `path` (if any), applies env and flags, and validates.
-pub fn load(path: Option<&Path>, env_src: &dyn Env, flags: &Overrides) -> Result<Config, ConfigError> {
+pub fn load(
+    path: Option<&Path>,
+    env_src: &dyn Env,
+    flags: &Overrides,
+) -> Result<Config, ConfigError> {
     let mut cfg = match path {
         None => Config::default(),
         Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .map_err(|e| ConfigError::new("--config", format!("cannot read {}: {e}", p.display())))?;
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                ConfigError::new("--config", format!("cannot read {}: {e}", p.display()))
+            })?;
             let is_toml = p.extension().and_then(|e| e.to_str()) == Some("toml");
             parse_str(&text, is_toml)?
         }
@@ -142,7 +153,8 @@ fn fold_seed_keys(cfg: &mut Config) -> Result<(), ConfigError> {
         cfg.sampling.probability = v;
     }
     if let Some(v) = cfg.seed_environment.take() {
-        cfg.resource_attributes.insert("deployment.environment.name".into(), v);
+        cfg.resource_attributes
+            .insert("deployment.environment.name".into(), v);
     }
     if let Some(v) = cfg.seed_batch_timeout.take() {
         cfg.batch.batch_timeout = v;
@@ -178,34 +190,58 @@ fn check(ok: bool, key: &str, reason: &str) -> Result<(), ConfigError> {
 fn validate_policy(p: &PolicyConfig, key: &str, nested: bool) -> Result<(), ConfigError> {
     match p {
         PolicyConfig::Error { .. } => Ok(()),
-        PolicyConfig::Latency { threshold, .. } => {
-            check(!threshold.is_zero(), &format!("{key}.threshold"), "must be greater than 0")
-        }
+        PolicyConfig::Latency { threshold, .. } => check(
+            !threshold.is_zero(),
+            &format!("{key}.threshold"),
+            "must be greater than 0",
+        ),
         PolicyConfig::Attribute { key: k, values, .. } => {
             check(!k.is_empty(), &format!("{key}.key"), "must not be empty")?;
-            check(!values.is_empty(), &format!("{key}.values"), "needs at least one value")
+            check(
+                !values.is_empty(),
+                &format!("{key}.values"),
+                "needs at least one value",
+            )
         }
-        PolicyConfig::RateLimit { spans_per_second, .. } => check(
+        PolicyConfig::RateLimit {
+            spans_per_second, ..
+        } => check(
             spans_per_second.is_finite() && *spans_per_second > 0.0,
             &format!("{key}.spans_per_second"),
             "must be a number greater than 0",
         ),
-        PolicyConfig::Composite { max_spans_per_second, policies, .. } => {
+        PolicyConfig::Composite {
+            max_spans_per_second,
+            policies,
+            ..
+        } => {
             check(!nested, key, "a composite cannot contain a composite")?;
             check(
                 max_spans_per_second.is_finite() && *max_spans_per_second > 0.0,
                 &format!("{key}.max_spans_per_second"),
                 "must be a number greater than 0",
             )?;
-            check(!policies.is_empty(), &format!("{key}.policies"), "needs at least one policy")?;
+            check(
+                !policies.is_empty(),
+                &format!("{key}.policies"),
+                "needs at least one policy",
+            )?;
             let mut sum = 0.0;
             for (i, sp) in policies.iter().enumerate() {
                 let k = format!("{key}.policies[{i}]");
-                check(sp.share > 0.0 && sp.share <= 1.0, &format!("{k}.share"), "must be in (0, 1]")?;
+                check(
+                    sp.share > 0.0 && sp.share <= 1.0,
+                    &format!("{k}.share"),
+                    "must be in (0, 1]",
+                )?;
                 sum += sp.share;
                 validate_policy(&sp.policy, &format!("{k}.policy"), true)?;
             }
-            check(sum <= 1.0 + 1e-9, &format!("{key}.policies"), "shares add up to more than 1")
+            check(
+                sum <= 1.0 + 1e-9,
+                &format!("{key}.policies"),
+                "shares add up to more than 1",
+            )
         }
     }
 }
@@ -213,7 +249,11 @@ fn validate_policy(p: &PolicyConfig, key: &str, nested: bool) -> Result<(), Conf
 /// Every value checked, with the key named.
 pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
     let s = &cfg.sampling;
-    check((0.0..=1.0).contains(&s.probability), "sampling.probability", "must be in [0, 1]")?;
+    check(
+        (0.0..=1.0).contains(&s.probability),
+        "sampling.probability",
+        "must be in [0, 1]",
+    )?;
     if let Some(d) = &s.dynamic {
         check(
             d.target_traces_per_second.is_finite() && d.target_traces_per_second > 0.0,
@@ -235,42 +275,91 @@ pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
             "sampling.dynamic.error_boost",
             "must be 0 or more",
         )?;
-        check(!d.adjust_interval.is_zero(), "sampling.dynamic.adjust_interval", "must be greater than 0")?;
+        check(
+            !d.adjust_interval.is_zero(),
+            "sampling.dynamic.adjust_interval",
+            "must be greater than 0",
+        )?;
     }
     if let Some(t) = &s.tail {
-        check(!t.decision_wait.is_zero(), "sampling.tail.decision_wait", "must be greater than 0")?;
-        check(t.num_traces > 0, "sampling.tail.num_traces", "must be at least 1")?;
-        check(t.max_spans > 0, "sampling.tail.max_spans", "must be at least 1")?;
+        check(
+            !t.decision_wait.is_zero(),
+            "sampling.tail.decision_wait",
+            "must be greater than 0",
+        )?;
+        check(
+            t.num_traces > 0,
+            "sampling.tail.num_traces",
+            "must be at least 1",
+        )?;
+        check(
+            t.max_spans > 0,
+            "sampling.tail.max_spans",
+            "must be at least 1",
+        )?;
         for (i, p) in t.policies.iter().enumerate() {
             validate_policy(p, &format!("sampling.tail.policies[{i}]"), false)?;
         }
     }
     let b = &cfg.batch;
-    check(b.max_queue_size > 0, "batch.max_queue_size", "must be at least 1")?;
-    check(b.max_export_batch_size > 0, "batch.max_export_batch_size", "must be at least 1")?;
+    check(
+        b.max_queue_size > 0,
+        "batch.max_queue_size",
+        "must be at least 1",
+    )?;
+    check(
+        b.max_export_batch_size > 0,
+        "batch.max_export_batch_size",
+        "must be at least 1",
+    )?;
     check(
         b.max_export_batch_size <= b.max_queue_size,
         "batch.max_export_batch_size",
         "must not exceed batch.max_queue_size",
     )?;
-    check(!b.batch_timeout.is_zero(), "batch.batch_timeout", "must be greater than 0")?;
-    check(!b.export_timeout.is_zero(), "batch.export_timeout", "must be greater than 0")?;
-    check(!cfg.shutdown_timeout.is_zero(), "shutdown_timeout", "must be greater than 0")?;
-    check(cfg.receiver.max_body_bytes > 0, "receiver.max_body_bytes", "must be at least 1")?;
-    check(cfg.receiver.max_pending_spans > 0, "receiver.max_pending_spans", "must be at least 1")?;
+    check(
+        !b.batch_timeout.is_zero(),
+        "batch.batch_timeout",
+        "must be greater than 0",
+    )?;
+    check(
+        !b.export_timeout.is_zero(),
+        "batch.export_timeout",
+        "must be greater than 0",
+    )?;
+    check(
+        !cfg.shutdown_timeout.is_zero(),
+        "shutdown_timeout",
+        "must be greater than 0",
+    )?;
+    check(
+        cfg.receiver.max_body_bytes > 0,
+        "receiver.max_body_bytes",
+        "must be at least 1",
+    )?;
+    check(
+        cfg.receiver.max_pending_spans > 0,
+        "receiver.max_pending_spans",
+        "must be at least 1",
+    )?;
     check(
         matches!(cfg.log.format.as_str(), "text" | "json"),
         "log.format",
         "must be `text` or `json`",
     )?;
     check(
-        cfg.log.level.parse::<tracing_subscriber::EnvFilter>().is_ok(),
+        cfg.log
+            .level
+            .parse::<tracing_subscriber::EnvFilter>()
+            .is_ok(),
         "log.level",
         "is not a log filter (e.g. `info`, `collector_shim=debug`)",
     )?;
     for (i, e) in cfg.exporters.iter().enumerate() {
         e.validate().map_err(|msg| match msg.split_once(": ") {
-            Some((k, why)) if !k.contains(' ') => ConfigError::new(format!("exporters[{i}].{k}"), why),
+            Some((k, why)) if !k.contains(' ') => {
+                ConfigError::new(format!("exporters[{i}].{k}"), why)
+            }
             _ => ConfigError::new(format!("exporters[{i}]"), msg),
         })?;
     }
@@ -340,10 +429,16 @@ MaxQueueSize = 4096
         .unwrap();
         assert_eq!(cfg.service_name, "legacy");
         assert_eq!(cfg.sampling.probability, 0.1);
-        assert_eq!(cfg.resource_attributes["deployment.environment.name"], "staging");
+        assert_eq!(
+            cfg.resource_attributes["deployment.environment.name"],
+            "staging"
+        );
         assert_eq!(cfg.batch.batch_timeout, Duration::from_secs(2));
         assert_eq!(cfg.batch.max_queue_size, 4096);
-        assert_eq!(cfg.exporters, vec![ExporterConfig::jaeger("http://127.0.0.1:14268/api/traces")]);
+        assert_eq!(
+            cfg.exporters,
+            vec![ExporterConfig::jaeger("http://127.0.0.1:14268/api/traces")]
+        );
     }
 
     #[test]
@@ -374,7 +469,10 @@ MaxQueueSize = 4096
     fn bad_configs_name_the_key() {
         for (yaml, key, why) in BAD {
             let err = load_text(yaml, false).expect_err(why);
-            assert!(err.key.starts_with(key), "{why}: expected key {key}, got {err}");
+            assert!(
+                err.key.starts_with(key),
+                "{why}: expected key {key}, got {err}"
+            );
         }
     }
 }

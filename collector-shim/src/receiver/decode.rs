@@ -23,7 +23,12 @@ pub enum Encoding {
 impl Encoding {
     /// From a `content-type` value (parameters such as `charset` ignored).
     pub fn from_content_type(ct: &str) -> Option<Encoding> {
-        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match essence.as_str() {
             "application/x-protobuf" | "application/protobuf" => Some(Encoding::Protobuf),
             "application/json" => Some(Encoding::Json),
@@ -154,8 +159,14 @@ mod tests {
 
     #[test]
     fn content_types() {
-        assert_eq!(Encoding::from_content_type("application/x-protobuf"), Some(Encoding::Protobuf));
-        assert_eq!(Encoding::from_content_type("Application/JSON; charset=utf-8"), Some(Encoding::Json));
+        assert_eq!(
+            Encoding::from_content_type("application/x-protobuf"),
+            Some(Encoding::Protobuf)
+        );
+        assert_eq!(
+            Encoding::from_content_type("Application/JSON; charset=utf-8"),
+            Some(Encoding::Json)
+        );
         assert_eq!(Encoding::from_content_type("text/plain"), None);
     }
 
@@ -166,8 +177,14 @@ mod tests {
         let bomb = enc.finish().unwrap();
         assert!(bomb.len() < 64 * 1024);
         assert_eq!(gunzip(&bomb, 1024 * 1024), Err(DecodeError::TooLarge));
-        assert_eq!(gunzip(&bomb, 10 * 1024 * 1024).unwrap().len(), 10 * 1024 * 1024);
-        assert!(matches!(gunzip(b"not gzip", 100), Err(DecodeError::Malformed(_))));
+        assert_eq!(
+            gunzip(&bomb, 10 * 1024 * 1024).unwrap().len(),
+            10 * 1024 * 1024
+        );
+        assert!(matches!(
+            gunzip(b"not gzip", 100),
+            Err(DecodeError::Malformed(_))
+        ));
     }
 
     #[test]

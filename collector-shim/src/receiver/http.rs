@@ -127,7 +127,12 @@ fn refuse(
             serde_json::json!({ "code": code, "message": message }).to_string(),
         )
             .into_response(),
-        None => (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message + "\n").into_response(),
+        None => (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            message + "\n",
+        )
+            .into_response(),
     };
     if status == StatusCode::SERVICE_UNAVAILABLE {
         // OTLP clients back off at least this long before retrying.
@@ -166,7 +171,11 @@ fn success(encoding: Encoding, rejected: u64, reason: Option<String>) -> Respons
         .into_response()
 }
 
-async fn export_traces(State(st): State<ReceiverState>, headers: HeaderMap, body: Body) -> Response {
+async fn export_traces(
+    State(st): State<ReceiverState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -178,7 +187,9 @@ async fn export_traces(State(st): State<ReceiverState>, headers: HeaderMap, body
             "unsupported_media_type",
             0,
             None,
-            format!("content-type `{content_type}` is not application/x-protobuf or application/json"),
+            format!(
+                "content-type `{content_type}` is not application/x-protobuf or application/json"
+            ),
         );
     };
     let limit = st.max_body_bytes;
@@ -238,7 +249,14 @@ async fn export_traces(State(st): State<ReceiverState>, headers: HeaderMap, body
         Ok(r) => r,
         Err(DecodeError::TooLarge) => return too_large(&st),
         Err(DecodeError::Malformed(reason)) => {
-            return refuse(&st, StatusCode::BAD_REQUEST, "malformed", 0, Some(encoding), reason)
+            return refuse(
+                &st,
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                0,
+                Some(encoding),
+                reason,
+            )
         }
     };
     let accepted = decode::into_records(request, &st.defaults);

@@ -52,7 +52,10 @@ pub struct Ingest {
 
 impl Ingest {
     /// A handle and the sampler task's receiving end.
-    pub fn new(max_pending: usize, metrics: Metrics) -> (Ingest, mpsc::UnboundedReceiver<IngestMsg>) {
+    pub fn new(
+        max_pending: usize,
+        metrics: Metrics,
+    ) -> (Ingest, mpsc::UnboundedReceiver<IngestMsg>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let ingest = Ingest {
             tx,

@@ -51,7 +51,11 @@ pub struct ConsistentSampler {
 impl ConsistentSampler {
     /// A sampler for probability `p` (clamped to [0, 1]).
     pub fn new(p: f64) -> Self {
-        let p = if p.is_finite() { p.clamp(0.0, 1.0) } else { 1.0 };
+        let p = if p.is_finite() {
+            p.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
         ConsistentSampler {
             threshold: Threshold::from_probability(p).unwrap_or(Threshold::NEVER),
         }

@@ -58,7 +58,12 @@ fn trace_key(s: &SpanRecord) -> [u8; 16] {
 }
 
 /// No tail policy kept the span: drop record-only spans, sample the rest consistently.
-fn fallback(p: &ConsistentSampler, metrics: &Metrics, mut s: SpanRecord, out: &mut Vec<SpanRecord>) {
+fn fallback(
+    p: &ConsistentSampler,
+    metrics: &Metrics,
+    mut s: SpanRecord,
+    out: &mut Vec<SpanRecord>,
+) {
     if is_record_only(&s) {
         metrics.sampled("record_only", false, 1);
     } else if p.sample(&mut s.span) {
@@ -73,13 +78,19 @@ impl Sampler {
     /// A sampler for `cfg`, starting at `now`.
     pub fn new(cfg: &SamplingConfig, metrics: Metrics, now: Instant) -> Self {
         let dynamic = cfg.dynamic.clone().map(|d| DynamicProbability::new(d, now));
-        let p = dynamic.as_ref().map_or(cfg.probability, |d| d.probability());
+        let p = dynamic
+            .as_ref()
+            .map_or(cfg.probability, |d| d.probability());
         metrics.sampling_probability.set(p);
         Sampler {
             probability: ConsistentSampler::new(p),
             dynamic,
             tail: cfg.tail.clone().map(|t| Tail {
-                policies: t.policies.iter().map(|p| NamedPolicy::from_config(p, now)).collect(),
+                policies: t
+                    .policies
+                    .iter()
+                    .map(|p| NamedPolicy::from_config(p, now))
+                    .collect(),
                 buffer: TailBuffer::new(t),
             }),
             metrics,
@@ -171,7 +182,10 @@ impl Sampler {
                 self.metrics.tail_early_evictions.inc();
             }
             let Some(tail) = &mut self.tail else { return };
-            let kept_by = tail.policies.iter_mut().find_map(|p| p.evaluate(&d.spans, now));
+            let kept_by = tail
+                .policies
+                .iter_mut()
+                .find_map(|p| p.evaluate(&d.spans, now));
             tail.buffer.remember(d.trace_id, kept_by.is_some());
             match kept_by {
                 Some(name) => {
@@ -189,8 +203,12 @@ impl Sampler {
 
     fn update_gauges(&self) {
         if let Some(t) = &self.tail {
-            self.metrics.tail_traces_held.set(t.buffer.traces_held() as i64);
-            self.metrics.tail_spans_held.set(t.buffer.spans_held() as i64);
+            self.metrics
+                .tail_traces_held
+                .set(t.buffer.traces_held() as i64);
+            self.metrics
+                .tail_spans_held
+                .set(t.buffer.spans_held() as i64);
         }
     }
 }

@@ -111,7 +111,9 @@ impl NamedPolicy {
     pub fn from_config(cfg: &PolicyConfig, now: Instant) -> Self {
         let (name, kind, policy) = match cfg {
             PolicyConfig::Error { name } => (name, "error", Policy::Error),
-            PolicyConfig::Latency { name, threshold } => (name, "latency", Policy::Latency(*threshold)),
+            PolicyConfig::Latency { name, threshold } => {
+                (name, "latency", Policy::Latency(*threshold))
+            }
             PolicyConfig::Attribute { name, key, values } => (
                 name,
                 "attribute",
@@ -120,10 +122,19 @@ impl NamedPolicy {
                     matchers: values.iter().map(|v| matcher(v)).collect(),
                 },
             ),
-            PolicyConfig::RateLimit { name, spans_per_second } => {
-                (name, "rate_limit", Policy::RateLimit(SpanBudget::new(*spans_per_second, now)))
-            }
-            PolicyConfig::Composite { name, max_spans_per_second, policies } => (
+            PolicyConfig::RateLimit {
+                name,
+                spans_per_second,
+            } => (
+                name,
+                "rate_limit",
+                Policy::RateLimit(SpanBudget::new(*spans_per_second, now)),
+            ),
+            PolicyConfig::Composite {
+                name,
+                max_spans_per_second,
+                policies,
+            } => (
                 name,
                 "composite",
                 Policy::Composite(
@@ -208,8 +219,16 @@ pub fn is_error(s: &SpanRecord) -> bool {
 
 /// From the earliest start to the latest end among the spans.
 pub fn trace_duration(spans: &[SpanRecord]) -> Duration {
-    let start = spans.iter().map(|s| s.span.start_time_unix_nano).min().unwrap_or(0);
-    let end = spans.iter().map(|s| s.span.end_time_unix_nano).max().unwrap_or(0);
+    let start = spans
+        .iter()
+        .map(|s| s.span.start_time_unix_nano)
+        .min()
+        .unwrap_or(0);
+    let end = spans
+        .iter()
+        .map(|s| s.span.end_time_unix_nano)
+        .max()
+        .unwrap_or(0);
     Duration::from_nanos(end.saturating_sub(start))
 }
 

@@ -21,6 +21,8 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 
+pub mod otlp_backend;
+
 /// 2026-11-24T06:00:00Z in nanoseconds.
 pub const T0: u64 = 1_795_500_000_000_000_000;
 
@@ -71,8 +73,10 @@ pub fn with_attr(mut s: Span, key: &str, v: Value) -> Span {
 /// Marks a span as the filter's record-only kind (recorded, not sampled).
 pub fn record_only(mut s: Span) -> Span {
     s.flags = 0x100;
-    s.attributes
-        .push(kv("aetherflow.sampling.record_only", Value::BoolValue(true)));
+    s.attributes.push(kv(
+        "aetherflow.sampling.record_only",
+        Value::BoolValue(true),
+    ));
     s
 }
 
@@ -198,6 +202,8 @@ impl Exporter for RecordingExporter {
 pub struct Shim {
     /// OTLP/HTTP (and admin) address.
     pub addr: SocketAddr,
+    /// Separate admin address, when the config asked for one.
+    pub admin: Option<SocketAddr>,
     /// Its metrics registry.
     pub metrics: Metrics,
     /// Resolves the shutdown future.
@@ -210,19 +216,30 @@ impl Shim {
     /// Starts `run_with(cfg)` on 127.0.0.1:0 with `exporters`.
     pub async fn start(mut cfg: Config, exporters: Vec<Arc<RecordingExporter>>) -> Shim {
         cfg.receiver.http_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        if cfg.receiver.admin_listen.is_some() {
+            cfg.receiver.admin_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        }
         let listeners = Listeners::bind(&cfg).await.expect("bind 127.0.0.1:0");
         let addr = listeners.http_addr();
+        let admin = listeners.admin.as_ref().and_then(|l| l.local_addr().ok());
         let metrics = Metrics::new();
         let exps: Vec<(String, Arc<dyn Exporter>)> = exporters
             .into_iter()
             .map(|e| (e.name.clone(), e as Arc<dyn Exporter>))
             .collect();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(run_with(cfg, listeners, exps, metrics.clone(), async move {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(run_with(
+            cfg,
+            listeners,
+            exps,
+            metrics.clone(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
         Shim {
             addr,
+            admin,
             metrics,
             stop: Some(tx),
             task: Some(task),
@@ -233,11 +250,16 @@ impl Shim {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// Triggers shutdown and waits for `run_with` to return.
-    pub async fn stop(mut self) -> Summary {
+    /// Resolves the shutdown future without waiting.
+    pub fn trigger_stop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
+    }
+
+    /// Triggers shutdown and waits for `run_with` to return.
+    pub async fn stop(mut self) -> Summary {
+        self.trigger_stop();
         let task = self.task.take().expect("running");
         tokio::time::timeout(Duration::from_secs(60), task)
             .await
