@@ -368,7 +368,7 @@ async fn post(
             stats.dropped.fetch_add(count, Ordering::Relaxed);
             // Bounded logging: the first failures, then one line per hundred.
             *failures_logged += 1;
-            if *failures_logged <= 3 || *failures_logged % 100 == 0 {
+            if *failures_logged <= 3 || failures_logged.is_multiple_of(100) {
                 eprintln!("span export to {endpoint} failed ({reason}); {count} spans dropped (failure #{failures_logged})");
             }
         }

@@ -428,6 +428,27 @@ mod tests {
     }
 
     #[test]
+    fn shim_file_exporter_lines_with_inlined_resource() {
+        // The shim's `file` exporter: one OTLP/JSON span per line, `resource` and `scope` inlined.
+        let line = serde_json::json!({
+            "traceId": "4bf92f3577b34da6a3ce929d0e0e4736", "spanId": "1111111111111111", "parentSpanId": "",
+            "name": "GET", "kind": 2, "startTimeUnixNano": "1000", "endTimeUnixNano": "3000",
+            "attributes": [{"key": "http.response.status_code", "value": {"intValue": "200"}}],
+            "status": {},
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "envoy-ingress"}}]},
+            "scope": {"name": "aetherflow.trace_filter", "version": "0.1.0"}
+        });
+        let spans = spans_from_json_lines(&line.to_string());
+        assert_eq!(spans.len(), 1);
+        assert_eq!(
+            (spans[0].service.as_str(), spans[0].status.as_str()),
+            ("envoy-ingress", "UNSET")
+        );
+        assert_eq!(spans[0].end_ns - spans[0].start_ns, 2000);
+        assert_eq!(spans[0].attr("http.response.status_code"), Some("200"));
+    }
+
+    #[test]
     fn whole_requests_are_read_too() {
         let doc = serde_json::json!({"resourceSpans": [{"resource": {"attributes": [
             {"key": "service.name", "value": {"stringValue": "svc"}}]},
