@@ -1,0 +1,181 @@
+//! Criterion benchmark of the shim's hot path on one core: OTLP decode -> sample -> batch ->
+//! Zipkin v2 JSON encode, against decode alone (the ceiling) in the same run.
+//!
+//! The input is what the filter really sends: OTLP protobuf bodies of 256 spans built by
+//! `aetherflow-core` (the filter's own span model and encoder), each span with its own trace id.
+//! The pipeline runs through the shim's real stages: `receiver::decode` (parse + records),
+//! `sampler::Sampler` (consistent probability 1.0, the path every span takes when no tail
+//! policy is set), the real `batcher` (bounded queue + task, batches of 512) on a
+//! current-thread runtime (one core), and `exporter::zipkin::encode` in an exporter that keeps
+//! the bytes instead of sending them. Elements = spans, so criterion prints spans/s.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use aetherflow_core::head::{decide, Policy};
+use aetherflow_core::ids::IdGenerator;
+use aetherflow_core::propagation::Extracted;
+use aetherflow_core::semconv::{EnvoyFacts, Exchange};
+use aetherflow_core::span::SpanKind;
+use collector_shim::batcher;
+use collector_shim::config::{BatchConfig, SamplingConfig};
+use collector_shim::exporter::{zipkin, ExportError, Exporter};
+use collector_shim::metrics::Metrics;
+use collector_shim::model::SpanRecord;
+use collector_shim::receiver::decode::{into_records, parse, Encoding, ResourceDefaults};
+use collector_shim::sampler::Sampler;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+/// Spans per OTLP request (the filter's default `max_batch_spans`).
+const SPANS_PER_REQUEST: usize = 256;
+/// Requests per iteration: 2048 spans, four full Zipkin batches of 512.
+const REQUESTS: usize = 8;
+
+/// OTLP bodies as the filter sends them.
+fn filter_bodies() -> Vec<Vec<u8>> {
+    let cfg = aetherflow_core::config::Config::default();
+    let policy = Policy::from_config(&cfg);
+    let resource = aetherflow_core::otlp::resource(&cfg);
+    let mut ids = IdGenerator::from_u64(7);
+    let ex = Exchange {
+        method: "GET".into(),
+        path: "/api/items/42".into(),
+        scheme: "http".into(),
+        authority: "shop.example.com:8080".into(),
+        protocol: Some("HTTP/1.1".into()),
+        user_agent: Some("curl/8.5.0".into()),
+        client_address: Some("10.1.2.3".into()),
+        status: Some(200),
+        envoy: EnvoyFacts {
+            route_name: Some("items_route".into()),
+            upstream_cluster: Some("items".into()),
+            upstream_address: Some("10.1.9.9:8080".into()),
+            request_id: Some("5d4b7b0e-2f3c-4c2a-9d6e-1b2c3d4e5f60".into()),
+            from_upstream: Some(true),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    (0..REQUESTS)
+        .map(|r| {
+            let spans = (0..SPANS_PER_REQUEST).map(|i| {
+                let start = 1_700_000_000_000_000_000 + (r * SPANS_PER_REQUEST + i) as u64 * 1000;
+                decide(&policy, Extracted::default(), false, &mut ids)
+                    .to_span(&ex, SpanKind::Server, 256, start, start + 42_000)
+            });
+            aetherflow_core::otlp::encode(&resource, spans)
+        })
+        .collect()
+}
+
+/// The end of the pipeline: Zipkin-encodes each batch and keeps only the byte count.
+struct ZipkinToMemory {
+    spans: Arc<AtomicU64>,
+    bytes: AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl Exporter for ZipkinToMemory {
+    fn name(&self) -> &str {
+        "zipkin-memory"
+    }
+    async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError> {
+        let (body, _skipped) = zipkin::encode(batch);
+        self.bytes.fetch_add(black_box(body.len()) as u64, Ordering::Relaxed);
+        self.spans.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn decode(body: &[u8], defaults: &ResourceDefaults) -> Vec<SpanRecord> {
+    let request = parse(body, Encoding::Protobuf).expect("the filter's body decodes");
+    into_records(request, defaults).spans
+}
+
+fn benches(c: &mut Criterion) {
+    let bodies = filter_bodies();
+    let defaults = ResourceDefaults::default();
+    let total = (REQUESTS * SPANS_PER_REQUEST) as u64;
+
+    let mut g = c.benchmark_group("shim_pipeline");
+    g.throughput(Throughput::Elements(total));
+
+    g.bench_function("decode_only", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for body in &bodies {
+                n += decode(black_box(body), &defaults).len();
+            }
+            assert_eq!(n as u64, total);
+        })
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let exported = Arc::new(AtomicU64::new(0));
+    let exporter = Arc::new(ZipkinToMemory {
+        spans: exported.clone(),
+        bytes: AtomicU64::new(0),
+    });
+    let metrics = Metrics::new();
+    let batch_cfg = BatchConfig {
+        // Deep enough that one iteration never drops: the figure is throughput, not shedding.
+        max_queue_size: 4 * total as usize,
+        max_export_batch_size: 512,
+        batch_timeout: Duration::from_secs(5),
+        export_timeout: Duration::from_secs(30),
+    };
+    let (handle, _task) = runtime.block_on(async { batcher::spawn("zipkin", exporter, &batch_cfg, metrics.clone()) });
+    let mut sampler = Sampler::new(&SamplingConfig::default(), metrics, Instant::now());
+    let mut kept = Vec::with_capacity(SPANS_PER_REQUEST);
+
+    g.bench_function("decode_sample_batch_zipkin_encode", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let target = exported.load(Ordering::Relaxed) + total;
+                for body in &bodies {
+                    let spans = decode(black_box(body), &defaults);
+                    sampler.offer(spans, Instant::now(), &mut kept);
+                    for span in kept.drain(..) {
+                        handle.offer(span);
+                    }
+                    // Let the batcher task run between requests, as the receiver does.
+                    tokio::task::yield_now().await;
+                }
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while exported.load(Ordering::Relaxed) < target {
+                    assert!(Instant::now() < deadline, "the batcher stalled");
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+    });
+
+    // The Zipkin mapping and JSON encoding alone, for the breakdown.
+    let records: Vec<SpanRecord> = bodies.iter().flat_map(|b| decode(b, &defaults)).collect();
+    g.bench_function("zipkin_encode_only", |b| {
+        b.iter(|| {
+            for batch in records.chunks(512) {
+                black_box(zipkin::encode(batch));
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = pipeline;
+    // Short runs: `make bench` must stay within its time budget on 2 shared cores.
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(20);
+    targets = benches
+}
+criterion_main!(pipeline);
