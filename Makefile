@@ -26,7 +26,7 @@ toolchain:
 
 ## wasm: the proxy-wasm filter, size-tuned release build
 wasm: toolchain
-	$(CARGO) build -p trace-filter --target $(WASM_TARGET) --release
+	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) build -p trace-filter --target $(WASM_TARGET) --release
 	@ls -l $(WASM) | awk '{print "wasm: " $$5 " bytes  " $$9}'
 
 ## build: the wasm plus the release binaries
