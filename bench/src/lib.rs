@@ -10,11 +10,13 @@
 //! - [`sink`]: the trace backend that decodes and counts spans (OTLP and Zipkin v2 JSON);
 //! - [`loadgen`]: the hyper load generator (closed loop and fixed rate);
 //! - [`procfs`]: CPU time and RSS from `/proc`;
-//! - [`stats`], [`report`], [`plot`]: medians and spreads, the table and JSON, the PNG.
+//! - [`stats`], [`report`], [`plot`]: medians and spreads, the table and JSON, the PNG;
+//! - [`micro`]: the summary of the criterion results (spans/s, pipeline vs decode-only).
 
 pub mod envoy;
 pub mod harness;
 pub mod loadgen;
+pub mod micro;
 pub mod plot;
 pub mod procfs;
 pub mod report;

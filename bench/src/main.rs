@@ -1,4 +1,4 @@
-//! `make bench` entry point: Envoy with no tracing, with the trace filter + collector-shim, with the
+//! `make bench` entry point (`aetherflow-bench micro` summarizes the criterion results instead): Envoy with no tracing, with the trace filter + collector-shim, with the
 //! native OpenTelemetry tracer and with the native Zipkin tracer, side by side.
 //!
 //! Environment:
@@ -93,7 +93,40 @@ fn configure() -> Result<(Profile, Components, Vec<Tracer>, Vec<Workload>, std::
     Ok((profile, components, tracers, workloads, out))
 }
 
+/// `aetherflow-bench micro`: summarize the criterion results of this target directory.
+fn micro() -> ExitCode {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| workspace_root().join("target"), Into::into);
+    let report = aetherflow_bench::micro::collect(&target.join("criterion"));
+    if report.results.is_empty() {
+        eprintln!("bench: no criterion results under {}", target.join("criterion").display());
+        return ExitCode::from(2);
+    }
+    println!("{}", aetherflow_bench::micro::table(&report));
+    let out = match std::env::var_os("BENCH_OUT") {
+        Some(v) if !v.is_empty() => v.into(),
+        _ => workspace_root().join("bench/results"),
+    };
+    let path = out.join("micro.json");
+    let written = std::fs::create_dir_all(&out)
+        .and_then(|()| std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"));
+    match written {
+        Ok(()) => {
+            eprintln!("bench: wrote {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bench: {}: {e}", path.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("micro") {
+        return micro();
+    }
     let (profile, components, tracers, workloads, out) = match configure() {
         Ok(c) => c,
         Err(e) => {
@@ -132,6 +165,7 @@ async fn run(
     out: &std::path::Path,
 ) -> Result<bool, String> {
     let started = std::time::Instant::now();
+    let load_at_start = load_average();
     eprintln!(
         "bench: {} profile, {} round(s), configurations {:?}, Envoy {}",
         profile.name,
@@ -175,6 +209,7 @@ async fn run(
         envoy_version,
         wasm_bytes,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        load_average: (load_at_start, load_average()),
         sample_ratio: harness::SAMPLE_RATIO,
         batch_spans: harness::BATCH_SPANS,
         flush_interval_ms: harness::FLUSH_INTERVAL_MS,
@@ -198,6 +233,16 @@ async fn run(
     }
     eprintln!("bench: done in {:.0} s", started.elapsed().as_secs_f64());
     Ok(healthy)
+}
+
+/// The first three fields of `/proc/loadavg` (1, 5 and 15 minute load).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// UTC time as RFC 3339 without a date crate (days-to-civil conversion).

@@ -70,6 +70,9 @@ pub struct Report {
     pub wasm_bytes: Option<u64>,
     /// CPUs online.
     pub cpus: usize,
+    /// `/proc/loadavg` when the run started and when it ended: other work on the machine
+    /// inflates every configuration alike, but makes spreads wider.
+    pub load_average: (String, String),
     /// Sampling ratio of every tracer.
     pub sample_ratio: f64,
     /// Spans per export batch of every tracer.
