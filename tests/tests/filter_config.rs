@@ -98,6 +98,35 @@ const BAD: &[(&str, &str)] = &[
         r#"{"max_attribute_length": "long"}"#,
         "max_attribute_length",
     ),
+    // A wrong type for every remaining key.
+    (r#"{"deployment_environment": 1}"#, "deployment_environment"),
+    (r#"{"collector_cluster": 1}"#, "collector_cluster"),
+    (r#"{"collector_authority": []}"#, "collector_authority"),
+    (r#"{"collector_path": false}"#, "collector_path"),
+    (
+        r#"{"max_inflight_dispatches": "4"}"#,
+        "max_inflight_dispatches",
+    ),
+    (r#"{"force_sample_header": 1}"#, "force_sample_header"),
+    (r#"{"inbound_formats": "w3c"}"#, "inbound_formats"),
+    (
+        r#"{"trace_id_response_header": 0}"#,
+        "trace_id_response_header",
+    ),
+    (r#"{"traceresponse_header": "yes"}"#, "traceresponse_header"),
+    (r#"{"span_kind": 2}"#, "span_kind"),
+    (
+        r#"{"record_response_headers": {}}"#,
+        "record_response_headers",
+    ),
+    (
+        r#"{"baggage_to_attributes": "user.id"}"#,
+        "baggage_to_attributes",
+    ),
+    (
+        r#"{"grpc_message_counting": "true"}"#,
+        "grpc_message_counting",
+    ),
 ];
 
 /// Validates `(config text, key)` cases on a few threads (each validate compiles the module in V8).
