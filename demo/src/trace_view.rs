@@ -293,19 +293,23 @@ pub fn render_tree(spans: &[SpanView]) -> String {
     roots.sort_by(by_start);
     children.values_mut().for_each(|c| c.sort_by(by_start));
     let t0 = spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
-    let width = spans.iter().map(|s| s.service.len()).max().unwrap_or(0);
-    let mut out = String::new();
+
+    // First pass: one row per span in tree order (bounded, in case of a cycle in bad data).
+    let mut rows: Vec<[String; 4]> = Vec::new();
     let mut stack: Vec<(&SpanView, String, bool)> = roots
         .iter()
         .rev()
         .enumerate()
         .map(|(i, s)| (*s, String::new(), i == 0))
         .collect();
-    let mut printed = 0;
     while let Some((span, prefix, last)) = stack.pop() {
-        printed += 1;
-        if printed > 1000 {
-            out.push_str("  ... (more spans)\n");
+        if rows.len() >= 1000 {
+            rows.push([
+                "...".into(),
+                String::new(),
+                String::new(),
+                "(more spans)".into(),
+            ]);
             break;
         }
         let branch = if last { "└─ " } else { "├─ " };
@@ -318,39 +322,59 @@ pub fn render_tree(spans: &[SpanView]) -> String {
                 format!("child of {} span {}", parent.service, short(p))
             }
             (p, Some(_)) => format!("child of {}", short(p)),
-            (p, None) => format!("parent {} (remote caller, not in this trace)", short(p)),
+            (p, None) => format!("parent {} is the remote caller", short(p)),
         };
         let mut detail = Vec::new();
-        for key in ["http.response.status_code", "rpc.response.status_code"] {
-            if let Some(v) = span.attr(key) {
-                detail.push(format!("{}={v}", key.rsplit('.').nth(1).unwrap_or(key)));
-            }
+        if let Some(v) = span.attr("http.response.status_code") {
+            detail.push(format!("http {v}"));
+        }
+        if let Some(v) = span.attr("rpc.response.status_code") {
+            detail.push(format!("grpc {v}"));
         }
         if span.attr("aetherflow.sampling.record_only") == Some("true") {
-            detail.push("record-only (kept by a tail policy)".to_owned());
+            detail.push("record-only, kept by a tail policy".to_owned());
         }
-        let status = if span.status_message.is_empty() {
-            span.status.clone()
-        } else {
-            format!("{} \"{}\"", span.status, span.status_message)
-        };
-        let _ = writeln!(
-            out,
-            "  {prefix}{branch}{:<width$}  {:<8} {:<34} +{:>7.2} ms {:>8.2} ms  {status}{}  span {} ({link})",
-            span.service,
-            span.kind,
-            span.name,
-            span.start_ns.saturating_sub(t0) as f64 / 1e6,
-            span.duration_ms(),
-            if detail.is_empty() { String::new() } else { format!("  [{}]", detail.join(", ")) },
-            short(&span.span_id),
-        );
+        let mut status = span.status.clone();
+        if !span.status_message.is_empty() {
+            status.push_str(&format!(" \"{}\"", span.status_message));
+        }
+        if !detail.is_empty() {
+            status.push_str(&format!("  [{}]", detail.join(", ")));
+        }
+        rows.push([
+            format!("{prefix}{branch}{} {}", span.service, span.kind),
+            span.name.clone(),
+            format!(
+                "+{:>7.2} ms {:>8.2} ms",
+                span.start_ns.saturating_sub(t0) as f64 / 1e6,
+                span.duration_ms()
+            ),
+            format!("{status}  span {} ({link})", short(&span.span_id)),
+        ]);
         let child_prefix = format!("{prefix}{}", if last { "   " } else { "│  " });
         if let Some(kids) = children.get(span.span_id.as_str()) {
             for (i, kid) in kids.iter().enumerate().rev() {
                 stack.push((kid, child_prefix.clone(), i == kids.len() - 1));
             }
         }
+    }
+    // Second pass: align the columns (widths in characters: the tree glyphs are one each).
+    let width = |col: usize| {
+        rows.iter()
+            .map(|r| r[col].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1) = (width(0), width(1));
+    let mut out = String::new();
+    for [tree, name, timing, rest] in &rows {
+        let pad0 = w0 - tree.chars().count();
+        let pad1 = w1 - name.chars().count();
+        let _ = writeln!(
+            out,
+            "  {tree}{:pad0$}  {name}{:pad1$}  {timing}  {rest}",
+            "", ""
+        );
     }
     out
 }
@@ -422,7 +446,7 @@ mod tests {
             "{tree}"
         );
         assert!(
-            lines[1].contains("ERROR \"boom\"") && lines[1].contains("+   1.00 ms"),
+            lines[1].contains("ERROR \"boom\"  [http 500]") && lines[1].contains("+   1.00 ms"),
             "{tree}"
         );
     }
