@@ -1,0 +1,211 @@
+//! `make demo`: the whole pipeline on 127.0.0.1 without Docker. Starts the demo services, the
+//! collector shim (file + console exporters) and real Envoy with the filter, sends the demo's
+//! traffic, prints every trace as a tree and checks it, then stops everything.
+//!
+//! `--keep-running` (or `DEMO_KEEP=1`) leaves it up for manual requests until Ctrl-C; the shim's
+//! console exporter then prints each new trace.
+
+use std::time::{Duration, Instant};
+
+use aetherflow_demo::client::DemoClient;
+use aetherflow_demo::scenarios::{self, Sent};
+use aetherflow_demo::stack::{Stack, StackOptions};
+use aetherflow_demo::trace_view;
+
+/// The shim configuration of the demo: the embedded exporters (a JSON-lines file the runner
+/// renders, and the console trees), an error and a latency tail policy, short timers.
+fn shim_config(spans_file: &std::path::Path) -> String {
+    format!(
+        r#"sampling:
+  probability: 1.0
+  tail:
+    decision_wait: 1s
+    policies:
+      - type: error
+      - type: latency
+        threshold: 250ms
+batch:
+  batch_timeout: 200ms
+shutdown_timeout: 10s
+exporters:
+  - type: file
+    path: "{}"
+  - type: console
+"#,
+        spans_file.display()
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let keep = std::env::args().any(|a| a == "--keep-running")
+        || std::env::var("DEMO_KEEP").is_ok_and(|v| v == "1" || v == "true");
+    if std::env::args().any(|a| a == "--help" || a == "-h") {
+        println!("usage: aetherflow-demo [--keep-running]   (or DEMO_KEEP=1)");
+        return;
+    }
+    match run(keep).await {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("\ndemo failed: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn run(keep: bool) -> Result<bool, String> {
+    let started = Instant::now();
+    println!("AetherFlow demo: real Envoy 1.40 + trace_filter.wasm + collector-shim + demo services, all on 127.0.0.1\n");
+    let spans_dir = tempfile::Builder::new()
+        .prefix("aetherflow-demo-spans-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let spans_file = spans_dir.path().join("spans.jsonl");
+    let opts = StackOptions {
+        shim_config: Some(shim_config(&spans_file)),
+        shim_inherit_stdout: keep,
+        ..Default::default()
+    };
+    let mut step = 0;
+    let mut stack = Stack::start(opts, &mut |what| {
+        step += 1;
+        println!(
+            "[{step}/5] {what} ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+    })
+    .await?;
+    let base = stack.ingress_url();
+    println!(
+        "      Envoy ingress {base}, admin http://{}, shim http://{}",
+        stack.envoy.admin_addr(),
+        stack
+            .shim
+            .as_ref()
+            .map(|s| s.addr.to_string())
+            .unwrap_or_default()
+    );
+
+    println!(
+        "[4/5] sending traffic through Envoy ({:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    let client = DemoClient::new(Duration::from_secs(30));
+    let mut sent: Vec<Sent> = Vec::new();
+    for scenario in scenarios::all() {
+        let s = scenarios::send(&client, &base, scenario).await;
+        println!("      {:<12} {}", s.scenario.label, s.summary());
+        sent.push(s);
+    }
+
+    if keep {
+        print_manual_commands(&base, &stack);
+        aetherflow_demo::serve::termination_signal().await;
+        println!("\nstopping ...");
+    } else {
+        // The filter flushes on its timer; wait until the shim acknowledged the proxy spans.
+        let proxy_spans = sent.iter().filter(|s| s.reply.is_ok()).count() as u64;
+        if let Err(n) = stack
+            .wait_proxy_spans_exported(proxy_spans, Duration::from_secs(30))
+            .await
+        {
+            println!(
+                "      (only {n} of {proxy_spans} proxy spans acknowledged by the shim after 30 s)"
+            );
+        }
+    }
+
+    println!("[5/5] stopping Envoy, the services and the shim (it decides pending traces and flushes) ({:.1} s)", started.elapsed().as_secs_f64());
+    let clean = stack.stop().await;
+    if !clean {
+        println!(
+            "      collector-shim did not exit cleanly; its log:\n{}",
+            stack.shim.as_ref().map(|s| s.log()).unwrap_or_default()
+        );
+    }
+    let text = std::fs::read_to_string(&spans_file).unwrap_or_default();
+    let traces = trace_view::by_trace(&trace_view::spans_from_json_lines(&text));
+
+    println!(
+        "\nTraces exported by the shim ({} traces, {} spans in {}):",
+        traces.len(),
+        traces.values().map(Vec::len).sum::<usize>(),
+        spans_file.display()
+    );
+    let mut failures = 0;
+    for s in &sent {
+        let trace_id = s.trace_id().unwrap_or_else(|| "?".to_owned());
+        println!(
+            "\n● {} — {}\n  trace {trace_id}",
+            s.scenario.label, s.scenario.about
+        );
+        if let Some(spans) = traces.get(&trace_id) {
+            print!("{}", trace_view::render_tree(spans));
+        }
+        for (ok, what) in scenarios::check(s, &traces) {
+            if !ok {
+                failures += 1;
+            }
+            println!("  {} {what}", if ok { "✔" } else { "✘" });
+        }
+    }
+    let shown: Vec<String> = sent.iter().filter_map(Sent::trace_id).collect();
+    let others: Vec<&String> = traces.keys().filter(|t| !shown.contains(t)).collect();
+    if !others.is_empty() {
+        println!(
+            "\n({} more traces from manual requests are in {})",
+            others.len(),
+            spans_file.display()
+        );
+    }
+    if keep {
+        // The file outlives the run so manual traces can be read afterwards.
+        let kept = spans_dir.keep();
+        println!("spans kept in {}", kept.display());
+    }
+    println!(
+        "\n{} in {:.1} s: {}",
+        if failures == 0 {
+            "demo finished"
+        } else {
+            "demo finished with failed checks"
+        },
+        started.elapsed().as_secs_f64(),
+        if failures == 0 {
+            "every check passed".to_owned()
+        } else {
+            format!("{failures} check(s) failed")
+        }
+    );
+    Ok(failures == 0)
+}
+
+fn print_manual_commands(base: &str, stack: &Stack) {
+    let proto = aetherflow_tests::paths::workspace_root().join("demo/proto");
+    let authority = base.trim_start_matches("http://");
+    println!(
+        r#"
+The stack keeps running; the shim prints each trace as its tree below. Try:
+
+  curl -si {base}/api/orders
+  curl -si -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' {base}/api/fail
+  curl -si -H 'x-force-trace: 1' '{base}/api/slow?ms=400'
+  printf '\x00\x00\x00\x00\x05\x0a\x03bob' | curl -s --http2-prior-knowledge -H 'content-type: application/grpc' \
+      -H 'te: trailers' --data-binary @- -o /dev/null -D - {base}/demo.v1.Greeter/Fail
+  grpcurl -plaintext -import-path {proto} -proto greeter.proto -d '{{"name":"bob","count":3}}' \
+      {authority} demo.v1.Greeter/StreamGreetings        (if grpcurl is installed)
+
+  Envoy admin: curl -s http://{admin}/stats | grep wasmcustom.aetherflow
+  Shim metrics: curl -s http://{shim}/metrics
+
+Press Ctrl-C to stop."#,
+        proto = proto.display(),
+        admin = stack.envoy.admin_addr(),
+        shim = stack
+            .shim
+            .as_ref()
+            .map(|s| s.addr.to_string())
+            .unwrap_or_default(),
+    );
+}
