@@ -7,7 +7,6 @@ use aetherflow_tests::stack::{new_span_id, new_trace_id, StackBuilder};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
 async fn inbound_fallbacks_and_outbound_formats() {
     let stack = StackBuilder::new()
         .ingress_filter(|c| {

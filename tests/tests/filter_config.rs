@@ -24,7 +24,6 @@ fn validate(cfg: &EnvoyConfig) -> envoy::Validation {
 }
 
 #[test]
-#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
 fn shipped_envoy_yaml_validates_with_the_real_wasm() {
     let v = validate(&shipped());
     assert!(
@@ -42,7 +41,6 @@ fn shipped_envoy_yaml_validates_with_the_real_wasm() {
 }
 
 #[test]
-#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
 fn every_documented_key_with_its_default_is_accepted() {
     let all = json!({
         "service_name": "envoy-proxy", "deployment_environment": "", "collector_cluster": "trace_shim",
@@ -155,7 +153,6 @@ fn validate_all(cases: &[(&str, &str)]) -> Vec<(String, String, envoy::Validatio
 }
 
 #[test]
-#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
 fn every_bad_key_is_refused_with_a_message_naming_it() {
     let mut problems = Vec::new();
     for (text, key, v) in validate_all(BAD) {
@@ -176,7 +173,6 @@ fn every_bad_key_is_refused_with_a_message_naming_it() {
 }
 
 #[test]
-#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
 fn malformed_json_is_refused() {
     let cases = [
         ("not json", ""),
@@ -194,7 +190,6 @@ fn malformed_json_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
 async fn a_real_start_with_a_bad_key_fails_and_logs_the_key() {
     let mut cfg = shipped();
     let a = std::net::SocketAddr::from(([127, 0, 0, 1], 9));

@@ -25,7 +25,6 @@ async fn traffic_unharmed(addr: std::net::SocketAddr, n: usize, what: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
 async fn shim_unreachable_slow_or_failing_never_harms_traffic() {
     let stack = StackBuilder::new()
         .ingress_filter(|c| {
@@ -100,7 +99,6 @@ async fn shim_unreachable_slow_or_failing_never_harms_traffic() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
 async fn full_buffer_drops_and_counts() {
     let stack = StackBuilder::new()
         .ingress_filter(|c| {

@@ -9,7 +9,6 @@ use aetherflow_tests::stack::StackBuilder;
 const STATUS_ERROR: i32 = 2;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
 async fn grpc_status_and_message_counts() {
     let stack = StackBuilder::new().start().await;
 
@@ -138,7 +137,6 @@ async fn grpc_status_and_message_counts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
 async fn grpc_message_counting_can_be_switched_off() {
     let stack = StackBuilder::new()
         .ingress_filter(|c| {

@@ -19,7 +19,6 @@ fn raw_get(extra_headers: &[u8]) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
 async fn hostile_inputs_never_fail_the_vm() {
     let stack = StackBuilder::new()
         .concurrency(2)

@@ -15,7 +15,6 @@ use serde_json::json;
 const RATIO: f64 = 0.5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
 async fn same_trace_id_same_decision_on_every_worker() {
     let stack = StackBuilder::new()
         .concurrency(2)
@@ -139,7 +138,6 @@ fn threshold_in(tracestate: &str) -> Option<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
 async fn decisions_agree_with_the_threshold_in_tracestate() {
     // 0.1 is not a power of two: the encoded threshold's precision matters; whatever the filter
     // writes, its decisions must agree with it (that is what the shim and SDKs will use).

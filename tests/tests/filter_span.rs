@@ -12,7 +12,6 @@ use serde_json::json;
 const STATUS_ERROR: i32 = 2;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
 async fn span_content_and_response_headers() {
     let stack = StackBuilder::new()
         .ingress_filter(|c| {
@@ -107,6 +106,16 @@ async fn span_content_and_response_headers() {
         span.attr_str("envoy.upstream.cluster").as_deref(),
         Some("demo_http")
     );
+    assert_eq!(
+        span.attr_str("envoy.route_name").as_deref(),
+        Some("demo_http_route")
+    );
+    assert!(span
+        .attr_str("envoy.upstream.address")
+        .is_some_and(|a| a.starts_with("127.0.0.1:")));
+    assert!(span
+        .attr_str("envoy.request_id")
+        .is_some_and(|id| !id.is_empty()));
     assert_ne!(s.status.as_ref().map(|st| st.code), Some(STATUS_ERROR));
     // Timing from the host clock: covers the upstream's 150 ms delay.
     assert!(s.start_time_unix_nano > 0 && s.end_time_unix_nano >= s.start_time_unix_nano);
@@ -194,7 +203,6 @@ async fn span_content_and_response_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
 async fn sample_ratio_zero_forced_sampling_and_record_only() {
     let stack = StackBuilder::new()
         .ingress_filter(|c| {
@@ -300,7 +308,6 @@ async fn sample_ratio_zero_forced_sampling_and_record_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
 async fn resets_cancellations_and_http2() {
     use aetherflow_tests::http_client::Protocol;
     use tokio::io::AsyncWriteExt;

@@ -69,7 +69,6 @@ fn with_tp(tp: &str) -> ClientRequest {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
 async fn traceparent_rules() {
     let stack = StackBuilder::new().start().await;
 
@@ -217,7 +216,6 @@ async fn traceparent_rules() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
 async fn untrusted_incoming_context_starts_a_new_trace_with_a_link() {
     let stack = StackBuilder::new()
         .ingress_filter(|c| {

@@ -25,7 +25,6 @@ fn foreign(members: &[String]) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
 async fn tracestate_rules() {
     let stack = StackBuilder::new().start().await;
 
@@ -152,7 +151,6 @@ async fn tracestate_rules() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for filter: trace_filter.wasm adapter not landed yet"]
 async fn baggage_rules() {
     let stack = StackBuilder::new()
         .ingress_filter(|c| {
