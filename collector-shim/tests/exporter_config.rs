@@ -23,9 +23,18 @@ fn every_kind_parses_with_documented_defaults() {
     .unwrap();
     let names: Vec<&str> = all.iter().map(|c| c.name()).collect();
     assert_eq!(names, ["zipkin", "jaeger", "otlp", "console", "file"]);
-    assert_eq!(all[0], ExporterConfig::zipkin("http://127.0.0.1:9411/api/v2/spans"));
-    assert_eq!(all[1], ExporterConfig::jaeger("http://127.0.0.1:14268/api/traces"));
-    assert_eq!(all[2], ExporterConfig::otlp("http://127.0.0.1:4318/v1/traces"));
+    assert_eq!(
+        all[0],
+        ExporterConfig::zipkin("http://127.0.0.1:9411/api/v2/spans")
+    );
+    assert_eq!(
+        all[1],
+        ExporterConfig::jaeger("http://127.0.0.1:14268/api/traces")
+    );
+    assert_eq!(
+        all[2],
+        ExporterConfig::otlp("http://127.0.0.1:4318/v1/traces")
+    );
     assert_eq!(all[3], ExporterConfig::console());
     assert_eq!(all[4], ExporterConfig::file("/tmp/spans.jsonl"));
     for c in &all {
@@ -47,7 +56,9 @@ fn full_otlp_entry() {
 "#,
     )
     .unwrap();
-    let ExporterConfig::Otlp(c) = &all[0] else { panic!("not otlp: {all:?}") };
+    let ExporterConfig::Otlp(c) = &all[0] else {
+        panic!("not otlp: {all:?}")
+    };
     assert_eq!(all[0].name(), "tempo");
     assert_eq!(c.compression, Compression::Gzip);
     assert_eq!(c.timeout, Duration::from_millis(2500));
@@ -110,7 +121,9 @@ fn env_constructors() {
     let h = parse_otel_headers("api-key=secret%20value, x-tenant = t1").unwrap();
     assert_eq!(h["api-key"], "secret value");
     assert_eq!(h["x-tenant"], "t1");
-    assert!(parse_otel_headers("novalue").unwrap_err().contains("novalue"));
+    assert!(parse_otel_headers("novalue")
+        .unwrap_err()
+        .contains("novalue"));
     assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
     assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
     assert!(parse_duration("10").unwrap_err().contains("no unit"));
@@ -119,6 +132,8 @@ fn env_constructors() {
 #[test]
 fn durations_accept_integer_milliseconds() {
     let all = parse("- type: zipkin\n  timeout: 1500\n").unwrap();
-    let ExporterConfig::Zipkin(c) = &all[0] else { panic!() };
+    let ExporterConfig::Zipkin(c) = &all[0] else {
+        panic!()
+    };
     assert_eq!(c.timeout, Duration::from_millis(1500));
 }

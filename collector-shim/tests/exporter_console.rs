@@ -35,21 +35,41 @@ async fn print(batch: &[collector_shim::model::SpanRecord]) -> String {
 async fn prints_one_tree_per_trace_with_children_indented() {
     let mut batch = sample_batch();
     // A second trace arriving in the same batch, with a single root.
-    batch.push(record("billing", span(7, 0x9, 0, "POST /pay", SpanKind::Server, 100, 2_000)));
+    batch.push(record(
+        "billing",
+        span(7, 0x9, 0, "POST /pay", SpanKind::Server, 100, 2_000),
+    ));
     let out = print(&batch).await;
     println!("{out}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 6, "{out}");
     assert!(lines[0].starts_with("trace 4bf92f3577b34da6a3ce929d0e0e4736 · 3 spans · 12.40 ms · envoy-proxy, users · 1 error(s)"), "{}", lines[0]);
-    assert!(lines[1].starts_with("  └─ GET /api/users/{id} [envoy-proxy] SERVER 12.40 ms @+0.00 ms http=503"), "{}", lines[1]);
+    assert!(
+        lines[1].starts_with(
+            "  └─ GET /api/users/{id} [envoy-proxy] SERVER 12.40 ms @+0.00 ms http=503"
+        ),
+        "{}",
+        lines[1]
+    );
     assert!(lines[1].contains("error.type=503"));
     assert!(lines[1].contains("ERROR: upstream unavailable"));
     assert!(lines[1].contains("(parent 00f067aa0ba902b7 not in batch)"));
     // Children in start order, under the server span.
-    assert!(lines[2].starts_with("     ├─ users.Users/Get [users] CLIENT 3.10 ms @+0.30 ms grpc=NOT_FOUND"), "{}", lines[2]);
-    assert!(lines[3].starts_with("     └─ render [envoy-proxy] INTERNAL 0.00 ms @+3.50 ms"), "{}", lines[3]);
+    assert!(
+        lines[2]
+            .starts_with("     ├─ users.Users/Get [users] CLIENT 3.10 ms @+0.30 ms grpc=NOT_FOUND"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[3].starts_with("     └─ render [envoy-proxy] INTERNAL 0.00 ms @+3.50 ms"),
+        "{}",
+        lines[3]
+    );
     assert!(lines[3].contains("[record-only, kept by tail sampling]"));
-    assert!(lines[4].starts_with("trace 00000000000000000000000000000007 · 1 span · 2.00 ms · billing"));
+    assert!(
+        lines[4].starts_with("trace 00000000000000000000000000000007 · 1 span · 2.00 ms · billing")
+    );
     assert!(lines[5].starts_with("  └─ POST /pay [billing] SERVER 2.00 ms"));
 }
 
@@ -63,7 +83,12 @@ async fn parent_cycles_and_deep_chains_are_bounded() {
 
     // A 200-deep chain: indentation stops growing at the depth cap.
     let chain: Vec<_> = (1..=200u64)
-        .map(|n| record("svc", span(TRACE, n, n - 1, &format!("s{n}"), SpanKind::Internal, n, 1)))
+        .map(|n| {
+            record(
+                "svc",
+                span(TRACE, n, n - 1, &format!("s{n}"), SpanKind::Internal, n, 1),
+            )
+        })
         .collect();
     let out = print(&chain).await;
     assert_eq!(out.lines().count(), 201);

@@ -6,7 +6,12 @@ use exporter_support::*;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 
 fn cfg(path: &std::path::Path, max_bytes: u64, max_files: u32) -> ExporterConfig {
-    ExporterConfig::File(FileConfig { name: None, path: path.to_path_buf(), max_bytes, max_files })
+    ExporterConfig::File(FileConfig {
+        name: None,
+        path: path.to_path_buf(),
+        max_bytes,
+        max_files,
+    })
 }
 
 fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
@@ -36,14 +41,29 @@ async fn writes_one_otlp_json_span_per_line() {
     assert_eq!(l["startTimeUnixNano"], T0.to_string());
     assert_eq!(l["status"]["code"], 2);
     assert_eq!(l["resource"]["attributes"][0]["key"], "service.name");
-    assert_eq!(l["resource"]["attributes"][0]["value"]["stringValue"], "envoy-proxy");
+    assert_eq!(
+        l["resource"]["attributes"][0]["value"]["stringValue"],
+        "envoy-proxy"
+    );
     assert_eq!(l["scope"]["name"], "aetherflow.trace_filter");
-    let code = l["attributes"].as_array().unwrap().iter().find(|a| a["key"] == "http.response.status_code").unwrap();
+    let code = l["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == "http.response.status_code")
+        .unwrap();
     assert_eq!(code["value"]["intValue"], "503");
 }
 
 fn many(n: u64) -> Vec<collector_shim::model::SpanRecord> {
-    (1..=n).map(|i| record("svc", span(TRACE, i, 0, &format!("op-{i:04}"), SpanKind::Server, i, 5))).collect()
+    (1..=n)
+        .map(|i| {
+            record(
+                "svc",
+                span(TRACE, i, 0, &format!("op-{i:04}"), SpanKind::Server, i, 5),
+            )
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -93,8 +113,14 @@ async fn hard_cap_drops_and_counts() {
 
 #[tokio::test]
 async fn missing_directory_is_a_config_error() {
-    let err = build(&ExporterConfig::file("/nonexistent-dir-aetherflow/spans.jsonl"), ExporterTelemetry::default())
-        .err()
-        .unwrap();
-    assert!(err.starts_with("path: directory `/nonexistent-dir-aetherflow` does not exist"), "{err}");
+    let err = build(
+        &ExporterConfig::file("/nonexistent-dir-aetherflow/spans.jsonl"),
+        ExporterTelemetry::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.starts_with("path: directory `/nonexistent-dir-aetherflow` does not exist"),
+        "{err}"
+    );
 }

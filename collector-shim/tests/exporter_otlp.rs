@@ -5,19 +5,26 @@ mod exporter_support;
 use std::time::Duration;
 
 use collector_shim::exporter::otlp::{encode, model, OtlpExporter};
-use collector_shim::exporter::{Compression, ExportError, Exporter, ExporterConfig, ExporterTelemetry, RetryConfig};
+use collector_shim::exporter::{
+    Compression, ExportError, Exporter, ExporterConfig, ExporterTelemetry, RetryConfig,
+};
 use exporter_support::backend::{decode, Backend, Reply};
 use exporter_support::*;
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use prost::Message;
 use std::sync::Arc;
 
 fn exporter(url: String, compression: Compression, t: ExporterTelemetry) -> OtlpExporter {
-    let ExporterConfig::Otlp(mut cfg) = ExporterConfig::otlp(url) else { unreachable!() };
+    let ExporterConfig::Otlp(mut cfg) = ExporterConfig::otlp(url) else {
+        unreachable!()
+    };
     cfg.compression = compression;
-    cfg.headers.insert("x-scope-orgid".into(), "tenant-1".into());
+    cfg.headers
+        .insert("x-scope-orgid".into(), "tenant-1".into());
     cfg.retry = RetryConfig {
         initial_interval: Duration::from_millis(20),
         max_interval: Duration::from_millis(200),
@@ -30,8 +37,14 @@ fn exporter(url: String, compression: Compression, t: ExporterTelemetry) -> Otlp
 /// Spans of two proxies' requests interleaved, one with a second scope.
 fn mixed_batch() -> Vec<collector_shim::model::SpanRecord> {
     let mut batch = sample_batch();
-    let other_scope = Arc::new(InstrumentationScope { name: "custom".into(), ..Default::default() });
-    let mut extra = record("envoy-proxy", span(TRACE, 0x4444, 0x1111, "late", SpanKind::Internal, 9_000, 10));
+    let other_scope = Arc::new(InstrumentationScope {
+        name: "custom".into(),
+        ..Default::default()
+    });
+    let mut extra = record(
+        "envoy-proxy",
+        span(TRACE, 0x4444, 0x1111, "late", SpanKind::Internal, 9_000, 10),
+    );
     extra.scope = other_scope;
     batch.push(extra);
     batch
@@ -43,17 +56,26 @@ fn regroups_by_resource_then_scope() {
     assert_eq!(req.resource_spans.len(), 2);
     let proxy = &req.resource_spans[0];
     assert_eq!(proxy.scope_spans.len(), 2);
-    assert_eq!(proxy.scope_spans[0].scope.as_ref().unwrap().name, "aetherflow.trace_filter");
+    assert_eq!(
+        proxy.scope_spans[0].scope.as_ref().unwrap().name,
+        "aetherflow.trace_filter"
+    );
     assert_eq!(proxy.scope_spans[0].spans.len(), 2);
     assert_eq!(proxy.scope_spans[1].spans[0].name, "late");
-    assert_eq!(req.resource_spans[1].scope_spans[0].spans[0].name, "users.Users/Get");
+    assert_eq!(
+        req.resource_spans[1].scope_spans[0].spans[0].name,
+        "users.Users/Get"
+    );
 }
 
 #[test]
 fn body_decodes_with_python_opentelemetry_proto() {
     for compression in [Compression::None, Compression::Gzip] {
         let body = encode(&mixed_batch(), compression);
-        assert_eq!(body.starts_with(&[0x1f, 0x8b]), compression == Compression::Gzip);
+        assert_eq!(
+            body.starts_with(&[0x1f, 0x8b]),
+            compression == Compression::Gzip
+        );
         let out = decode("otlp_proto.py", &body, &[]);
         let rs = out["resourceSpans"].as_array().unwrap();
         assert_eq!(rs.len(), 2);
@@ -74,7 +96,11 @@ fn body_decodes_with_python_opentelemetry_proto() {
 #[tokio::test]
 async fn posts_gzip_protobuf_with_headers() {
     let backend = Backend::start(Reply::status(200)).await;
-    let exp = exporter(backend.url("/v1/traces"), Compression::Gzip, ExporterTelemetry::default());
+    let exp = exporter(
+        backend.url("/v1/traces"),
+        Compression::Gzip,
+        ExporterTelemetry::default(),
+    );
     exp.export(&mixed_batch()).await.unwrap();
     let got = backend.received();
     assert_eq!(got.len(), 1);
@@ -98,9 +124,14 @@ async fn posts_gzip_protobuf_with_headers() {
 async fn partial_success_is_counted_not_retried() {
     let backend = Backend::start(Reply::status(200)).await;
     let resp = ExportTraceServiceResponse {
-        partial_success: Some(ExportTracePartialSuccess { rejected_spans: 2, error_message: "span name too long".into() }),
+        partial_success: Some(ExportTracePartialSuccess {
+            rejected_spans: 2,
+            error_message: "span name too long".into(),
+        }),
     };
-    backend.script([Reply::status(200).header("content-type", "application/x-protobuf").body(resp.encode_to_vec())]);
+    backend.script([Reply::status(200)
+        .header("content-type", "application/x-protobuf")
+        .body(resp.encode_to_vec())]);
     let t = ExporterTelemetry::default();
     let exp = exporter(backend.url("/v1/traces"), Compression::None, t.clone());
     exp.export(&sample_batch()).await.unwrap();
@@ -115,14 +146,22 @@ async fn outage_429_and_400() {
     // of "now" (in the past by the time it is read), then accepts.
     let addr = Backend::unused_addr().await;
     let t = ExporterTelemetry::default();
-    let exp = Arc::new(exporter(format!("http://{addr}/v1/traces"), Compression::None, t.clone()));
+    let exp = Arc::new(exporter(
+        format!("http://{addr}/v1/traces"),
+        Compression::None,
+        t.clone(),
+    ));
     let e = exp.clone();
     let task = tokio::spawn(async move { e.export(&sample_batch()).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let backend = Backend::start_on(addr, Reply::status(200)).await;
     let now = httpdate::fmt_http_date(std::time::SystemTime::now());
     backend.script([Reply::status(429).header("retry-after", now)]);
-    tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(t.retries.get() >= 2, "refused + 429: {}", t.retries.get());
     let got = backend.received();
     assert_eq!(got.len(), 2, "the 429 and the accepted retry");
@@ -130,13 +169,18 @@ async fn outage_429_and_400() {
 
     backend.script([Reply::status(400).body("invalid trace id")]);
     let err = exp.export(&sample_batch()).await.unwrap_err();
-    assert!(matches!(&err, ExportError::NonRetryable(m) if m.contains("invalid trace id")), "{err:?}");
+    assert!(
+        matches!(&err, ExportError::NonRetryable(m) if m.contains("invalid trace id")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
 async fn gives_up_after_max_elapsed_time() {
     let backend = Backend::start(Reply::status(503)).await;
-    let ExporterConfig::Otlp(mut cfg) = ExporterConfig::otlp(backend.url("/v1/traces")) else { unreachable!() };
+    let ExporterConfig::Otlp(mut cfg) = ExporterConfig::otlp(backend.url("/v1/traces")) else {
+        unreachable!()
+    };
     cfg.retry = RetryConfig {
         initial_interval: Duration::from_millis(10),
         max_interval: Duration::from_millis(50),

@@ -16,14 +16,21 @@ fn policy() -> RetryConfig {
     }
 }
 
-async fn run(policy: &RetryConfig, t: &ExporterTelemetry, script: &[Result<(), ExportError>]) -> (Result<(), ExportError>, usize, Duration) {
+async fn run(
+    policy: &RetryConfig,
+    t: &ExporterTelemetry,
+    script: &[Result<(), ExportError>],
+) -> (Result<(), ExportError>, usize, Duration) {
     let calls = Cell::new(0usize);
     let start = Instant::now();
     let log = LogLimiter::default();
     let res = retry(policy, t, &log, "test", || {
         let n = calls.get();
         calls.set(n + 1);
-        let out = script.get(n).cloned().unwrap_or_else(|| script.last().cloned().unwrap());
+        let out = script
+            .get(n)
+            .cloned()
+            .unwrap_or_else(|| script.last().cloned().unwrap());
         async move { out }
     })
     .await;
@@ -37,7 +44,12 @@ fn retryable() -> Result<(), ExportError> {
 #[tokio::test(start_paused = true)]
 async fn retries_retryable_errors_until_success() {
     let t = ExporterTelemetry::default();
-    let (res, calls, elapsed) = run(&policy(), &t, &[retryable(), retryable(), retryable(), Ok(())]).await;
+    let (res, calls, elapsed) = run(
+        &policy(),
+        &t,
+        &[retryable(), retryable(), retryable(), Ok(())],
+    )
+    .await;
     assert_eq!(res, Ok(()));
     assert_eq!(calls, 4);
     assert_eq!(t.retries.get(), 3);
@@ -49,17 +61,26 @@ async fn retries_retryable_errors_until_success() {
 #[tokio::test(start_paused = true)]
 async fn honors_retry_after_exactly() {
     let t = ExporterTelemetry::default();
-    let throttled = Err(ExportError::Throttled { retry_after: Some(Duration::from_secs(7)), message: "HTTP 429".into() });
+    let throttled = Err(ExportError::Throttled {
+        retry_after: Some(Duration::from_secs(7)),
+        message: "HTTP 429".into(),
+    });
     let (res, calls, elapsed) = run(&policy(), &t, &[throttled, Ok(())]).await;
     assert_eq!(res, Ok(()));
     assert_eq!(calls, 2);
-    assert!(elapsed >= Duration::from_secs(7) && elapsed < Duration::from_millis(7010), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_secs(7) && elapsed < Duration::from_millis(7010),
+        "{elapsed:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn retry_after_past_the_budget_gives_up_at_once() {
     let t = ExporterTelemetry::default();
-    let throttled = Err(ExportError::Throttled { retry_after: Some(Duration::from_secs(60)), message: "HTTP 503".into() });
+    let throttled = Err(ExportError::Throttled {
+        retry_after: Some(Duration::from_secs(60)),
+        message: "HTTP 503".into(),
+    });
     let (res, calls, elapsed) = run(&policy(), &t, &[throttled.clone(), Ok(())]).await;
     assert_eq!(res, throttled);
     assert_eq!(calls, 1);
@@ -71,7 +92,9 @@ async fn retry_after_past_the_budget_gives_up_at_once() {
 #[tokio::test(start_paused = true)]
 async fn non_retryable_is_not_retried() {
     let t = ExporterTelemetry::default();
-    let bad = Err(ExportError::NonRetryable("HTTP 400 Bad Request: invalid span".into()));
+    let bad = Err(ExportError::NonRetryable(
+        "HTTP 400 Bad Request: invalid span".into(),
+    ));
     let (res, calls, _) = run(&policy(), &t, &[bad.clone(), Ok(())]).await;
     assert_eq!(res, bad);
     assert_eq!(calls, 1);
@@ -94,7 +117,10 @@ async fn persistent_outage_stops_within_max_elapsed_time() {
 #[tokio::test(start_paused = true)]
 async fn disabled_policy_makes_one_attempt() {
     let t = ExporterTelemetry::default();
-    let p = RetryConfig { enabled: false, ..policy() };
+    let p = RetryConfig {
+        enabled: false,
+        ..policy()
+    };
     let (res, calls, _) = run(&p, &t, &[retryable(), Ok(())]).await;
     assert!(res.is_err());
     assert_eq!(calls, 1);

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use collector_shim::exporter::zipkin::model::to_zipkin;
 use collector_shim::exporter::zipkin::{encode, ZipkinExporter};
-use collector_shim::exporter::{ExportError, Exporter, ExporterConfig, ExporterTelemetry, RetryConfig};
+use collector_shim::exporter::{
+    ExportError, Exporter, ExporterConfig, ExporterTelemetry, RetryConfig,
+};
 use exporter_support::backend::{decode, Backend, Reply};
 use exporter_support::*;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
@@ -23,7 +25,9 @@ fn fast_retry() -> RetryConfig {
 }
 
 fn exporter(url: String, timeout: Duration, t: ExporterTelemetry) -> ZipkinExporter {
-    let ExporterConfig::Zipkin(mut cfg) = ExporterConfig::zipkin(url) else { unreachable!() };
+    let ExporterConfig::Zipkin(mut cfg) = ExporterConfig::zipkin(url) else {
+        unreachable!()
+    };
     cfg.retry = fast_retry();
     cfg.timeout = timeout;
     ZipkinExporter::new("zipkin", &cfg, t).unwrap()
@@ -52,7 +56,10 @@ fn server_span_mapping() {
     assert_eq!(tags["otel.scope.name"], "aetherflow.trace_filter");
     assert_eq!(tags["deployment.environment.name"], "test");
     assert!(tags.get("service.name").is_none());
-    assert_eq!(z["annotations"], json!([{"timestamp": T0 / 1000 + 5000, "value": "\"retry\": {\"attempt\":2}"}]));
+    assert_eq!(
+        z["annotations"],
+        json!([{"timestamp": T0 / 1000 + 5000, "value": "\"retry\": {\"attempt\":2}"}])
+    );
 }
 
 #[test]
@@ -60,7 +67,10 @@ fn client_and_internal_span_mapping() {
     let batch = sample_batch();
     let c = serde_json::to_value(to_zipkin(&batch[1]).unwrap()).unwrap();
     assert_eq!(c["kind"], "CLIENT");
-    assert_eq!(c["remoteEndpoint"], json!({"ipv4": "10.0.0.9", "port": 50051}));
+    assert_eq!(
+        c["remoteEndpoint"],
+        json!({"ipv4": "10.0.0.9", "port": 50051})
+    );
     assert_eq!(c["tags"]["rpc.response.status_code"], "NOT_FOUND");
     assert!(c["tags"].get("error").is_none());
     // INTERNAL: no kind; a zero duration is rounded up to 1 µs.
@@ -80,7 +90,10 @@ fn envoy_upstream_address_and_host_names() {
         kv("server.port", i(443)),
     ];
     let z = serde_json::to_value(to_zipkin(&record("edge", sp)).unwrap()).unwrap();
-    assert_eq!(z["remoteEndpoint"], json!({"serviceName": "api.internal", "ipv6": "2001:db8::7", "port": 8443}));
+    assert_eq!(
+        z["remoteEndpoint"],
+        json!({"serviceName": "api.internal", "ipv6": "2001:db8::7", "port": 8443})
+    );
     assert!(z.get("parentId").is_none());
 }
 
@@ -107,7 +120,11 @@ fn invalid_ids_are_left_out_not_sent() {
 async fn posts_valid_v2_json() {
     let backend = Backend::start(Reply::status(202)).await;
     let t = ExporterTelemetry::default();
-    let exp = exporter(backend.url("/api/v2/spans"), Duration::from_secs(10), t.clone());
+    let exp = exporter(
+        backend.url("/api/v2/spans"),
+        Duration::from_secs(10),
+        t.clone(),
+    );
     exp.export(&sample_batch()).await.unwrap();
     let got = backend.received();
     assert_eq!(got.len(), 1);
@@ -127,13 +144,21 @@ async fn posts_valid_v2_json() {
 async fn outage_then_recovery_loses_nothing() {
     let addr = Backend::unused_addr().await;
     let t = ExporterTelemetry::default();
-    let exp = exporter(format!("http://{addr}/api/v2/spans"), Duration::from_secs(10), t.clone());
+    let exp = exporter(
+        format!("http://{addr}/api/v2/spans"),
+        Duration::from_secs(10),
+        t.clone(),
+    );
     let batch = sample_batch();
     let task = tokio::spawn(async move { exp.export(&batch).await });
     // Connection refused for a while, then the backend comes up on the same port.
     tokio::time::sleep(Duration::from_millis(400)).await;
     let backend = Backend::start_on(addr, Reply::status(202)).await;
-    tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(t.retries.get() >= 1, "expected retries");
     assert_eq!(t.failed_attempts.get(), t.retries.get());
     let got = backend.received();
@@ -145,12 +170,22 @@ async fn outage_then_recovery_loses_nothing() {
 #[tokio::test]
 async fn too_many_requests_waits_for_retry_after() {
     let backend = Backend::start(Reply::status(202)).await;
-    backend.script([Reply::status(429).header("retry-after", "1").body("slow down")]);
+    backend.script([Reply::status(429)
+        .header("retry-after", "1")
+        .body("slow down")]);
     let t = ExporterTelemetry::default();
-    let exp = exporter(backend.url("/api/v2/spans"), Duration::from_secs(10), t.clone());
+    let exp = exporter(
+        backend.url("/api/v2/spans"),
+        Duration::from_secs(10),
+        t.clone(),
+    );
     let start = Instant::now();
     exp.export(&sample_batch()).await.unwrap();
-    assert!(start.elapsed() >= Duration::from_secs(1), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
     assert_eq!(backend.received().len(), 2);
     assert_eq!(t.retries.get(), 1);
 }
@@ -160,10 +195,17 @@ async fn bad_request_is_not_retried_and_quotes_the_backend() {
     let backend = Backend::start(Reply::status(202)).await;
     backend.script([Reply::status(400).body("Expected a JSON_V2 encoded list")]);
     let t = ExporterTelemetry::default();
-    let exp = exporter(backend.url("/api/v2/spans"), Duration::from_secs(10), t.clone());
+    let exp = exporter(
+        backend.url("/api/v2/spans"),
+        Duration::from_secs(10),
+        t.clone(),
+    );
     let err = exp.export(&sample_batch()).await.unwrap_err();
     match &err {
-        ExportError::NonRetryable(m) => assert!(m.contains("400") && m.contains("Expected a JSON_V2 encoded list"), "{m}"),
+        ExportError::NonRetryable(m) => assert!(
+            m.contains("400") && m.contains("Expected a JSON_V2 encoded list"),
+            "{m}"
+        ),
         other => panic!("want NonRetryable, got {other:?}"),
     }
     assert_eq!(backend.received().len(), 1);
@@ -176,7 +218,11 @@ async fn slow_backend_times_out_then_succeeds() {
     let backend = Backend::start(Reply::status(202)).await;
     backend.script([Reply::status(202).delay(Duration::from_secs(3))]);
     let t = ExporterTelemetry::default();
-    let exp = exporter(backend.url("/api/v2/spans"), Duration::from_millis(500), t.clone());
+    let exp = exporter(
+        backend.url("/api/v2/spans"),
+        Duration::from_millis(500),
+        t.clone(),
+    );
     exp.export(&sample_batch()).await.unwrap();
     assert_eq!(t.retries.get(), 1, "the timed-out attempt is retried");
     assert_eq!(backend.received().len(), 2);

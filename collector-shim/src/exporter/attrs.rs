@@ -42,7 +42,10 @@ pub fn service_name(resource: &Resource) -> String {
 
 /// Whether the filter recorded the span without sampling it.
 pub fn is_record_only(span: &Span) -> bool {
-    matches!(find(&span.attributes, RECORD_ONLY_ATTR), Some(Value::BoolValue(true)))
+    matches!(
+        find(&span.attributes, RECORD_ONLY_ATTR),
+        Some(Value::BoolValue(true))
+    )
 }
 
 /// Stringifies an attribute value the way the OTel spec asks for non-OTLP exporters:
@@ -164,8 +167,12 @@ mod tests {
         use opentelemetry_proto::tonic::common::v1::ArrayValue;
         let v = Value::ArrayValue(ArrayValue {
             values: vec![
-                AnyValue { value: Some(Value::StringValue("a".into())) },
-                AnyValue { value: Some(Value::IntValue(2)) },
+                AnyValue {
+                    value: Some(Value::StringValue("a".into())),
+                },
+                AnyValue {
+                    value: Some(Value::IntValue(2)),
+                },
             ],
         });
         assert_eq!(value_to_string(&v), r#"["a",2]"#);

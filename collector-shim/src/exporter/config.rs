@@ -207,7 +207,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        other => return Err(format!("unknown unit `{other}` in `{text}` (use ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}` (use ms, s, m or h)"
+            ))
+        }
     };
     Duration::try_from_secs_f64(secs).map_err(|e| format!("`{text}`: {e}"))
 }
@@ -393,7 +397,9 @@ fn validate_http(
             return Err(format!("headers.{name}: not a valid HTTP header name"));
         }
         if hyper::header::HeaderValue::from_str(value).is_err() {
-            return Err(format!("headers.{name}: value is not a valid HTTP header value"));
+            return Err(format!(
+                "headers.{name}: value is not a valid HTTP header value"
+            ));
         }
     }
     if retry.initial_interval.is_zero() {
@@ -403,7 +409,10 @@ fn validate_http(
         return Err("retry.max_interval: must be at least retry.initial_interval".into());
     }
     if !(retry.multiplier.is_finite() && retry.multiplier >= 1.0) {
-        return Err(format!("retry.multiplier: {} must be >= 1", retry.multiplier));
+        return Err(format!(
+            "retry.multiplier: {} must be >= 1",
+            retry.multiplier
+        ));
     }
     Ok(())
 }

@@ -22,7 +22,9 @@ pub struct ResourceGroup<'a> {
 impl ResourceGroup<'_> {
     /// Every span of the group.
     pub fn spans(&self) -> impl Iterator<Item = &SpanRecord> {
-        self.scopes.iter().flat_map(|(_, spans)| spans.iter().copied())
+        self.scopes
+            .iter()
+            .flat_map(|(_, spans)| spans.iter().copied())
     }
 }
 
@@ -37,7 +39,10 @@ pub fn by_resource(batch: &[SpanRecord]) -> Vec<ResourceGroup<'_>> {
         let g = match groups.iter().position(|g| same(&g.resource, &rec.resource)) {
             Some(i) => &mut groups[i],
             None => {
-                groups.push(ResourceGroup { resource: rec.resource.clone(), scopes: Vec::new() });
+                groups.push(ResourceGroup {
+                    resource: rec.resource.clone(),
+                    scopes: Vec::new(),
+                });
                 let last = groups.len() - 1;
                 &mut groups[last]
             }

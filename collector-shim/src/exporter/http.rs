@@ -5,7 +5,9 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
+use hyper::header::{
+    HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT,
+};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -47,7 +49,10 @@ impl HttpSender {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(
             USER_AGENT,
-            HeaderValue::from_static(concat!("aetherflow-collector-shim/", env!("CARGO_PKG_VERSION"))),
+            HeaderValue::from_static(concat!(
+                "aetherflow-collector-shim/",
+                env!("CARGO_PKG_VERSION")
+            )),
         );
         for (k, v) in extra_headers {
             let name = HeaderName::from_bytes(k.as_bytes())
@@ -62,7 +67,12 @@ impl HttpSender {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Ok(HttpSender { client, uri, headers, timeout })
+        Ok(HttpSender {
+            client,
+            uri,
+            headers,
+            timeout,
+        })
     }
 
     /// The URL requests go to.
@@ -71,8 +81,14 @@ impl HttpSender {
     }
 
     /// One attempt: POST `body`, return the response body on 2xx, else the classified error.
-    pub async fn post(&self, body: Bytes, content_encoding: Option<&'static str>) -> Result<Bytes, ExportError> {
-        let mut req = Request::builder().method(Method::POST).uri(self.uri.clone());
+    pub async fn post(
+        &self,
+        body: Bytes,
+        content_encoding: Option<&'static str>,
+    ) -> Result<Bytes, ExportError> {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(self.uri.clone());
         if let Some(h) = req.headers_mut() {
             h.extend(self.headers.clone());
             if let Some(enc) = content_encoding {
@@ -85,7 +101,11 @@ impl HttpSender {
         let exchange = async {
             let resp = self.client.request(req).await.map_err(|e| {
                 // Connection refused/reset and similar: the backend may come back.
-                let what = if e.is_connect() { "connecting to" } else { "sending to" };
+                let what = if e.is_connect() {
+                    "connecting to"
+                } else {
+                    "sending to"
+                };
                 ExportError::Retryable(format!("{what} {}: {}", self.uri, error_chain(&e)))
             })?;
             let (parts, body) = resp.into_parts();
@@ -114,7 +134,12 @@ impl HttpSender {
 }
 
 /// Maps a non-2xx answer to the retry class, quoting the backend's message.
-pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], now: SystemTime) -> ExportError {
+pub fn classify(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+) -> ExportError {
     let message = format!("HTTP {status}: {}", backend_message(body));
     match status.as_u16() {
         429 | 503 => ExportError::Throttled {

@@ -90,7 +90,10 @@ pub struct ExporterTelemetry {
 
 /// Builds the exporter a config entry describes. The config must have passed
 /// [`ExporterConfig::validate`]; errors here are the same kind (key and reason).
-pub fn build(cfg: &ExporterConfig, telemetry: ExporterTelemetry) -> Result<Arc<dyn Exporter>, String> {
+pub fn build(
+    cfg: &ExporterConfig,
+    telemetry: ExporterTelemetry,
+) -> Result<Arc<dyn Exporter>, String> {
     cfg.validate()?;
     let name = cfg.name();
     match cfg {

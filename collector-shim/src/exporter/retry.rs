@@ -41,10 +41,14 @@ where
         telemetry.failed_attempts.inc();
         let wait = match &err {
             ExportError::NonRetryable(_) => return Err(err),
-            ExportError::Throttled { retry_after: Some(after), .. } => *after,
-            ExportError::Throttled { retry_after: None, .. } | ExportError::Retryable(_) => {
-                full_jitter(ceiling)
+            ExportError::Throttled {
+                retry_after: Some(after),
+                ..
+            } => *after,
+            ExportError::Throttled {
+                retry_after: None, ..
             }
+            | ExportError::Retryable(_) => full_jitter(ceiling),
         };
         if !policy.enabled || started.elapsed() + wait > policy.max_elapsed_time {
             return Err(err);
@@ -108,14 +112,15 @@ impl LogLimiter {
     pub fn allow(&self) -> bool {
         let now = self.origin.elapsed().as_millis() as u64;
         let last = self.last_ms.load(Ordering::Relaxed);
-        if last == u64::MAX || now.saturating_sub(last) >= self.interval_ms {
-            if self
+        let due = last == u64::MAX || now.saturating_sub(last) >= self.interval_ms;
+        // Of racing callers only the one that moves `last_ms` logs.
+        if due
+            && self
                 .last_ms
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
-            {
-                return true;
-            }
+        {
+            return true;
         }
         self.suppressed.fetch_add(1, Ordering::Relaxed);
         false
@@ -147,7 +152,10 @@ mod tests {
             parse_retry_after("Tue, 24 Nov 2026 06:00:30 GMT", now),
             Some(Duration::from_secs(30))
         );
-        assert_eq!(parse_retry_after("Tue, 24 Nov 2026 05:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Tue, 24 Nov 2026 05:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);
     }

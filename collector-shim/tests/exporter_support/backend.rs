@@ -34,7 +34,12 @@ pub struct Reply {
 
 impl Reply {
     pub fn status(status: u16) -> Self {
-        Reply { status, headers: Vec::new(), body: Bytes::new(), delay: Duration::ZERO }
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Bytes::new(),
+            delay: Duration::ZERO,
+        }
     }
     pub fn body(mut self, body: impl Into<Bytes>) -> Self {
         self.body = body.into();
@@ -74,11 +79,17 @@ impl Backend {
     pub async fn start_on(addr: SocketAddr, default: Reply) -> Backend {
         let listener = TcpListener::bind(addr).await.expect("bind backend");
         let addr = listener.local_addr().unwrap();
-        let backend = Backend { addr, state: Arc::default(), default };
+        let backend = Backend {
+            addr,
+            state: Arc::default(),
+            default,
+        };
         let b = backend.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let b = b.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
@@ -115,7 +126,11 @@ impl Backend {
 
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
-        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
         let reply = {
             let mut st = self.state.lock().unwrap();
             st.received.push(Received {
@@ -124,7 +139,9 @@ impl Backend {
                 headers: parts.headers,
                 body,
             });
-            st.script.pop_front().unwrap_or_else(|| self.default.clone())
+            st.script
+                .pop_front()
+                .unwrap_or_else(|| self.default.clone())
         };
         if !reply.delay.is_zero() {
             tokio::time::sleep(reply.delay).await;
@@ -142,7 +159,9 @@ impl Backend {
 pub fn decode(script: &str, input: &[u8], args: &[&str]) -> serde_json::Value {
     use std::io::Write;
     let python = python();
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/decoders").join(script);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/decoders")
+        .join(script);
     let mut child = std::process::Command::new(&python)
         .arg(&path)
         .args(args)
@@ -160,7 +179,10 @@ pub fn decode(script: &str, input: &[u8], args: &[&str]) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("{script} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "{script} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
     })
 }
 

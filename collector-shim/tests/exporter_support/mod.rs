@@ -53,11 +53,23 @@ pub fn scope() -> Arc<InstrumentationScope> {
 }
 
 /// A span of `TRACE` (or `trace`) starting `start_us` after T0 and lasting `dur_us`.
-pub fn span(trace: u128, id: u64, parent: u64, name: &str, kind: SpanKind, start_us: u64, dur_us: u64) -> Span {
+pub fn span(
+    trace: u128,
+    id: u64,
+    parent: u64,
+    name: &str,
+    kind: SpanKind,
+    start_us: u64,
+    dur_us: u64,
+) -> Span {
     Span {
         trace_id: trace.to_be_bytes().to_vec(),
         span_id: id.to_be_bytes().to_vec(),
-        parent_span_id: if parent == 0 { Vec::new() } else { parent.to_be_bytes().to_vec() },
+        parent_span_id: if parent == 0 {
+            Vec::new()
+        } else {
+            parent.to_be_bytes().to_vec()
+        },
         name: name.into(),
         kind: kind as i32,
         start_time_unix_nano: T0 + start_us * 1000,
@@ -68,21 +80,41 @@ pub fn span(trace: u128, id: u64, parent: u64, name: &str, kind: SpanKind, start
 }
 
 pub fn record(service: &str, span: Span) -> SpanRecord {
-    SpanRecord { resource: resource(service), scope: scope(), span }
+    SpanRecord {
+        resource: resource(service),
+        scope: scope(),
+        span,
+    }
 }
 
 pub fn error_status(msg: &str) -> Option<Status> {
-    Some(Status { message: msg.into(), code: StatusCode::Error as i32 })
+    Some(Status {
+        message: msg.into(),
+        code: StatusCode::Error as i32,
+    })
 }
 
 pub fn event(name: &str, at_us: u64, attrs: Vec<KeyValue>) -> Event {
-    Event { time_unix_nano: T0 + at_us * 1000, name: name.into(), attributes: attrs, ..Default::default() }
+    Event {
+        time_unix_nano: T0 + at_us * 1000,
+        name: name.into(),
+        attributes: attrs,
+        ..Default::default()
+    }
 }
 
 /// A small realistic batch: an Envoy server span, its upstream client span (HTTP 503, error),
 /// a gRPC child, and an internal span.
 pub fn sample_batch() -> Vec<SpanRecord> {
-    let mut server = span(TRACE, 0x1111, 0x00f067aa0ba902b7, "GET /api/users/{id}", SpanKind::Server, 0, 12_400);
+    let mut server = span(
+        TRACE,
+        0x1111,
+        0x00f067aa0ba902b7,
+        "GET /api/users/{id}",
+        SpanKind::Server,
+        0,
+        12_400,
+    );
     server.attributes = vec![
         kv("http.request.method", s("GET")),
         kv("http.route", s("/api/users/{id}")),
@@ -95,7 +127,15 @@ pub fn sample_batch() -> Vec<SpanRecord> {
     ];
     server.status = error_status("upstream unavailable");
     server.events = vec![event("retry", 5_000, vec![kv("attempt", i(2))])];
-    let mut grpc = span(TRACE, 0x2222, 0x1111, "users.Users/Get", SpanKind::Client, 300, 3_100);
+    let mut grpc = span(
+        TRACE,
+        0x2222,
+        0x1111,
+        "users.Users/Get",
+        SpanKind::Client,
+        300,
+        3_100,
+    );
     grpc.attributes = vec![
         kv("rpc.system.name", s("grpc")),
         kv("rpc.method", s("users.Users/Get")),
@@ -103,7 +143,22 @@ pub fn sample_batch() -> Vec<SpanRecord> {
         kv("server.address", s("10.0.0.9")),
         kv("server.port", i(50051)),
     ];
-    let mut internal = span(TRACE, 0x3333, 0x1111, "render", SpanKind::Internal, 3_500, 0);
-    internal.attributes = vec![kv("aetherflow.sampling.record_only", Value::BoolValue(true))];
-    vec![record("envoy-proxy", server), record("users", grpc), record("envoy-proxy", internal)]
+    let mut internal = span(
+        TRACE,
+        0x3333,
+        0x1111,
+        "render",
+        SpanKind::Internal,
+        3_500,
+        0,
+    );
+    internal.attributes = vec![kv(
+        "aetherflow.sampling.record_only",
+        Value::BoolValue(true),
+    )];
+    vec![
+        record("envoy-proxy", server),
+        record("users", grpc),
+        record("envoy-proxy", internal),
+    ]
 }

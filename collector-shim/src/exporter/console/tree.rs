@@ -54,8 +54,16 @@ pub fn render(batch: &[SpanRecord], style: Style) -> String {
 }
 
 fn render_trace(out: &mut String, trace_id: &[u8], spans: &[&SpanRecord], style: Style) {
-    let start = spans.iter().map(|r| r.span.start_time_unix_nano).min().unwrap_or(0);
-    let end = spans.iter().map(|r| r.span.end_time_unix_nano).max().unwrap_or(0);
+    let start = spans
+        .iter()
+        .map(|r| r.span.start_time_unix_nano)
+        .min()
+        .unwrap_or(0);
+    let end = spans
+        .iter()
+        .map(|r| r.span.end_time_unix_nano)
+        .max()
+        .unwrap_or(0);
     let mut services: Vec<String> = spans.iter().map(|r| service_name(&r.resource)).collect();
     services.sort();
     services.dedup();
@@ -88,14 +96,22 @@ fn render_trace(out: &mut String, trace_id: &[u8], spans: &[&SpanRecord], style:
         }
     }
     let by_start = |a: &usize, b: &usize| {
-        spans[*a].span.start_time_unix_nano.cmp(&spans[*b].span.start_time_unix_nano)
+        spans[*a]
+            .span
+            .start_time_unix_nano
+            .cmp(&spans[*b].span.start_time_unix_nano)
     };
     roots.sort_by(by_start);
     for c in &mut children {
         c.sort_by(by_start);
     }
     let mut printed = vec![false; spans.len()];
-    let ctx = Ctx { spans, children: &children, start, style };
+    let ctx = Ctx {
+        spans,
+        children: &children,
+        start,
+        style,
+    };
     for (n, &r) in roots.iter().enumerate() {
         ctx.line(out, r, "", n + 1 == roots.len(), 0, &mut printed);
     }
@@ -115,7 +131,15 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn line(&self, out: &mut String, i: usize, prefix: &str, last: bool, depth: usize, printed: &mut [bool]) {
+    fn line(
+        &self,
+        out: &mut String,
+        i: usize,
+        prefix: &str,
+        last: bool,
+        depth: usize,
+        printed: &mut [bool],
+    ) {
         if printed[i] {
             return;
         }
@@ -129,7 +153,14 @@ impl Ctx<'_> {
         };
         let kids = &self.children[i];
         for (n, &c) in kids.iter().enumerate() {
-            self.line(out, c, &child_prefix, n + 1 == kids.len(), depth + 1, printed);
+            self.line(
+                out,
+                c,
+                &child_prefix,
+                n + 1 == kids.len(),
+                depth + 1,
+                printed,
+            );
         }
     }
 
@@ -159,29 +190,67 @@ impl Ctx<'_> {
                 let _ = write!(d, " {key}={v}");
             }
         }
-        if matches!(find(&s.attributes, "aetherflow.grpc.status_missing"), Some(Value::BoolValue(true))) {
+        if matches!(
+            find(&s.attributes, "aetherflow.grpc.status_missing"),
+            Some(Value::BoolValue(true))
+        ) {
             d.push_str(" grpc-status=missing");
         }
         if is_error(rec) {
-            let msg = s.status.as_ref().map(|st| st.message.as_str()).unwrap_or("");
-            let text = if msg.is_empty() { "ERROR".to_string() } else { format!("ERROR: {msg}") };
+            let msg = s
+                .status
+                .as_ref()
+                .map(|st| st.message.as_str())
+                .unwrap_or("");
+            let text = if msg.is_empty() {
+                "ERROR".to_string()
+            } else {
+                format!("ERROR: {msg}")
+            };
             let _ = write!(d, " {}", style.paint("31;1", &text));
-        } else if s.status.as_ref().is_some_and(|st| st.code == StatusCode::Ok as i32) {
+        } else if s
+            .status
+            .as_ref()
+            .is_some_and(|st| st.code == StatusCode::Ok as i32)
+        {
             d.push_str(" OK");
         }
         if is_record_only(s) {
-            let _ = write!(d, " {}", style.paint("33", "[record-only, kept by tail sampling]"));
+            let _ = write!(
+                d,
+                " {}",
+                style.paint("33", "[record-only, kept by tail sampling]")
+            );
         }
-        if valid_id(&s.parent_span_id, 8) && !self.spans.iter().any(|r| r.span.span_id == s.parent_span_id) {
-            let _ = write!(d, " {}", style.paint("2", &format!("(parent {} not in batch)", hex(&s.parent_span_id))));
+        if valid_id(&s.parent_span_id, 8)
+            && !self
+                .spans
+                .iter()
+                .any(|r| r.span.span_id == s.parent_span_id)
+        {
+            let _ = write!(
+                d,
+                " {}",
+                style.paint(
+                    "2",
+                    &format!("(parent {} not in batch)", hex(&s.parent_span_id))
+                )
+            );
         }
-        let _ = write!(d, " {}", style.paint("2", &format!("span {}", hex(&s.span_id))));
+        let _ = write!(
+            d,
+            " {}",
+            style.paint("2", &format!("span {}", hex(&s.span_id)))
+        );
         d
     }
 }
 
 fn is_error(rec: &SpanRecord) -> bool {
-    rec.span.status.as_ref().is_some_and(|st| st.code == StatusCode::Error as i32)
+    rec.span
+        .status
+        .as_ref()
+        .is_some_and(|st| st.code == StatusCode::Error as i32)
 }
 
 fn kind_label(kind: i32) -> &'static str {

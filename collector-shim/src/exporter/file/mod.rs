@@ -44,9 +44,16 @@ impl FileExporter {
     /// An exporter for `cfg` (validated). The file is opened at the first batch, so a bad path
     /// also surfaces here: the parent directory must exist.
     pub fn new(name: &str, cfg: &FileConfig, telemetry: ExporterTelemetry) -> Result<Self, String> {
-        let parent = cfg.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let parent = cfg
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         if !parent.is_dir() {
-            return Err(format!("path: directory `{}` does not exist", parent.display()));
+            return Err(format!(
+                "path: directory `{}` does not exist",
+                parent.display()
+            ));
         }
         Ok(FileExporter {
             name: name.to_string(),
@@ -66,12 +73,17 @@ impl FileExporter {
 impl Writer {
     fn open(&mut self) -> std::io::Result<&mut File> {
         if self.file.is_none() {
-            let f = OpenOptions::new().create(true).append(true).open(&self.path)?;
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
             self.size = f.metadata()?.len();
             self.file = Some(f);
         }
         // Just set above when it was missing.
-        self.file.as_mut().ok_or_else(|| std::io::Error::other("file not open"))
+        self.file
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("file not open"))
     }
 
     fn rotated(&self, n: u32) -> PathBuf {
@@ -168,7 +180,9 @@ impl Exporter for FileExporter {
         tokio::task::spawn_blocking(move || {
             let mut w = inner.lock().unwrap_or_else(|p| p.into_inner());
             match w.file.take() {
-                Some(f) => f.sync_all().map_err(|e| format!("syncing {}: {e}", w.path.display())),
+                Some(f) => f
+                    .sync_all()
+                    .map_err(|e| format!("syncing {}: {e}", w.path.display())),
                 None => Ok(()),
             }
         })

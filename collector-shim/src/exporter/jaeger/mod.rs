@@ -31,10 +31,19 @@ pub struct JaegerExporter {
 
 impl JaegerExporter {
     /// An exporter for `cfg` (validated).
-    pub fn new(name: &str, cfg: &JaegerConfig, telemetry: ExporterTelemetry) -> Result<Self, String> {
+    pub fn new(
+        name: &str,
+        cfg: &JaegerConfig,
+        telemetry: ExporterTelemetry,
+    ) -> Result<Self, String> {
         Ok(JaegerExporter {
             name: name.to_string(),
-            sender: HttpSender::new(&cfg.endpoint, "application/x-thrift", &cfg.headers, cfg.timeout)?,
+            sender: HttpSender::new(
+                &cfg.endpoint,
+                "application/x-thrift",
+                &cfg.headers,
+                cfg.timeout,
+            )?,
             retry: cfg.retry.clone(),
             telemetry,
             log: LogLimiter::default(),
@@ -59,7 +68,10 @@ pub fn encode(batch: &[SpanRecord]) -> (Vec<Vec<u8>>, usize) {
         if spans.is_empty() {
             continue;
         }
-        let b = model::Batch { process: model::process(&group.resource), spans };
+        let b = model::Batch {
+            process: model::process(&group.resource),
+            spans,
+        };
         bodies.push(thrift::encode(&b));
     }
     (bodies, skipped)

@@ -108,7 +108,10 @@ pub enum TagValue {
 
 impl Tag {
     fn new(key: &str, value: TagValue) -> Tag {
-        Tag { key: key.to_string(), value }
+        Tag {
+            key: key.to_string(),
+            value,
+        }
     }
 
     fn str(key: &str, v: impl Into<String>) -> Tag {
@@ -127,7 +130,10 @@ pub fn tag_from(kv: &KeyValue) -> Option<Tag> {
         Value::BytesValue(b) => TagValue::Binary(b.clone()),
         other => TagValue::Str(value_to_string(other)),
     };
-    Some(Tag { key: kv.key.clone(), value })
+    Some(Tag {
+        key: kv.key.clone(),
+        value,
+    })
 }
 
 /// The process of a resource.
@@ -169,12 +175,22 @@ pub fn span(rec: &SpanRecord) -> Option<Span> {
     let has_parent = valid_id(&s.parent_span_id, 8);
     let mut references = Vec::new();
     if has_parent {
-        references.push(SpanRef { ref_type: CHILD_OF, trace_id_low: low, trace_id_high: high, span_id: id64(&s.parent_span_id) });
+        references.push(SpanRef {
+            ref_type: CHILD_OF,
+            trace_id_low: low,
+            trace_id_high: high,
+            span_id: id64(&s.parent_span_id),
+        });
     }
     for link in &s.links {
         if valid_id(&link.trace_id, 16) && valid_id(&link.span_id, 8) {
             let (l, h) = trace_halves(&link.trace_id);
-            references.push(SpanRef { ref_type: FOLLOWS_FROM, trace_id_low: l, trace_id_high: h, span_id: id64(&link.span_id) });
+            references.push(SpanRef {
+                ref_type: FOLLOWS_FROM,
+                trace_id_low: l,
+                trace_id_high: h,
+                span_id: id64(&link.span_id),
+            });
         }
     }
 
@@ -227,7 +243,10 @@ pub fn span(rec: &SpanRecord) -> Option<Span> {
         .map(|e| {
             let mut fields = vec![Tag::str("event", e.name.clone())];
             fields.extend(e.attributes.iter().filter_map(tag_from));
-            Log { timestamp: micros(e.time_unix_nano), fields }
+            Log {
+                timestamp: micros(e.time_unix_nano),
+                fields,
+            }
         })
         .collect();
 
@@ -236,7 +255,11 @@ pub fn span(rec: &SpanRecord) -> Option<Span> {
         trace_id_low: low,
         trace_id_high: high,
         span_id: id64(&s.span_id),
-        parent_span_id: if has_parent { id64(&s.parent_span_id) } else { 0 },
+        parent_span_id: if has_parent {
+            id64(&s.parent_span_id)
+        } else {
+            0
+        },
         operation_name: s.name.clone(),
         references,
         // Record-only spans are the only unsampled ones (see DESIGN.md): SDKs leave flags unset.
@@ -298,7 +321,8 @@ impl ThriftStruct for Span {
         w.field(TType::I64, 2).i64(self.trace_id_high);
         w.field(TType::I64, 3).i64(self.span_id);
         w.field(TType::I64, 4).i64(self.parent_span_id);
-        w.field(TType::String, 5).bytes(self.operation_name.as_bytes());
+        w.field(TType::String, 5)
+            .bytes(self.operation_name.as_bytes());
         if !self.references.is_empty() {
             w.struct_list(6, &self.references);
         }
@@ -317,7 +341,8 @@ impl ThriftStruct for Span {
 
 impl ThriftStruct for Process {
     fn write(&self, w: &mut Writer) {
-        w.field(TType::String, 1).bytes(self.service_name.as_bytes());
+        w.field(TType::String, 1)
+            .bytes(self.service_name.as_bytes());
         if !self.tags.is_empty() {
             w.struct_list(2, &self.tags);
         }

@@ -126,7 +126,10 @@ mod tests {
 
     #[test]
     fn struct_and_list_layout() {
-        assert_eq!(encode(&Pair(-2, "ab")), [8, 0, 1, 0xff, 0xff, 0xff, 0xfe, 11, 0, 2, 0, 0, 0, 2, b'a', b'b', 0]);
+        assert_eq!(
+            encode(&Pair(-2, "ab")),
+            [8, 0, 1, 0xff, 0xff, 0xff, 0xfe, 11, 0, 2, 0, 0, 0, 2, b'a', b'b', 0]
+        );
         struct Outer;
         impl ThriftStruct for Outer {
             fn write(&self, w: &mut Writer) {
@@ -138,6 +141,9 @@ mod tests {
         }
         let got = encode(&Outer);
         assert_eq!(&got[..8], &[15, 0, 3, 12, 0, 0, 0, 1]);
-        assert_eq!(&got[got.len() - 16..], &[4, 0, 4, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 2, 0, 5, 1, 0]);
+        assert_eq!(
+            &got[got.len() - 16..],
+            &[4, 0, 4, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 2, 0, 5, 1, 0]
+        );
     }
 }

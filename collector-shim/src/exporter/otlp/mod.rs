@@ -44,7 +44,12 @@ impl OtlpExporter {
     pub fn new(name: &str, cfg: &OtlpConfig, telemetry: ExporterTelemetry) -> Result<Self, String> {
         Ok(OtlpExporter {
             name: name.to_string(),
-            sender: HttpSender::new(&cfg.endpoint, "application/x-protobuf", &cfg.headers, cfg.timeout)?,
+            sender: HttpSender::new(
+                &cfg.endpoint,
+                "application/x-protobuf",
+                &cfg.headers,
+                cfg.timeout,
+            )?,
             compression: cfg.compression,
             retry: cfg.retry.clone(),
             telemetry,
@@ -55,10 +60,16 @@ impl OtlpExporter {
 
     fn partial_success(&self, response: &[u8]) {
         // An empty or undecodable 200 body is a full success (the spec allows an empty body).
-        let Ok(resp) = ExportTraceServiceResponse::decode(response) else { return };
-        let Some(p) = resp.partial_success else { return };
+        let Ok(resp) = ExportTraceServiceResponse::decode(response) else {
+            return;
+        };
+        let Some(p) = resp.partial_success else {
+            return;
+        };
         if p.rejected_spans > 0 {
-            self.telemetry.rejected_spans.inc_by(p.rejected_spans as u64);
+            self.telemetry
+                .rejected_spans
+                .inc_by(p.rejected_spans as u64);
         }
         if (p.rejected_spans > 0 || !p.error_message.is_empty()) && self.partial_log.allow() {
             tracing::warn!(exporter = %self.name, rejected_spans = p.rejected_spans,
@@ -74,7 +85,10 @@ pub fn encode(batch: &[SpanRecord], compression: Compression) -> Vec<u8> {
     match compression {
         Compression::None => raw,
         Compression::Gzip => {
-            let mut gz = GzEncoder::new(Vec::with_capacity(raw.len() / 4), flate2::Compression::fast());
+            let mut gz = GzEncoder::new(
+                Vec::with_capacity(raw.len() / 4),
+                flate2::Compression::fast(),
+            );
             // Writing into a Vec cannot fail.
             match gz.write_all(&raw).and_then(|()| gz.finish()) {
                 Ok(out) => out,

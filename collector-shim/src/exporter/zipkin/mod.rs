@@ -27,7 +27,11 @@ pub struct ZipkinExporter {
 
 impl ZipkinExporter {
     /// An exporter for `cfg` (validated).
-    pub fn new(name: &str, cfg: &ZipkinConfig, telemetry: ExporterTelemetry) -> Result<Self, String> {
+    pub fn new(
+        name: &str,
+        cfg: &ZipkinConfig,
+        telemetry: ExporterTelemetry,
+    ) -> Result<Self, String> {
         Ok(ZipkinExporter {
             name: name.to_string(),
             sender: HttpSender::new(&cfg.endpoint, "application/json", &cfg.headers, cfg.timeout)?,

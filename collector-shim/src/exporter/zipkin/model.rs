@@ -7,7 +7,9 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use serde::Serialize;
 
-use crate::exporter::attrs::{find_int, find_string, hex, service_name, valid_id, value_to_json, value_to_string};
+use crate::exporter::attrs::{
+    find_int, find_string, hex, service_name, valid_id, value_to_json, value_to_string,
+};
 use crate::model::SpanRecord;
 
 /// One Zipkin v2 span, serialized as the API's JSON.
@@ -72,7 +74,10 @@ impl Endpoint {
 
     fn set_ip(&mut self, text: &str) -> bool {
         // Brackets appear around IPv6 literals in `host:port` forms.
-        match text.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
+        match text
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<IpAddr>()
+        {
             Ok(IpAddr::V4(v4)) => self.ipv4 = Some(v4.to_string()),
             Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
                 // The spec: prefer the ipv4 field for mapped addresses.
@@ -152,7 +157,11 @@ pub fn to_zipkin(rec: &SpanRecord) -> Result<ZipkinSpan, Unmappable> {
             StatusCode::Error => {
                 tags.insert("otel.status_code".into(), "ERROR".into());
                 // Zipkin marks a span failed by the presence of `error`; its value is the message.
-                let msg = if status.message.is_empty() { "true".to_string() } else { status.message.clone() };
+                let msg = if status.message.is_empty() {
+                    "true".to_string()
+                } else {
+                    status.message.clone()
+                };
                 tags.insert("error".into(), msg);
             }
             StatusCode::Unset => {}
@@ -194,7 +203,10 @@ pub fn to_zipkin(rec: &SpanRecord) -> Result<ZipkinSpan, Unmappable> {
         // "Durations of less than one are rounded up."
         duration: end_us.saturating_sub(start_us).max(1),
         shared: shared.then_some(true),
-        local_endpoint: Endpoint { service_name: Some(service_name(&rec.resource)), ..Default::default() },
+        local_endpoint: Endpoint {
+            service_name: Some(service_name(&rec.resource)),
+            ..Default::default()
+        },
         remote_endpoint: (!remote.is_empty()).then_some(remote),
         annotations,
         tags,
@@ -208,20 +220,37 @@ fn event_value(name: &str, attrs: &[opentelemetry_proto::tonic::common::v1::KeyV
     }
     let obj: serde_json::Map<String, serde_json::Value> = attrs
         .iter()
-        .filter_map(|kv| Some((kv.key.clone(), value_to_json(kv.value.as_ref()?.value.as_ref()?))))
+        .filter_map(|kv| {
+            Some((
+                kv.key.clone(),
+                value_to_json(kv.value.as_ref()?.value.as_ref()?),
+            ))
+        })
         .collect();
-    format!("{}: {}", serde_json::Value::String(name.to_string()), serde_json::Value::Object(obj))
+    format!(
+        "{}: {}",
+        serde_json::Value::String(name.to_string()),
+        serde_json::Value::Object(obj)
+    )
 }
 
 /// The other side of the connection: for SERVER spans the client (`client.address`,
 /// `network.peer.*`), for CLIENT/PRODUCER/CONSUMER spans the server or broker (`peer.service`,
 /// `network.peer.*`, Envoy's `envoy.upstream.address`, `server.address`/`server.port`).
-fn remote_endpoint(kind: SpanKind, attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue]) -> Endpoint {
+fn remote_endpoint(
+    kind: SpanKind,
+    attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+) -> Endpoint {
     let mut ep = Endpoint::default();
-    let port = |key: &str| find_int(attrs, key).and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0);
+    let port = |key: &str| {
+        find_int(attrs, key)
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p > 0)
+    };
     match kind {
         SpanKind::Server => {
-            let ip = find_string(attrs, "client.address").or_else(|| find_string(attrs, "network.peer.address"));
+            let ip = find_string(attrs, "client.address")
+                .or_else(|| find_string(attrs, "network.peer.address"));
             if let Some(ip) = ip {
                 ep.set_ip(&ip);
             }
@@ -232,12 +261,16 @@ fn remote_endpoint(kind: SpanKind, attrs: &[opentelemetry_proto::tonic::common::
         }
         SpanKind::Client | SpanKind::Producer | SpanKind::Consumer => {
             ep.service_name = find_string(attrs, "peer.service");
-            let mut have_ip = find_string(attrs, "network.peer.address").is_some_and(|a| ep.set_ip(&a));
+            let mut have_ip =
+                find_string(attrs, "network.peer.address").is_some_and(|a| ep.set_ip(&a));
             if have_ip {
                 ep.port = port("network.peer.port");
             }
             if !have_ip {
-                if let Some((host, p)) = find_string(attrs, "envoy.upstream.address").as_deref().and_then(split_host_port) {
+                if let Some((host, p)) = find_string(attrs, "envoy.upstream.address")
+                    .as_deref()
+                    .and_then(split_host_port)
+                {
                     have_ip = ep.set_ip(host);
                     if have_ip {
                         ep.port = p;
@@ -286,7 +319,10 @@ mod tests {
 
     #[test]
     fn host_port_forms() {
-        assert_eq!(split_host_port("10.0.0.7:8080"), Some(("10.0.0.7", Some(8080))));
+        assert_eq!(
+            split_host_port("10.0.0.7:8080"),
+            Some(("10.0.0.7", Some(8080)))
+        );
         assert_eq!(split_host_port("[::1]:9"), Some(("::1", Some(9))));
         assert_eq!(split_host_port("fe80::1"), Some(("fe80::1", None)));
         assert_eq!(split_host_port("10.0.0.7"), Some(("10.0.0.7", None)));
