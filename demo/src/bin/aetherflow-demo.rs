@@ -152,12 +152,9 @@ async fn run(keep: bool) -> Result<bool, String> {
     }
     let shown: Vec<String> = sent.iter().filter_map(Sent::trace_id).collect();
     let others: Vec<&String> = traces.keys().filter(|t| !shown.contains(t)).collect();
-    if !others.is_empty() {
-        println!(
-            "\n({} more traces from manual requests are in {})",
-            others.len(),
-            spans_file.display()
-        );
+    for trace_id in &others {
+        println!("\n● manual request\n  trace {trace_id}");
+        print!("{}", trace_view::render_tree(&traces[*trace_id]));
     }
     if keep {
         // The file outlives the run so manual traces can be read afterwards.
