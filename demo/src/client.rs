@@ -73,11 +73,14 @@ impl Default for DemoClient {
 impl DemoClient {
     /// Clients whose every exchange must finish within `timeout`.
     pub fn new(timeout: Duration) -> Self {
+        // No Nagle: a small request (a gRPC frame after its headers) must not wait for an ACK.
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
         Self {
-            http1: Client::builder(TokioExecutor::new()).build_http(),
+            http1: Client::builder(TokioExecutor::new()).build(connector.clone()),
             h2c: Client::builder(TokioExecutor::new())
                 .http2_only(true)
-                .build_http(),
+                .build(connector),
             timeout,
         }
     }
