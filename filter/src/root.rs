@@ -1,9 +1,10 @@
 //! The root context: configuration, the per-VM span buffer, and export to the collector.
 //!
 //! HTTP contexts push finished spans into the buffer owned here (through `Rc<Shared>`);
-//! the root ticks every [`TICK_MS`] at most and flushes full batches at once and a partial
-//! batch every `flush_interval_ms`, by `dispatch_http_call` from the root context (Envoy
-//! does not deliver a call's response to an HTTP context that has finished).
+//! the root ticks every [`TICK_MS`] at most and flushes a partial batch every
+//! `flush_interval_ms`; a full batch asks for a 1 ms tick so it leaves at once. Export is
+//! by `dispatch_http_call` from the root context (Envoy does not deliver a call's response
+//! to an HTTP context that has finished).
 
 use crate::host;
 use crate::http::HttpTrace;
@@ -71,6 +72,10 @@ pub struct Shared {
     pub buffer: RefCell<VecDeque<Span>>,
     /// Rate limit of the "buffer full" warning.
     pub drop_log: LogLimiter,
+    /// A full batch asked the root for an early tick (cleared by the root's tick).
+    pub early_tick: Cell<bool>,
+    /// The root's regular tick period.
+    pub tick: Duration,
 }
 
 impl Shared {
@@ -88,6 +93,12 @@ impl Shared {
         }
         buf.push_back(span);
         metrics::set(self.metrics.buffered_spans, buf.len() as u64);
+        if buf.len() >= self.cfg.max_batch_spans && !self.early_tick.get() {
+            // Envoy applies a tick period set from an HTTP context to its root context: a
+            // full batch then leaves at the next millisecond instead of the next regular tick.
+            self.early_tick.set(true);
+            let _ = hostcalls::set_tick_period(Duration::from_millis(1));
+        }
     }
 }
 
@@ -251,7 +262,7 @@ impl RootContext for TraceRoot {
             None => IdGenerator::from_seed(seed()),
         };
         self.resource = otlp::resource(&cfg);
-        let tick = cfg.flush_interval_ms.clamp(1, TICK_MS);
+        let tick = Duration::from_millis(cfg.flush_interval_ms.clamp(1, TICK_MS));
         self.shared = Some(Rc::new(Shared {
             policy: Policy::from_config(&cfg),
             kind: match cfg.span_kind {
@@ -263,13 +274,20 @@ impl RootContext for TraceRoot {
             ids: RefCell::new(ids),
             buffer: RefCell::new(VecDeque::new()),
             drop_log: LogLimiter::default(),
+            early_tick: Cell::new(false),
+            tick,
         }));
         self.last_flush_ns = host::now_nanos();
-        let _ = hostcalls::set_tick_period(Duration::from_millis(tick));
+        let _ = hostcalls::set_tick_period(tick);
         true
     }
 
     fn on_tick(&mut self) {
+        if let Some(sh) = &self.shared {
+            if sh.early_tick.replace(false) {
+                let _ = hostcalls::set_tick_period(sh.tick);
+            }
+        }
         self.flush(false);
     }
 
