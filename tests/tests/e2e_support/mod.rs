@@ -273,13 +273,15 @@ pub fn by_trace(spans: &[BackendSpan]) -> BTreeMap<String, Vec<BackendSpan>> {
 }
 
 /// The shim configuration of the end-to-end tests: Zipkin and Jaeger exporters to the receivers,
-/// an error and a latency tail policy, short timers.
+/// an error and a latency tail policy. The decision window is long on purpose: a proxy span reaches
+/// the shim up to a flush interval after the service's spans, and the tests end with SIGTERM,
+/// which takes every pending decision at once.
 pub fn shim_config(zipkin: &Receiver, jaeger: &Receiver) -> String {
     format!(
         r#"sampling:
   probability: 1.0
   tail:
-    decision_wait: 1s
+    decision_wait: 5s
     policies:
       - type: error
       - type: latency
