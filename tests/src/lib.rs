@@ -43,6 +43,6 @@ pub mod w3c;
 
 pub use envoy::{Envoy, EnvoyOptions};
 pub use envoy_config::{EnvoyConfig, Substitutions};
-pub use shim::{FakeShim, ReceivedSpan, ShimMode};
+pub use shim::{ExportShape, FakeShim, ReceivedSpan, ShimMode};
 pub use stack::{Stack, StackBuilder};
 pub use upstream::{RecordedRequest, ResponsePlan, UpstreamServer};

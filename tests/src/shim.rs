@@ -126,6 +126,21 @@ struct State {
     requests: u64,
     // Bodies that were not a valid ExportTraceServiceRequest: the filter must never send one.
     decode_errors: Vec<String>,
+    // Shape of every decoded export, to check the OTLP contract (one resource, one scope, batch sizes).
+    exports: Vec<ExportShape>,
+}
+
+/// The shape of one decoded export request.
+#[derive(Clone, Debug)]
+pub struct ExportShape {
+    /// `content-type` of the POST.
+    pub content_type: String,
+    /// Number of `ResourceSpans`.
+    pub resource_spans: usize,
+    /// Number of `ScopeSpans` in each `ResourceSpans`.
+    pub scope_spans: Vec<usize>,
+    /// Total spans in the request.
+    pub spans: usize,
 }
 
 /// The fake shim; stops when dropped.
@@ -202,6 +217,14 @@ impl FakeShim {
     /// POST requests received (any mode except `Closed`).
     pub fn request_count(&self) -> u64 {
         self.state.lock().map(|s| s.requests).unwrap_or(0)
+    }
+
+    /// The shape of every decoded export request, in arrival order.
+    pub fn exports(&self) -> Vec<ExportShape> {
+        self.state
+            .lock()
+            .map(|s| s.exports.clone())
+            .unwrap_or_default()
     }
 
     /// Bodies that failed to decode (should stay empty).
@@ -291,6 +314,11 @@ async fn handle(
 ) -> Result<hyper::Response<Full<Bytes>>, hyper::Error> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
     let body = req.into_body().collect().await?.to_bytes();
     let mode = {
         let mut st = state.lock().expect("shim state");
@@ -317,6 +345,21 @@ async fn handle(
     match ExportTraceServiceRequest::decode(body.as_ref()) {
         Ok(export) => {
             let mut st = state.lock().expect("shim state");
+            st.exports.push(ExportShape {
+                content_type,
+                resource_spans: export.resource_spans.len(),
+                scope_spans: export
+                    .resource_spans
+                    .iter()
+                    .map(|r| r.scope_spans.len())
+                    .collect(),
+                spans: export
+                    .resource_spans
+                    .iter()
+                    .flat_map(|r| &r.scope_spans)
+                    .map(|s| s.spans.len())
+                    .sum(),
+            });
             for rs in export.resource_spans {
                 let resource = rs.resource.map(|r| r.attributes).unwrap_or_default();
                 for ss in rs.scope_spans {

@@ -59,6 +59,7 @@ async fn shim_unreachable_slow_or_failing_never_harms_traffic() {
     // 500.
     stack.shim.set_mode(ShimMode::Status(500)).await;
     let before = metric("aetherflow_export_failures").await;
+    let dropped_before = metric("aetherflow_spans_dropped_export_failed").await;
     let posts_before = stack.shim.request_count();
     traffic_unharmed(ingress, 10, "shim 500").await;
     let failures = stack
@@ -68,6 +69,16 @@ async fn shim_unreachable_slow_or_failing_never_harms_traffic() {
     assert!(
         failures.is_ok(),
         "500 shim: aetherflow_export_failures {failures:?}"
+    );
+    let dropped = stack
+        .envoy
+        .wait_filter_metric("aetherflow_spans_dropped_export_failed", wait, |v| {
+            v > dropped_before
+        })
+        .await;
+    assert!(
+        dropped.is_ok(),
+        "500: spans of failed batches are counted as dropped"
     );
     assert!(
         stack.shim.request_count() > posts_before,
@@ -134,5 +145,73 @@ async fn full_buffer_drops_and_counts() {
     );
     let started = stack.envoy.filter_metric("aetherflow_spans_started").await;
     assert!(started >= 40, "spans_started {started}");
+    // The filter dispatches from its root context (on a tick), so the first, hanging export may
+    // start after the burst; then no second one may start while it is in flight.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stack.shim.request_count() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    traffic_unharmed(stack.envoy.ingress(), 10, "buffer full, export in flight").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        stack.shim.request_count(),
+        1,
+        "max_inflight_dispatches 1: one hanging export, no second one"
+    );
     stack.envoy.assert_no_wasm_failures().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_respect_max_batch_spans_and_the_otlp_shape() {
+    let stack = StackBuilder::new()
+        .ingress_filter(|c| {
+            c.insert("max_batch_spans".into(), json!(4));
+            // Long enough that only full batches trigger a flush during the test.
+            c.insert("flush_interval_ms".into(), json!(60_000));
+        })
+        .start()
+        .await;
+    traffic_unharmed(stack.envoy.ingress(), 12, "batching").await;
+    let spans = stack
+        .shim
+        .wait_spans(12, Duration::from_secs(15), |_| true)
+        .await;
+    assert!(
+        spans.is_ok(),
+        "12 spans in 3 full batches expected, got {:?}",
+        spans.map(|s| s.len())
+    );
+    let exports = stack.shim.exports();
+    assert_eq!(exports.len(), 3, "{exports:?}");
+    for e in &exports {
+        assert_eq!(e.content_type, "application/x-protobuf");
+        assert_eq!(e.resource_spans, 1, "one ResourceSpans per flush: {e:?}");
+        assert_eq!(e.scope_spans, vec![1], "one ScopeSpans: {e:?}");
+        assert_eq!(e.spans, 4, "batch of max_batch_spans: {e:?}");
+    }
+    let exported = stack
+        .envoy
+        .wait_filter_metric("aetherflow_spans_exported", Duration::from_secs(5), |v| {
+            v == 12
+        })
+        .await;
+    assert_eq!(exported, Ok(12), "spans_exported counts acknowledged spans");
+    assert_eq!(
+        stack
+            .envoy
+            .filter_metric("aetherflow_export_requests")
+            .await,
+        3
+    );
+    assert_eq!(
+        stack
+            .envoy
+            .filter_metric("aetherflow_export_failures")
+            .await,
+        0
+    );
+    assert_eq!(
+        stack.envoy.filter_metric("aetherflow_buffered_spans").await,
+        0
+    );
 }
