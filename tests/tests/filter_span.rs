@@ -267,6 +267,33 @@ async fn sample_ratio_zero_forced_sampling_and_record_only() {
         .await;
     assert!(ex.upstream_traceparent().sampled());
 
+    // An unsampled parent: downstream stays unsampled, the span is recorded as record-only.
+    let (t, p) = (new_trace_id(), new_span_id());
+    let ex = stack
+        .ingress(
+            ClientRequest::get("/unsampled-parent").header("traceparent", format!("00-{t}-{p}-00")),
+        )
+        .await;
+    assert!(!ex.upstream_traceparent().sampled());
+    let span = stack.span_of(&ex).await;
+    assert_eq!(span.trace_flags() & 0x01, 0);
+    assert_eq!(
+        span.attr_bool("aetherflow.sampling.record_only"),
+        Some(true)
+    );
+    // The force header wins over an unsampled parent (debugging a trace someone else started).
+    let (t, p) = (new_trace_id(), new_span_id());
+    let req = ClientRequest::get("/forced-parent")
+        .header("traceparent", format!("00-{t}-{p}-00"))
+        .header("x-force-trace", "1");
+    let ex = stack.ingress(req).await;
+    let tp = ex.upstream_traceparent();
+    assert_eq!(tp.trace_id, t, "forcing keeps the trace");
+    assert!(
+        tp.sampled(),
+        "x-force-trace: 1 samples even under an unsampled parent"
+    );
+
     let record_only = stack
         .envoy
         .filter_metric("aetherflow_spans_record_only")
@@ -327,6 +354,10 @@ async fn resets_cancellations_and_http2() {
     assert!(
         span.attr_str("error.type").is_some_and(|e| !e.is_empty()),
         "error.type names the reason"
+    );
+    assert!(
+        ex.response.header("x-trace-id").is_some(),
+        "local replies carry the trace id too"
     );
     let flags = span.attr_str("envoy.response_flags").unwrap_or_default();
     assert!(

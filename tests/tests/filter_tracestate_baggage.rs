@@ -37,6 +37,16 @@ async fn tracestate_rules() {
         ["a=1", "b=2", "c=3", "vendor@tenant=x"]
     );
 
+    // The key grammar's corners: multi-tenant keys (tenant may start with a digit), the simple
+    // key's extra characters, and a value with an inner space are all valid.
+    let ex = stack
+        .ingress(continued(&["0tenant@vendor=x,a_b-c*d/e=y,k=a b"]))
+        .await;
+    assert_eq!(
+        foreign(&ex.upstream_tracestate()),
+        ["0tenant@vendor=x", "a_b-c*d/e=y", "k=a b"]
+    );
+
     // Exactly 32 members pass intact.
     let m32: Vec<String> = (0..32).map(|i| format!("k{i}=v{i}")).collect();
     let ex = stack.ingress(continued(&[&m32.join(",")])).await;
@@ -81,7 +91,10 @@ async fn tracestate_rules() {
         .envoy
         .filter_metric("aetherflow_invalid_tracestate")
         .await;
+    // (simple key starting with a digit, vendor part longer than 14 chars, then the rest)
     for bad in [
+        "a=1,1abc=v",
+        "a=1,t@abcdefghijklmno=x",
         "a=1,B@D=x",
         "a=1,k=v=v",
         "a=1,=v",
@@ -109,7 +122,7 @@ async fn tracestate_rules() {
         .wait_filter_metric(
             "aetherflow_invalid_tracestate",
             std::time::Duration::from_secs(5),
-            |v| v >= before + 5,
+            |v| v >= before + 7,
         )
         .await;
     assert!(
