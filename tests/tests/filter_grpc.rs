@@ -133,6 +133,14 @@ async fn grpc_status_and_message_counts() {
     let span = stack.span_of(&ex).await;
     assert_eq!(span.attr_int("aetherflow.grpc.request_messages"), Some(3));
     assert_eq!(span.attr_int("aetherflow.grpc.response_messages"), Some(2));
+    // Messages whose 5-byte prefixes straddle HTTP/2 DATA frame boundaries (16 KiB frames,
+    // 16386-byte messages drift across them).
+    let req = ClientRequest::grpc("/demo.v1.Echo/Chat", grpc::frames(50, 16_381))
+        .header("x-upstream-grpc-frames", "1");
+    let ex = stack.ingress(req).await;
+    let span = stack.span_of(&ex).await;
+    assert_eq!(span.attr_int("aetherflow.grpc.request_messages"), Some(50));
+    assert_eq!(span.attr_int("aetherflow.grpc.response_messages"), Some(1));
     stack.envoy.assert_no_wasm_failures().await;
 }
 
@@ -154,4 +162,42 @@ async fn grpc_message_counting_can_be_switched_off() {
     );
     assert_eq!(span.attr_int("aetherflow.grpc.request_messages"), None);
     assert_eq!(span.attr_int("aetherflow.grpc.response_messages"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_kind_grpc_errors() {
+    // Point the egress example (CLIENT spans) at the gRPC cluster for this test.
+    let stack = StackBuilder::new()
+        .filter(aetherflow_tests::envoy_config::EGRESS, |c| {
+            c.insert("flush_interval_ms".into(), 200.into());
+        })
+        .config(|cfg| {
+            let listeners = cfg.doc_mut()["static_resources"]["listeners"]
+                .as_sequence_mut()
+                .ok_or("listeners")?;
+            let egress = listeners
+                .iter_mut()
+                .find(|l| l["name"].as_str() == Some("egress"))
+                .ok_or("egress listener")?;
+            let route = &mut egress["filter_chains"][0]["filters"][0]["typed_config"]
+                ["route_config"]["virtual_hosts"][0]["routes"][0]["route"];
+            route["cluster"] = "demo_grpc".into();
+            Ok(())
+        })
+        .start()
+        .await;
+    // (code, client span is an error?): every non-OK code is an error for a client.
+    for (code, is_error) in [(0u32, false), (5, true), (3, true), (13, true)] {
+        let req = ClientRequest::grpc("/demo.v1.Echo/Unary", grpc::frame(b"c"))
+            .header("x-upstream-grpc-status", code.to_string());
+        let ex = stack.exchange(stack.envoy.egress(), req).await;
+        let span = stack.span_of(&ex).await;
+        assert_eq!(span.span.kind, 3, "CLIENT");
+        assert_eq!(
+            span.attr_str("rpc.response.status_code").as_deref(),
+            Some(grpc::code_name(code))
+        );
+        let err = span.span.status.as_ref().map(|s| s.code) == Some(STATUS_ERROR);
+        assert_eq!(err, is_error, "client span, grpc-status {code}");
+    }
 }
