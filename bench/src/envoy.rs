@@ -249,7 +249,13 @@ impl Envoy {
         let child = Command::new(envoy)
             .arg("-c")
             .arg(&config)
-            .args(["--concurrency", "1", "--disable-hot-restart", "-l", "warning"])
+            .args([
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "-l",
+                "warning",
+            ])
             .arg("--log-path")
             .arg(&log)
             .arg("--admin-address-path")
@@ -268,7 +274,10 @@ impl Envoy {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = envoy.child.try_wait() {
-                return Err(format!("envoy exited during start-up ({status}): {}", envoy.log_tail()));
+                return Err(format!(
+                    "envoy exited during start-up ({status}): {}",
+                    envoy.log_tail()
+                ));
             }
             if Instant::now() > deadline {
                 return Err(format!("envoy not ready within 60 s: {}", envoy.log_tail()));
@@ -281,7 +290,11 @@ impl Envoy {
                     envoy.admin = addr;
                 }
             }
-            if envoy.admin.port() != 0 && admin_get(envoy.admin, "/ready").await.is_ok_and(|r| r.trim() == "LIVE") {
+            if envoy.admin.port() != 0
+                && admin_get(envoy.admin, "/ready")
+                    .await
+                    .is_ok_and(|r| r.trim() == "LIVE")
+            {
                 if let Some(port) = admin_get(envoy.admin, "/listeners?format=json")
                     .await
                     .ok()
@@ -382,7 +395,11 @@ pub async fn admin_get(admin: SocketAddr, path: &str) -> Result<String, String> 
         .map_err(|_| "admin request timed out".to_owned())?
         .map_err(|e| e.to_string())?;
     let status = response.status();
-    let body = response.into_body().collect().await.map_err(|e| e.to_string())?;
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&body.to_bytes()).into_owned();
     if status.is_success() {
         Ok(text)

@@ -200,7 +200,12 @@ impl Harness {
         Ok(samples)
     }
 
-    async fn run_one(&mut self, tracer: Tracer, workload: Workload, round: usize) -> Result<Sample, String> {
+    async fn run_one(
+        &mut self,
+        tracer: Tracer,
+        workload: Workload,
+        round: usize,
+    ) -> Result<Sample, String> {
         let p = self.profile.clone();
         let label = format!("{}-{:?}-r{round}", tracer.name(), workload).to_lowercase();
         let dir = self.components.work_dir.join(&label);
@@ -238,7 +243,9 @@ impl Harness {
         let envoy_cpu0 = procfs::cpu_time(envoy.pid()).unwrap_or_default();
         let shim_cpu0 = shim_pid.and_then(procfs::cpu_time);
         let saturation = loadgen::closed_loop(target, workload, lanes, measure).await;
-        let envoy_cpu = procfs::cpu_time(envoy.pid()).unwrap_or_default().saturating_sub(envoy_cpu0);
+        let envoy_cpu = procfs::cpu_time(envoy.pid())
+            .unwrap_or_default()
+            .saturating_sub(envoy_cpu0);
         let shim_cpu = shim_pid
             .and_then(procfs::cpu_time)
             .zip(shim_cpu0)
@@ -256,7 +263,8 @@ impl Harness {
         if workload == Workload::Http1 {
             if let Some(rate) = self.rate {
                 let total = (rate * p.latency_seconds).round() as u64;
-                let mut fixed = loadgen::fixed_rate(target, workload, p.rate_lanes, rate, total).await;
+                let mut fixed =
+                    loadgen::fixed_rate(target, workload, p.rate_lanes, rate, total).await;
                 fixed.latencies_ns.sort_unstable();
                 let us = |q| quantile(&fixed.latencies_ns, q).map(|ns| ns as f64 / 1e3);
                 latency = (us(0.5), us(0.99), us(0.999), Some(rate));
@@ -267,7 +275,9 @@ impl Harness {
         // Memory: the last round runs on until `soak` requests separate the two RSS readings.
         let served_since_rss: u64 = phases[1..].iter().map(|r| r.ok + r.failed).sum();
         if round + 1 == p.rounds && workload == Workload::Http1 && p.soak > served_since_rss {
-            phases.push(loadgen::closed_loop(target, workload, lanes, p.soak - served_since_rss).await);
+            phases.push(
+                loadgen::closed_loop(target, workload, lanes, p.soak - served_since_rss).await,
+            );
         }
         let requests_between_rss: u64 = phases[1..].iter().map(|r| r.ok + r.failed).sum();
         let envoy_rss_after = procfs::rss_bytes(envoy.pid()).unwrap_or(0);
@@ -276,10 +286,16 @@ impl Harness {
         let requests_ok: u64 = phases.iter().map(|r| r.ok).sum();
         let requests_failed: u64 = phases.iter().map(|r| r.failed).sum();
         let first_error = phases.iter().find_map(|r| r.first_error.clone());
-        let spans_expected = (requests_ok as f64 * tracer.spans_per_request() as f64 * SAMPLE_RATIO).round() as u64;
+        let spans_expected =
+            (requests_ok as f64 * tracer.spans_per_request() as f64 * SAMPLE_RATIO).round() as u64;
         let spans_received = wait_for_spans(&sink, spans_expected).await;
         let envoy_stats = envoy
-            .stats(&["wasmcustom.", "tracing.", "cluster.trace_shim.upstream_rq_", "cluster.zipkin_sink.upstream_rq_"])
+            .stats(&[
+                "wasmcustom.",
+                "tracing.",
+                "cluster.trace_shim.upstream_rq_",
+                "cluster.zipkin_sink.upstream_rq_",
+            ])
             .await
             .into_iter()
             .filter(|(_, v)| *v != 0)
@@ -319,7 +335,8 @@ impl Harness {
 /// Waits, bounded, until the sink has `expected` spans: every tracer flushes at least once per
 /// flush interval, the shim within its batch timeout. Returns what arrived.
 async fn wait_for_spans(sink: &Sink, expected: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_millis(u64::from(FLUSH_INTERVAL_MS) * 3 + 10_000);
+    let deadline =
+        Instant::now() + Duration::from_millis(u64::from(FLUSH_INTERVAL_MS) * 3 + 10_000);
     loop {
         let received = sink.counters.spans();
         if received >= expected || Instant::now() > deadline {

@@ -82,7 +82,11 @@ async fn connect_h2(addr: SocketAddr) -> Result<http2::SendRequest<Full<Bytes>>,
 
 /// Opens `lanes` lanes: one connection each for HTTP/1.1; for gRPC, h2 connections shared by
 /// up to [`GRPC_STREAMS_PER_CONNECTION`] lanes each.
-async fn open_lanes(addr: SocketAddr, workload: Workload, lanes: usize) -> Result<Vec<Sender>, String> {
+async fn open_lanes(
+    addr: SocketAddr,
+    workload: Workload,
+    lanes: usize,
+) -> Result<Vec<Sender>, String> {
     let mut senders = Vec::with_capacity(lanes);
     match workload {
         Workload::Http1 => {
@@ -112,7 +116,10 @@ fn grpc_request() -> Request<Full<Bytes>> {
     *req.method_mut() = Method::POST;
     *req.uri_mut() = hyper::Uri::from_static("http://bench.local/bench.Echo/Ping");
     let headers = req.headers_mut();
-    headers.insert(CONTENT_TYPE, "application/grpc".parse().expect("static header"));
+    headers.insert(
+        CONTENT_TYPE,
+        "application/grpc".parse().expect("static header"),
+    );
     headers.insert("te", "trailers".parse().expect("static header"));
     req
 }
@@ -122,8 +129,10 @@ fn http1_request() -> Request<Full<Bytes>> {
     *req.uri_mut() = hyper::Uri::from_static("/api/items");
     req.headers_mut()
         .insert(HOST, "bench.local".parse().expect("static header"));
-    req.headers_mut()
-        .insert("user-agent", "aetherflow-bench".parse().expect("static header"));
+    req.headers_mut().insert(
+        "user-agent",
+        "aetherflow-bench".parse().expect("static header"),
+    );
     req
 }
 
@@ -210,7 +219,12 @@ impl Shared {
 
 /// Closed loop: `lanes` lanes send back to back until `total` requests have been sent.
 /// This saturates Envoy's worker and gives the maximum throughput.
-pub async fn closed_loop(addr: SocketAddr, workload: Workload, lanes: usize, total: u64) -> LoadResult {
+pub async fn closed_loop(
+    addr: SocketAddr,
+    workload: Workload,
+    lanes: usize,
+    total: u64,
+) -> LoadResult {
     let shared = Shared::new();
     let start = Instant::now();
     let senders = match open_lanes(addr, workload, lanes).await {

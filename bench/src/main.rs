@@ -34,9 +34,22 @@ fn env_num<T: std::str::FromStr>(name: &str) -> Result<Option<T>, String> {
     }
 }
 
-fn configure() -> Result<(Profile, Components, Vec<Tracer>, Vec<Workload>, std::path::PathBuf), String> {
+/// What to run, read from the environment.
+struct Plan {
+    profile: Profile,
+    components: Components,
+    tracers: Vec<Tracer>,
+    workloads: Vec<Workload>,
+    out: std::path::PathBuf,
+}
+
+fn configure() -> Result<Plan, String> {
     let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1" || v == "true");
-    let mut profile = if quick { Profile::quick() } else { Profile::full() };
+    let mut profile = if quick {
+        Profile::quick()
+    } else {
+        Profile::full()
+    };
     if let Some(r) = env_num("BENCH_ROUNDS")? {
         profile.rounds = r;
     }
@@ -81,7 +94,10 @@ fn configure() -> Result<(Profile, Components, Vec<Tracer>, Vec<Workload>, std::
     };
     let components = Components {
         envoy: path_from_env("AETHERFLOW_ENVOY", ".tools/bin/envoy"),
-        wasm: path_from_env("AETHERFLOW_WASM", "target/wasm32-wasip1/release/trace_filter.wasm"),
+        wasm: path_from_env(
+            "AETHERFLOW_WASM",
+            "target/wasm32-wasip1/release/trace_filter.wasm",
+        ),
         shim,
         work_dir: std::env::temp_dir().join(format!("aetherflow-bench-{}", std::process::id())),
     };
@@ -90,7 +106,13 @@ fn configure() -> Result<(Profile, Components, Vec<Tracer>, Vec<Workload>, std::
         _ if quick => workspace_root().join("target/bench-quick"),
         _ => workspace_root().join("bench/results"),
     };
-    Ok((profile, components, tracers, workloads, out))
+    Ok(Plan {
+        profile,
+        components,
+        tracers,
+        workloads,
+        out,
+    })
 }
 
 /// `aetherflow-bench micro`: summarize the criterion results of this target directory.
@@ -100,7 +122,10 @@ fn micro() -> ExitCode {
         .map_or_else(|| workspace_root().join("target"), Into::into);
     let report = aetherflow_bench::micro::collect(&target.join("criterion"));
     if report.results.is_empty() {
-        eprintln!("bench: no criterion results under {}", target.join("criterion").display());
+        eprintln!(
+            "bench: no criterion results under {}",
+            target.join("criterion").display()
+        );
         return ExitCode::from(2);
     }
     println!("{}", aetherflow_bench::micro::table(&report));
@@ -109,8 +134,12 @@ fn micro() -> ExitCode {
         _ => workspace_root().join("bench/results"),
     };
     let path = out.join("micro.json");
-    let written = std::fs::create_dir_all(&out)
-        .and_then(|()| std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"));
+    let written = std::fs::create_dir_all(&out).and_then(|()| {
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
+        )
+    });
     match written {
         Ok(()) => {
             eprintln!("bench: wrote {}", path.display());
@@ -127,7 +156,7 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("micro") {
         return micro();
     }
-    let (profile, components, tracers, workloads, out) = match configure() {
+    let plan = match configure() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("bench: {e}");
@@ -145,7 +174,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(profile, components, &tracers, &workloads, &out)) {
+    match runtime.block_on(run(plan)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -157,13 +186,15 @@ fn main() -> ExitCode {
 
 /// Runs everything and writes the outputs; Ok(false) when a configuration failed requests or
 /// lost spans (the figures are still written).
-async fn run(
-    profile: Profile,
-    components: Components,
-    tracers: &[Tracer],
-    workloads: &[Workload],
-    out: &std::path::Path,
-) -> Result<bool, String> {
+async fn run(plan: Plan) -> Result<bool, String> {
+    let Plan {
+        profile,
+        components,
+        tracers,
+        workloads,
+        out,
+    } = plan;
+    let (tracers, workloads, out) = (&tracers[..], &workloads[..], out.as_path());
     let started = std::time::Instant::now();
     let load_at_start = load_average();
     eprintln!(
@@ -224,7 +255,11 @@ async fn run(
     std::fs::write(&json_path, json + "\n").map_err(|e| format!("{}: {e}", json_path.display()))?;
     let png_path = out.join("harness.png");
     match plot::write_png(&report.rows, &png_path) {
-        Ok(()) => eprintln!("bench: wrote {} and {}", json_path.display(), png_path.display()),
+        Ok(()) => eprintln!(
+            "bench: wrote {} and {}",
+            json_path.display(),
+            png_path.display()
+        ),
         Err(e) => eprintln!("bench: wrote {}; plot skipped: {e}", json_path.display()),
     }
     let _ = std::fs::remove_dir_all(&work_dir);

@@ -57,16 +57,28 @@ fn read_one(dir: &Path) -> Option<MicroResult> {
 /// Reads every `<group>/<function>/new/` under criterion's output directory.
 pub fn collect(criterion_dir: &Path) -> MicroReport {
     let mut results = Vec::new();
-    let groups = std::fs::read_dir(criterion_dir).into_iter().flatten().flatten();
+    let groups = std::fs::read_dir(criterion_dir)
+        .into_iter()
+        .flatten()
+        .flatten();
     for group in groups {
-        for function in std::fs::read_dir(group.path()).into_iter().flatten().flatten() {
+        for function in std::fs::read_dir(group.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if let Some(r) = read_one(&function.path()) {
                 results.push(r);
             }
         }
     }
     results.sort_by(|a, b| a.id.cmp(&b.id));
-    let rate = |id: &str| results.iter().find(|r| r.id == id).map(|r| r.elements_per_second);
+    let rate = |id: &str| {
+        results
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| r.elements_per_second)
+    };
     let ratio = rate("shim_pipeline/decode_sample_batch_zipkin_encode")
         .zip(rate("shim_pipeline/decode_only"))
         .map(|(pipeline, ceiling)| pipeline / ceiling);
@@ -79,7 +91,8 @@ pub fn collect(criterion_dir: &Path) -> MicroReport {
 
 /// The printed table.
 pub fn table(report: &MicroReport) -> String {
-    let mut out = String::from("\n| benchmark | per element | elements/s (1 core) |\n|---|---|---|\n");
+    let mut out =
+        String::from("\n| benchmark | per element | elements/s (1 core) |\n|---|---|---|\n");
     for r in &report.results {
         let per = if r.ns_per_element >= 1000.0 {
             format!("{:.2} µs", r.ns_per_element / 1000.0)

@@ -11,8 +11,8 @@ use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::report::Row;
 use crate::loadgen::Workload;
+use crate::report::Row;
 use crate::stats::Spread;
 
 const FONT_PATHS: &[&str] = &[
@@ -47,12 +47,21 @@ struct Panel {
     bars: Vec<(String, usize, Spread)>,
 }
 
-fn panel(rows: &[Row], workload: Workload, title: &'static str, unit: &'static str, f: impl Fn(&Row) -> Option<Spread>) -> Panel {
+fn panel(
+    rows: &[Row],
+    workload: Workload,
+    title: &'static str,
+    unit: &'static str,
+    f: impl Fn(&Row) -> Option<Spread>,
+) -> Panel {
     let bars = rows
         .iter()
         .filter(|r| r.workload == workload)
         .filter_map(|r| {
-            let color = crate::envoy::Tracer::ALL.iter().position(|t| *t == r.tracer).unwrap_or(0);
+            let color = crate::envoy::Tracer::ALL
+                .iter()
+                .position(|t| *t == r.tracer)
+                .unwrap_or(0);
             Some((r.tracer.name().to_owned(), color, f(r)?))
         })
         .collect();
@@ -62,16 +71,55 @@ fn panel(rows: &[Row], workload: Workload, title: &'static str, unit: &'static s
 /// Writes the plot; Err explains why it could not.
 pub fn write_png(rows: &[Row], path: &Path) -> Result<(), String> {
     register_font()?;
-    let point = |v: f64| Spread { median: v, min: v, max: v, runs: 1 };
+    let point = |v: f64| Spread {
+        median: v,
+        min: v,
+        max: v,
+        runs: 1,
+    };
     let panels = [
-        panel(rows, Workload::Http1, "HTTP/1.1: Envoy CPU per request", "µs", |r| r.envoy_cpu_us_per_request.clone()),
-        panel(rows, Workload::Http1, "HTTP/1.1: max throughput, 1 worker", "req/s", |r| r.throughput_rps.clone()),
-        panel(rows, Workload::Http1, "HTTP/1.1: p99 latency at fixed rate", "µs", |r| r.latency_p99_us.clone()),
-        panel(rows, Workload::Grpc, "gRPC: Envoy CPU per request", "µs", |r| r.envoy_cpu_us_per_request.clone()),
-        panel(rows, Workload::Grpc, "gRPC: max throughput, 1 worker", "req/s", |r| r.throughput_rps.clone()),
-        panel(rows, Workload::Http1, "Envoy RSS after the soak", "MiB", |r| {
-            (r.envoy_rss_after_mib > 0.0).then(|| point(r.envoy_rss_after_mib))
-        }),
+        panel(
+            rows,
+            Workload::Http1,
+            "HTTP/1.1: Envoy CPU per request",
+            "µs",
+            |r| r.envoy_cpu_us_per_request.clone(),
+        ),
+        panel(
+            rows,
+            Workload::Http1,
+            "HTTP/1.1: max throughput, 1 worker",
+            "req/s",
+            |r| r.throughput_rps.clone(),
+        ),
+        panel(
+            rows,
+            Workload::Http1,
+            "HTTP/1.1: p99 latency at fixed rate",
+            "µs",
+            |r| r.latency_p99_us.clone(),
+        ),
+        panel(
+            rows,
+            Workload::Grpc,
+            "gRPC: Envoy CPU per request",
+            "µs",
+            |r| r.envoy_cpu_us_per_request.clone(),
+        ),
+        panel(
+            rows,
+            Workload::Grpc,
+            "gRPC: max throughput, 1 worker",
+            "req/s",
+            |r| r.throughput_rps.clone(),
+        ),
+        panel(
+            rows,
+            Workload::Http1,
+            "Envoy RSS after the soak",
+            "MiB",
+            |r| (r.envoy_rss_after_mib > 0.0).then(|| point(r.envoy_rss_after_mib)),
+        ),
     ];
     let root = BitMapBackend::new(path, (1500, 820)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
@@ -86,7 +134,12 @@ fn draw_panel(
     panel: &Panel,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let n = panel.bars.len().max(1);
-    let top = panel.bars.iter().map(|(_, _, s)| s.max).fold(0.0_f64, f64::max) * 1.15;
+    let top = panel
+        .bars
+        .iter()
+        .map(|(_, _, s)| s.max)
+        .fold(0.0_f64, f64::max)
+        * 1.15;
     let top = if top > 0.0 { top } else { 1.0 };
     let mut chart = ChartBuilder::on(area)
         .caption(panel.title, ("sans-serif", 18))
@@ -108,18 +161,43 @@ fn draw_panel(
         .draw()?;
     chart.draw_series(panel.bars.iter().enumerate().map(|(i, (_, color, s))| {
         let mut bar = Rectangle::new(
-            [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), s.median)],
+            [
+                (SegmentValue::Exact(i), 0.0),
+                (SegmentValue::Exact(i + 1), s.median),
+            ],
             COLORS[*color % COLORS.len()].filled(),
         );
         bar.set_margin(0, 0, 14, 14);
         bar
     }))?;
-    chart.draw_series(panel.bars.iter().enumerate().filter(|(_, (_, _, s))| s.runs > 1).map(|(i, (_, _, s))| {
-        ErrorBar::new_vertical(SegmentValue::CenterOf(i), s.min, s.median, s.max, BLACK.filled(), 10)
-    }))?;
+    chart.draw_series(
+        panel
+            .bars
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, _, s))| s.runs > 1)
+            .map(|(i, (_, _, s))| {
+                ErrorBar::new_vertical(
+                    SegmentValue::CenterOf(i),
+                    s.min,
+                    s.median,
+                    s.max,
+                    BLACK.filled(),
+                    10,
+                )
+            }),
+    )?;
     chart.draw_series(panel.bars.iter().enumerate().map(|(i, (_, _, s))| {
-        let label = if s.median >= 100.0 { format!("{:.0}", s.median) } else { format!("{:.1}", s.median) };
-        Text::new(label, (SegmentValue::CenterOf(i), s.median), ("sans-serif", 13).into_font())
+        let label = if s.median >= 100.0 {
+            format!("{:.0}", s.median)
+        } else {
+            format!("{:.1}", s.median)
+        };
+        Text::new(
+            label,
+            (SegmentValue::CenterOf(i), s.median),
+            ("sans-serif", 13).into_font(),
+        )
     }))?;
     Ok(())
 }

@@ -98,29 +98,41 @@ pub fn summarize(samples: &[Sample]) -> Vec<Row> {
     let mut rows = Vec::new();
     for workload in [Workload::Http1, Workload::Grpc] {
         let of = |t: Tracer| -> Vec<&Sample> {
-            samples.iter().filter(|s| s.tracer == t && s.workload == workload).collect()
+            samples
+                .iter()
+                .filter(|s| s.tracer == t && s.workload == workload)
+                .collect()
         };
         let base = of(Tracer::Baseline);
         let base_cpu = median_of(&base, |s| Some(s.envoy_cpu_us_per_request)).map(|s| s.median);
         let base_rps = median_of(&base, |s| Some(s.throughput_rps)).map(|s| s.median);
         let base_p99 = median_of(&base, |s| s.latency_p99_us).map(|s| s.median);
-        let otel_cpu = median_of(&of(Tracer::NativeOtel), |s| Some(s.envoy_cpu_us_per_request)).map(|s| s.median);
+        let otel_cpu = median_of(&of(Tracer::NativeOtel), |s| {
+            Some(s.envoy_cpu_us_per_request)
+        })
+        .map(|s| s.median);
         for tracer in Tracer::ALL {
             let mine = of(tracer);
             if mine.is_empty() {
                 continue;
             }
             let cpu = median_of(&mine, |s| Some(s.envoy_cpu_us_per_request));
-            let added = base_cpu.and_then(|b| median_of(&mine, |s| Some(s.envoy_cpu_us_per_request - b)));
+            let added =
+                base_cpu.and_then(|b| median_of(&mine, |s| Some(s.envoy_cpu_us_per_request - b)));
             let rps = median_of(&mine, |s| Some(s.throughput_rps));
             let p99 = median_of(&mine, |s| s.latency_p99_us);
-            let soak = mine.iter().max_by_key(|s| (s.requests_between_rss, s.round)).copied();
+            let soak = mine
+                .iter()
+                .max_by_key(|s| (s.requests_between_rss, s.round))
+                .copied();
             let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
                 (Some(a), Some(b)) if b != 0.0 => Some(a / b),
                 _ => None,
             };
             let added_native = match (cpu.as_ref(), base_cpu, otel_cpu) {
-                (Some(c), Some(b), Some(o)) if tracer != Tracer::Baseline && o - b > 0.0 => Some((c.median - b) / (o - b)),
+                (Some(c), Some(b), Some(o)) if tracer != Tracer::Baseline && o - b > 0.0 => {
+                    Some((c.median - b) / (o - b))
+                }
                 _ => None,
             };
             rows.push(Row {
@@ -141,7 +153,10 @@ pub fn summarize(samples: &[Sample]) -> Vec<Row> {
                 envoy_rss_after_mib: soak.map_or(0.0, |s| s.envoy_rss_after as f64 / MIB),
                 requests_between_rss: soak.map_or(0, |s| s.requests_between_rss),
                 shim_rss_mib: soak.and_then(|s| {
-                    Some((s.shim_rss_before? as f64 / MIB, s.shim_rss_after? as f64 / MIB))
+                    Some((
+                        s.shim_rss_before? as f64 / MIB,
+                        s.shim_rss_after? as f64 / MIB,
+                    ))
                 }),
                 requests_ok: mine.iter().map(|s| s.requests_ok).sum(),
                 requests_failed: mine.iter().map(|s| s.requests_failed).sum(),

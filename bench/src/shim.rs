@@ -50,8 +50,10 @@ impl Shim {
         std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let addr = free_port()?;
         let config = dir.join("shim.yaml");
-        std::fs::write(&config, config_yaml(addr, sink)).map_err(|e| format!("write shim config: {e}"))?;
-        let log = std::fs::File::create(dir.join("shim.log")).map_err(|e| format!("shim log: {e}"))?;
+        std::fs::write(&config, config_yaml(addr, sink))
+            .map_err(|e| format!("write shim config: {e}"))?;
+        let log =
+            std::fs::File::create(dir.join("shim.log")).map_err(|e| format!("shim log: {e}"))?;
         let child = Command::new(bin)
             .arg("--config")
             .arg(&config)
@@ -65,7 +67,9 @@ impl Shim {
         loop {
             if let Ok(Some(status)) = shim.child.try_wait() {
                 let log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
-                return Err(format!("collector-shim exited during start-up ({status}): {log}"));
+                return Err(format!(
+                    "collector-shim exited during start-up ({status}): {log}"
+                ));
             }
             if Instant::now() > deadline {
                 return Err("collector-shim not ready within 30 s".into());

@@ -64,8 +64,13 @@ fn filter_bodies() -> Vec<Vec<u8>> {
         .map(|r| {
             let spans = (0..SPANS_PER_REQUEST).map(|i| {
                 let start = 1_700_000_000_000_000_000 + (r * SPANS_PER_REQUEST + i) as u64 * 1000;
-                decide(&policy, Extracted::default(), false, &mut ids)
-                    .to_span(&ex, SpanKind::Server, 256, start, start + 42_000)
+                decide(&policy, Extracted::default(), false, &mut ids).to_span(
+                    &ex,
+                    SpanKind::Server,
+                    256,
+                    start,
+                    start + 42_000,
+                )
             });
             aetherflow_core::otlp::encode(&resource, spans)
         })
@@ -85,7 +90,8 @@ impl Exporter for ZipkinToMemory {
     }
     async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError> {
         let (body, _skipped) = zipkin::encode(batch);
-        self.bytes.fetch_add(black_box(body.len()) as u64, Ordering::Relaxed);
+        self.bytes
+            .fetch_add(black_box(body.len()) as u64, Ordering::Relaxed);
         self.spans.fetch_add(batch.len() as u64, Ordering::Relaxed);
         Ok(())
     }
@@ -131,7 +137,8 @@ fn benches(c: &mut Criterion) {
         batch_timeout: Duration::from_secs(5),
         export_timeout: Duration::from_secs(30),
     };
-    let (handle, _task) = runtime.block_on(async { batcher::spawn("zipkin", exporter, &batch_cfg, metrics.clone()) });
+    let (handle, _task) =
+        runtime.block_on(async { batcher::spawn("zipkin", exporter, &batch_cfg, metrics.clone()) });
     let mut sampler = Sampler::new(&SamplingConfig::default(), metrics, Instant::now());
     let mut kept = Vec::with_capacity(SPANS_PER_REQUEST);
 

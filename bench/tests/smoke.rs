@@ -1,0 +1,89 @@
+//! The benchmark harness's smoke check (`make test` runs it once): the quick profile over every
+//! configuration and both workloads, with the real Envoy, the real `trace_filter.wasm` and the
+//! real collector-shim. It asserts only that every configuration served all its requests and that
+//! every span arrived at the sink, never on timings (the machine may be busy).
+
+use aetherflow_bench::envoy::Tracer;
+use aetherflow_bench::harness::{Components, Harness, Profile};
+use aetherflow_bench::loadgen::Workload;
+use aetherflow_bench::path_from_env;
+
+fn component(var: &str, default: &str, how: &str) -> std::path::PathBuf {
+    let path = path_from_env(var, default);
+    assert!(path.exists(), "{} not found ({var}); {how}", path.display());
+    path
+}
+
+#[test]
+fn quick_profile_serves_every_request_and_delivers_every_span() {
+    let components = Components {
+        envoy: component("AETHERFLOW_ENVOY", ".tools/bin/envoy", "run `make tools`"),
+        wasm: component(
+            "AETHERFLOW_WASM",
+            "target/wasm32-wasip1/release/trace_filter.wasm",
+            "run `make wasm`",
+        ),
+        shim: Some(component(
+            "AETHERFLOW_SHIM_BIN",
+            "target/debug/collector-shim",
+            "run `cargo build -p collector-shim`",
+        )),
+        work_dir: std::env::temp_dir()
+            .join(format!("aetherflow-bench-smoke-{}", std::process::id())),
+    };
+    let work_dir = components.work_dir.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let samples = runtime.block_on(async {
+        let mut harness = Harness::new(Profile::quick(), components)
+            .await
+            .expect("upstream starts");
+        harness
+            .run(&Tracer::ALL, &[Workload::Http1, Workload::Grpc], |_| {})
+            .await
+            .unwrap_or_else(|e| panic!("harness run failed: {e}"))
+    });
+    let _ = std::fs::remove_dir_all(&work_dir);
+
+    assert_eq!(
+        samples.len(),
+        Tracer::ALL.len() * 2,
+        "one sample per configuration and workload"
+    );
+    for s in &samples {
+        let what = format!("{} {:?}", s.tracer.name(), s.workload);
+        assert_eq!(
+            s.requests_failed, 0,
+            "{what}: failed requests, first: {:?}",
+            s.first_error
+        );
+        assert!(
+            s.requests_ok >= Profile::quick().warmup,
+            "{what}: served {}",
+            s.requests_ok
+        );
+        assert_eq!(
+            s.spans_expected,
+            s.requests_ok * s.tracer.spans_per_request(),
+            "{what}: every request is sampled"
+        );
+        assert!(
+            s.spans_received >= s.spans_expected,
+            "{what}: spans received vs expected (Envoy stats: {:?}, log errors: {:?})",
+            s.envoy_stats,
+            s.envoy_log_errors
+        );
+        if s.tracer == Tracer::Filter || s.tracer == Tracer::NativeOtel {
+            assert!(s.via_shim, "{what}: spans went through collector-shim");
+        }
+        if s.workload == Workload::Http1 {
+            assert!(
+                s.latency_p99_us.is_some(),
+                "{what}: the fixed-rate phase ran"
+            );
+        }
+    }
+}
