@@ -72,7 +72,7 @@ bench: tools wasm
 ## (`make demo DEMO_KEEP=1` keeps it running for manual curl/grpcurl requests)
 demo: tools wasm
 	@echo "==> make demo: building collector-shim and the demo services (the first build takes a few minutes)"
-	$(CARGO) build -p collector-shim -p aetherflow-demo --bins
+	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) build -p collector-shim -p aetherflow-demo --bins
 	@$(ROOT)/target/debug/aetherflow-demo
 
 ## up/down: the docker-compose stack in envoy/ (needs Docker)
