@@ -46,6 +46,21 @@ async fn same_trace_id_same_decision_on_every_worker() {
         let resp = task.await.expect("join").expect("request");
         assert_eq!(resp.status, 200);
     }
+    // Both workers really took connections (otherwise this test proves nothing about workers).
+    let stats = stack.envoy.stats().await.expect("stats");
+    // (Envoy names listener stats after the configured address, 127.0.0.1_0 here.)
+    for worker in ["worker_0", "worker_1"] {
+        let suffix = format!(".{worker}.downstream_cx_total");
+        let n: u64 = stats
+            .iter()
+            .filter(|(k, _)| k.starts_with("listener.127.0.0.1_") && k.ends_with(&suffix))
+            .map(|(_, v)| *v)
+            .sum();
+        assert!(
+            n > 0,
+            "{worker} took no connection: requests did not spread over both workers"
+        );
+    }
     let mut decisions: BTreeMap<String, Vec<bool>> = BTreeMap::new();
     for r in stack.upstream.requests() {
         let Some(line) = r.header("traceparent") else {
@@ -120,6 +135,28 @@ async fn same_trace_id_same_decision_on_every_worker() {
         (5..=35).contains(&sampled),
         "{sampled}/40 sampled at ratio {RATIO}"
     );
+
+    // Both workers' VMs export their own buffers: every one of the 136 requests (sampled or
+    // record-only) arrives exactly once, and the exported counters add up to what arrived.
+    let total = 24 * 4 + 40;
+    let spans = stack
+        .shim
+        .wait_spans(total, std::time::Duration::from_secs(20), |_| true)
+        .await
+        .unwrap_or_else(|got| panic!("{} of {total} spans arrived", got.len()));
+    let mut ids: Vec<String> = spans.iter().map(|s| s.span_id()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "duplicate or missing spans");
+    let exported = stack
+        .envoy
+        .wait_filter_metric(
+            "aetherflow_spans_exported",
+            std::time::Duration::from_secs(5),
+            |v| v as usize == total,
+        )
+        .await;
+    assert_eq!(exported, Ok(total as u64));
     stack.envoy.assert_no_wasm_failures().await;
 }
 
