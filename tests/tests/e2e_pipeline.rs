@@ -305,3 +305,100 @@ async fn traffic_flows_when_the_collector_is_down() {
     stack.envoy.assert_no_wasm_failures().await;
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_sampling_off_forced_requests_and_tail_policies_decide() {
+    let zipkin = Receiver::start().await;
+    let jaeger = Receiver::start().await;
+    // Head sampling off at the proxy (a test-only change of the shipped filter JSON): only the force
+    // header samples; everything else is record-only and lives or dies by the shim's tail policies.
+    let opts = StackOptions {
+        shim_config: Some(shim_config(&zipkin, &jaeger)),
+        filter_edit: Some(Box::new(
+            |c: &mut serde_json::Map<String, serde_json::Value>| {
+                c.insert("sample_ratio".into(), serde_json::json!(0.0));
+            },
+        )),
+        ..Default::default()
+    };
+    let mut stack = Stack::start(opts, &mut |_| {}).await.expect("stack starts");
+    let client = DemoClient::new(Duration::from_secs(60));
+    let base = stack.ingress_url();
+    let mut ids = BTreeMap::new();
+    for (label, path, headers) in [
+        ("plain", "/api/orders", vec![]),
+        ("forced", "/api/orders", vec![("x-force-trace", "1")]),
+        ("failed", "/api/fail", vec![]),
+        ("slow", "/api/slow?ms=400", vec![]),
+    ] {
+        let reply = client
+            .get(&base, path, &headers)
+            .await
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        let id = reply
+            .header("x-trace-id")
+            .unwrap_or_else(|| panic!("{label}: x-trace-id"))
+            .to_owned();
+        ids.insert(label, id);
+    }
+    if let Err(n) = stack
+        .wait_proxy_spans_exported(4, Duration::from_secs(60))
+        .await
+    {
+        panic!(
+            "the shim acknowledged {n} of 4 proxy spans; Envoy log:\n{}",
+            stack.envoy.log_tail(40)
+        );
+    }
+    assert!(stack.stop().await, "collector-shim exits 0 on SIGTERM");
+
+    for (backend, traces) in [
+        (
+            "zipkin",
+            by_trace(&zipkin_spans(&zipkin.bodies("/api/v2/spans"))),
+        ),
+        (
+            "jaeger",
+            by_trace(&jaeger_spans(&jaeger.bodies("/api/traces"))),
+        ),
+    ] {
+        let spans = |label: &str| traces.get(&ids[label]).cloned().unwrap_or_default();
+        assert!(
+            spans("plain").is_empty(),
+            "{backend}: an unsampled fast success is dropped: {:#?}",
+            spans("plain")
+        );
+        let forced = spans("forced");
+        assert_eq!(
+            forced.len(),
+            3,
+            "{backend}: forced trace complete (proxy, service, query): {forced:#?}"
+        );
+        assert!(
+            forced
+                .iter()
+                .all(|s| s.tag("aetherflow.sampling.record_only").is_none()),
+            "{backend}: forced = sampled, downstream too"
+        );
+        let failed = spans("failed");
+        assert_eq!(
+            failed.len(),
+            3,
+            "{backend}: the failed request is kept whole by the error policy: {failed:#?}"
+        );
+        assert_eq!(
+            proxy_span(&failed, "failed").tag("aetherflow.sampling.record_only"),
+            Some("true")
+        );
+        let slow = spans("slow");
+        assert_eq!(
+            slow.len(),
+            2,
+            "{backend}: the slow request is kept by the latency policy: {slow:#?}"
+        );
+        assert_eq!(
+            proxy_span(&slow, "slow").tag("aetherflow.sampling.record_only"),
+            Some("true")
+        );
+    }
+}
