@@ -103,20 +103,28 @@ impl HttpTrace {
         }
         let mut req_frames = None;
         if decision.record {
-            let get = |name: &str| lines.get(name).map(str::to_owned);
-            ex.method = get(":method").unwrap_or_default();
-            ex.path = get(":path").unwrap_or_default();
-            ex.scheme = get(":scheme").unwrap_or_default();
-            ex.authority = get(":authority")
-                .or_else(|| get("host"))
-                .unwrap_or_default();
-            ex.user_agent = get("user-agent");
-            ex.grpc = lines.get("content-type").is_some_and(grpc::is_grpc);
             for name in &sh.cfg.record_request_headers {
                 let values = lines.get_all(name);
                 if !values.is_empty() {
                     ex.request_headers.push((name.clone(), values.join(",")));
                 }
+            }
+            // The header lines are not needed any more: move the values instead of copying.
+            let mut host_header = None;
+            for (k, v) in lines {
+                match k.as_str() {
+                    ":method" => ex.method = v,
+                    ":path" => ex.path = v,
+                    ":scheme" => ex.scheme = v,
+                    ":authority" => ex.authority = v,
+                    "host" => host_header = host_header.or(Some(v)),
+                    "user-agent" => ex.user_agent = ex.user_agent.take().or(Some(v)),
+                    "content-type" => ex.grpc = ex.grpc || grpc::is_grpc(&v),
+                    _ => {}
+                }
+            }
+            if ex.authority.is_empty() {
+                ex.authority = host_header.unwrap_or_default();
             }
             if ex.grpc && sh.cfg.grpc_message_counting {
                 req_frames = Some(FrameCounter::new());

@@ -32,6 +32,8 @@ pub struct Policy {
     pub inbound: Vec<InboundFormat>,
     /// Legacy formats written.
     pub outbound: Vec<OutboundFormat>,
+    /// The tracestate of a new trace kept by the threshold (`ot=th:<T>`), built once.
+    pub new_trace_state: String,
 }
 
 impl Policy {
@@ -43,6 +45,11 @@ impl Policy {
             record_unsampled: cfg.record_unsampled,
             inbound: cfg.inbound(),
             outbound: cfg.outbound(),
+            new_trace_state: cfg
+                .threshold()
+                .to_th()
+                .map(|th| format!("ot=th:{th}"))
+                .unwrap_or_default(),
         }
     }
 }
@@ -165,16 +172,26 @@ pub fn decide(
             (c.trace_id, Some(c.span_id), flags, ts)
         }
         None => {
+            // The common case on an edge proxy: no string work beyond one clone.
             let trace_id = ids.trace_id();
-            let sampled = policy
+            let kept = policy
                 .threshold
                 .should_sample(Randomness::from_trace_id(&trace_id));
-            let mut ts = TraceState::default();
-            if sampled {
-                update_ot(&mut ts, |ot| ot.threshold = Some(policy.threshold));
-            }
-            let flags = FLAG_RANDOM | if sampled { FLAG_SAMPLED } else { 0 };
-            (trace_id, None, flags, ts)
+            let sampled = kept || force;
+            return Decision {
+                trace_id,
+                span_id,
+                parent_id: None,
+                flags: FLAG_RANDOM | if sampled { FLAG_SAMPLED } else { 0 },
+                sampled,
+                record: sampled || policy.record_unsampled,
+                tracestate: if kept {
+                    policy.new_trace_state.clone()
+                } else {
+                    String::new()
+                },
+                link,
+            };
         }
     };
 
