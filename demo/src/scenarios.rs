@@ -25,12 +25,16 @@ pub struct Scenario {
     pub upstream_service: &'static str,
     /// Spans expected in the kept trace (proxy + service spans).
     pub expect_spans: usize,
+    /// Kind of the proxy's span: SERVER on the ingress listener, CLIENT on the egress one.
+    pub proxy_kind: &'static str,
     request: Request,
 }
 
 #[derive(Debug, Clone)]
 enum Request {
     Get(&'static str, Vec<(&'static str, &'static str)>),
+    /// A GET sent out through the egress listener (an application calling another service).
+    EgressGet(&'static str),
     Grpc(&'static str),
 }
 
@@ -43,7 +47,8 @@ fn client_context(sampled: bool) -> TraceParent {
 }
 
 /// The demo's traffic: HTTP ok, HTTP 500, gRPC unary, streaming and error, a forced sample, an
-/// unsampled failure a tail policy keeps, and an unsampled success nothing keeps.
+/// unsampled failure a tail policy keeps, a call out through the egress listener, and an unsampled
+/// success nothing keeps.
 pub fn all() -> Vec<Scenario> {
     vec![
         Scenario {
@@ -53,6 +58,7 @@ pub fn all() -> Vec<Scenario> {
             expect_kept: true,
             upstream_service: "demo-http",
             expect_spans: 3,
+            proxy_kind: "SERVER",
             request: Request::Get("/api/orders", vec![]),
         },
         Scenario {
@@ -62,6 +68,7 @@ pub fn all() -> Vec<Scenario> {
             expect_kept: true,
             upstream_service: "demo-http",
             expect_spans: 3,
+            proxy_kind: "SERVER",
             request: Request::Get("/api/fail", vec![]),
         },
         Scenario {
@@ -71,6 +78,7 @@ pub fn all() -> Vec<Scenario> {
             expect_kept: true,
             upstream_service: "demo-grpc",
             expect_spans: 2,
+            proxy_kind: "SERVER",
             request: Request::Grpc(grpc::SAY_HELLO),
         },
         Scenario {
@@ -80,6 +88,7 @@ pub fn all() -> Vec<Scenario> {
             expect_kept: true,
             upstream_service: "demo-grpc",
             expect_spans: 2,
+            proxy_kind: "SERVER",
             request: Request::Grpc(grpc::STREAM_GREETINGS),
         },
         Scenario {
@@ -89,6 +98,7 @@ pub fn all() -> Vec<Scenario> {
             expect_kept: true,
             upstream_service: "demo-grpc",
             expect_spans: 3,
+            proxy_kind: "SERVER",
             request: Request::Grpc(grpc::FAIL),
         },
         Scenario {
@@ -98,6 +108,7 @@ pub fn all() -> Vec<Scenario> {
             expect_kept: true,
             upstream_service: "demo-http",
             expect_spans: 2,
+            proxy_kind: "SERVER",
             request: Request::Get("/api/orders/42", vec![("x-force-trace", "1")]),
         },
         Scenario {
@@ -107,7 +118,18 @@ pub fn all() -> Vec<Scenario> {
             expect_kept: true,
             upstream_service: "demo-http",
             expect_spans: 3,
+            proxy_kind: "SERVER",
             request: Request::Get("/api/fail", vec![]),
+        },
+        Scenario {
+            label: "egress",
+            about: "GET /api/orders/3 sent out through Envoy's egress listener: a CLIENT span is the service span's parent",
+            client_parent: Some(client_context(true)),
+            expect_kept: true,
+            upstream_service: "demo-http",
+            expect_spans: 2,
+            proxy_kind: "CLIENT",
+            request: Request::EgressGet("/api/orders/3"),
         },
         Scenario {
             label: "unsampled",
@@ -116,6 +138,7 @@ pub fn all() -> Vec<Scenario> {
             expect_kept: false,
             upstream_service: "demo-http",
             expect_spans: 0,
+            proxy_kind: "SERVER",
             request: Request::Get("/api/orders/7", vec![]),
         },
     ]
@@ -175,8 +198,10 @@ impl Sent {
     }
 }
 
-/// Sends one scenario's request through Envoy at `base`.
-pub async fn send(client: &DemoClient, base: &str, scenario: Scenario) -> Sent {
+/// Sends one scenario's request through Envoy: `ingress` and `egress` are the base URLs of its
+/// two listeners.
+pub async fn send(client: &DemoClient, ingress: &str, egress: &str, scenario: Scenario) -> Sent {
+    let base = ingress;
     let parent = scenario.client_parent.map(|p| p.header_value());
     let mut headers: Vec<(&str, &str)> = Vec::new();
     if let Some(p) = parent.as_deref() {
@@ -187,6 +212,7 @@ pub async fn send(client: &DemoClient, base: &str, scenario: Scenario) -> Sent {
             headers.extend(extra.iter().copied());
             client.get(base, path, &headers).await
         }
+        Request::EgressGet(path) => client.get(egress, path, &headers).await,
         Request::Grpc(method) => {
             let name = "AetherFlow".to_owned();
             match *method {
@@ -241,7 +267,7 @@ pub fn check(sent: &Sent, traces: &BTreeMap<String, Vec<SpanView>>) -> Vec<(bool
     let service = sent.scenario.upstream_service;
     let proxy = spans
         .iter()
-        .find(|s| !s.service.starts_with("demo-") && s.kind != "INTERNAL");
+        .find(|s| !s.service.starts_with("demo-") && s.kind == sent.scenario.proxy_kind);
     let upstream = spans
         .iter()
         .find(|s| s.service == service && s.kind == "SERVER");
@@ -263,7 +289,10 @@ pub fn check(sent: &Sent, traces: &BTreeMap<String, Vec<SpanView>>) -> Vec<(bool
         }
         _ => out.push((
             false,
-            format!("both a proxy span and a {service} SERVER span exported"),
+            format!(
+                "a proxy {} span and a {service} SERVER span exported",
+                sent.scenario.proxy_kind
+            ),
         )),
     }
     out

@@ -308,6 +308,11 @@ impl Stack {
         format!("http://{}", self.envoy.ingress())
     }
 
+    /// Base URL of Envoy's egress listener (CLIENT spans).
+    pub fn egress_url(&self) -> String {
+        format!("http://{}", self.envoy.egress())
+    }
+
     /// Waits until the filter reports `n` spans acknowledged by the shim (bounded by `timeout`).
     pub async fn wait_proxy_spans_exported(&self, n: u64, timeout: Duration) -> Result<u64, u64> {
         self.envoy

@@ -19,9 +19,10 @@ use e2e_support::{by_trace, jaeger_spans, shim_config, zipkin_spans, BackendSpan
 async fn send_all(stack: &Stack) -> BTreeMap<&'static str, Sent> {
     let client = DemoClient::new(Duration::from_secs(60));
     let base = stack.ingress_url();
+    let egress = stack.egress_url();
     let mut out = BTreeMap::new();
     for scenario in scenarios::all() {
-        let sent = scenarios::send(&client, &base, scenario).await;
+        let sent = scenarios::send(&client, &base, &egress, scenario).await;
         out.insert(sent.scenario.label, sent);
     }
     out
@@ -40,6 +41,7 @@ fn assert_answers(sent: &BTreeMap<&'static str, Sent>) {
         ("http-500", 500),
         ("forced", 200),
         ("tail-kept", 500),
+        ("egress", 200),
         ("unsampled", 200),
     ] {
         assert_eq!(reply(label).status, status, "{label}");
@@ -111,8 +113,17 @@ fn assert_traces(
         let proxy = proxy_span(spans, &what);
         let upstream = service_span(spans, s.scenario.upstream_service, &what);
         assert_eq!(
-            proxy.kind, "SERVER",
-            "{what}: the ingress span is a SERVER span"
+            proxy.kind, s.scenario.proxy_kind,
+            "{what}: SERVER on the ingress listener, CLIENT on the egress one"
+        );
+        let expected_service = if s.scenario.proxy_kind == "CLIENT" {
+            "envoy-egress"
+        } else {
+            "envoy-ingress"
+        };
+        assert_eq!(
+            proxy.service, expected_service,
+            "{what}: service.name from the listener's filter config"
         );
         assert_eq!(
             upstream.parent_id, proxy.span_id,

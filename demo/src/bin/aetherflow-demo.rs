@@ -77,6 +77,7 @@ async fn run(keep: bool) -> Result<bool, String> {
     })
     .await?;
     let base = stack.ingress_url();
+    let egress = stack.egress_url();
     println!(
         "      Envoy ingress {base}, admin http://{}, shim http://{}",
         stack.envoy.admin_addr(),
@@ -94,7 +95,7 @@ async fn run(keep: bool) -> Result<bool, String> {
     let client = DemoClient::new(Duration::from_secs(30));
     let mut sent: Vec<Sent> = Vec::new();
     for scenario in scenarios::all() {
-        let s = scenarios::send(&client, &base, scenario).await;
+        let s = scenarios::send(&client, &base, &egress, scenario).await;
         println!("      {:<12} {}", s.scenario.label, s.summary());
         sent.push(s);
     }
