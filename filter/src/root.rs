@@ -261,6 +261,20 @@ impl RootContext for TraceRoot {
             Some(old) => old.ids.borrow().clone(),
             None => IdGenerator::from_seed(seed()),
         };
+        // No float formatting here: it would add ~15 KB to the module; the threshold says it.
+        host::log(
+            LogLevel::Info,
+            &format!(
+                "aetherflow trace filter: configured: service {:?}, sampling threshold th:{}, {} spans, collector cluster {:?}",
+                cfg.service_name,
+                cfg.threshold().to_th().unwrap_or_else(|| "never".into()),
+                match cfg.span_kind {
+                    SpanKindConfig::Server => "server",
+                    SpanKindConfig::Client => "client",
+                },
+                cfg.collector_cluster,
+            ),
+        );
         self.resource = otlp::resource(&cfg);
         let tick = Duration::from_millis(cfg.flush_interval_ms.clamp(1, TICK_MS));
         self.shared = Some(Rc::new(Shared {
