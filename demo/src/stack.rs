@@ -45,6 +45,25 @@ impl ShimProcess {
         dir: &Path,
         inherit_stdout: bool,
     ) -> Result<Self, String> {
+        // The port is chosen here and bound by the child a moment later; if another process took
+        // it in between, the shim exits at start-up and a fresh port is tried.
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            match Self::start_once(binary, config, dir, inherit_stdout).await {
+                Ok(shim) => return Ok(shim),
+                Err(StartError::Exited(e)) => last_error = e,
+                Err(StartError::Fatal(e)) => return Err(e),
+            }
+        }
+        Err(last_error)
+    }
+
+    async fn start_once(
+        binary: &Path,
+        config: &str,
+        dir: &Path,
+        inherit_stdout: bool,
+    ) -> Result<Self, StartError> {
         paths::require(binary, "cargo build -p collector-shim");
         let addr = free_port()?;
         let mut doc: Value =
@@ -88,10 +107,10 @@ impl ShimProcess {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(Ok(Some(status))) = shim.child.as_mut().map(Child::try_wait) {
-                return Err(format!(
+                return Err(StartError::Exited(format!(
                     "collector-shim exited during start-up ({status}):\n{}",
                     shim.log()
-                ));
+                )));
             }
             if let Ok(reply) = client.get(&base, "/healthz", &[]).await {
                 if reply.status == 200 {
@@ -99,10 +118,10 @@ impl ShimProcess {
                 }
             }
             if Instant::now() > deadline {
-                return Err(format!(
+                return Err(StartError::Fatal(format!(
                     "collector-shim not healthy within 60 s:\n{}",
                     shim.log()
-                ));
+                )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -151,6 +170,25 @@ impl Drop for ShimProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Why a start attempt failed: the child exited (perhaps its port was taken: worth a retry), or
+/// something no retry fixes.
+enum StartError {
+    Exited(String),
+    Fatal(String),
+}
+
+impl From<String> for StartError {
+    fn from(e: String) -> Self {
+        StartError::Fatal(e)
+    }
+}
+
+impl From<&str> for StartError {
+    fn from(e: &str) -> Self {
+        StartError::Fatal(e.to_owned())
     }
 }
 
