@@ -174,19 +174,85 @@ fn every_bad_key_is_refused_with_a_message_naming_it() {
 
 #[test]
 fn malformed_json_is_refused() {
-    let cases = [
+    let deep = format!(
+        r#"{{"resource_attributes": {}1{}}}"#,
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let cases: Vec<(&str, &str)> = vec![
         ("not json", ""),
         ("[1, 2]", ""),
         (r#"{"service_name": "a""#, ""),
+        (r#"{"service_name": "a",}"#, ""),
+        (r#"{'service_name': 'a'}"#, ""),
+        (r#"{"service_name": "a"} trailing"#, ""),
+        (r#"{"service_name": "a"}{}"#, ""),
+        ("{\"service_name\": \"a\" // comment\n}", ""),
+        (r#"{"max_batch_spans": 0256}"#, ""),
+        (r#"{"sample_ratio": NaN}"#, ""),
+        (r#"{"sample_ratio": .5}"#, ""),
+        (r#"{"sample_ratio": +0.5}"#, ""),
+        (r#"{"service_name": "\x41"}"#, ""),
+        (r#"{"service_name": "\ud800"}"#, ""),
+        (r#"{"service_name": "\u12"}"#, ""),
+        ("{\"service_name\": \"raw\nnewline\"}", ""),
+        ("{\"service_name\": \"a\u{0}b\"}", ""),
+        (r#"{"service_name": "a", "service_name": "b"}"#, ""),
+        (&deep, ""),
     ];
+    let mut problems = Vec::new();
     for (text, _, v) in validate_all(&cases) {
-        assert!(!v.accepted, "{text:?} accepted:\n{}", v.output);
-        assert!(
-            v.output.contains("wasm log"),
-            "{text:?}: refused without a filter log line:\n{}",
-            v.output
-        );
+        let shown: String = text.chars().take(60).collect();
+        if v.accepted {
+            problems.push(format!("{shown:?}: accepted"));
+        } else if !v.output.contains("wasm log") {
+            problems.push(format!("{shown:?}: refused without a filter log line"));
+        }
+        let failures: Vec<String> = envoy::wasm_failure_lines(&v.output)
+            .into_iter()
+            .filter(|l| l.to_ascii_lowercase().contains("panic") || l.contains("proxy_on_"))
+            .collect();
+        if !failures.is_empty() {
+            problems.push(format!("{shown:?}: the VM failed: {failures:?}"));
+        }
     }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn json_corner_cases_that_are_valid_are_accepted() {
+    let cases: Vec<(&str, &str)> = vec![
+        // No configuration at all means every default.
+        ("", ""),
+        ("\u{feff}{}", ""),
+        (
+            " \t\r\n{ \t\r\n\"sample_ratio\" \t\r\n: \t\r\n1e0 \t\r\n} \t\r\n",
+            "",
+        ),
+        (r#"{"sample_ratio": 5E-1}"#, ""),
+        (r#"{"sample_ratio": 0}"#, ""),
+        (r#"{"sample_ratio": 1}"#, ""),
+        (
+            r#"{"service_name": "caf\u00e9 \ud83d\ude00 \"q\" \\ \/ \b\f\n\r\t"}"#,
+            "",
+        ),
+        (r#"{"resource_attributes": {}}"#, ""),
+        (r#"{"record_request_headers": []}"#, ""),
+    ];
+    let mut problems = Vec::new();
+    for (text, _, v) in validate_all(&cases) {
+        // A UTF-8 BOM is not JSON text (RFC 8259 §8.1: MUST NOT add, MAY ignore): either way is fine.
+        if text.starts_with('\u{feff}') {
+            assert!(envoy::wasm_failure_lines(&v.output)
+                .iter()
+                .all(|l| !l.contains("panic")));
+            continue;
+        }
+        if !v.accepted {
+            problems.push(format!("{text:?}: refused:\n{}", v.output));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,4 +281,21 @@ async fn a_real_start_with_a_bad_key_fails_and_logs_the_key() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_string_escapes_are_decoded() {
+    use aetherflow_tests::http_client::ClientRequest;
+    use aetherflow_tests::stack::StackBuilder;
+    let text = r#"{"service_name": "caf\u00e9 \ud83d\ude00 \"q\"\t\\", "flush_interval_ms": 200}"#;
+    let stack = StackBuilder::new()
+        .config(move |cfg| cfg.set_filter_config_text(INGRESS, text))
+        .start()
+        .await;
+    let ex = stack.ingress(ClientRequest::get("/escapes")).await;
+    let span = stack.span_of(&ex).await;
+    assert_eq!(
+        span.resource_str("service.name").as_deref(),
+        Some("caf\u{e9} \u{1f600} \"q\"\t\\")
+    );
 }
