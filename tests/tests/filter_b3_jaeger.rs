@@ -14,6 +14,7 @@ async fn inbound_fallbacks_and_outbound_formats() {
         })
         .filter(EGRESS, |c| {
             c.insert("outbound_formats".into(), json!(["w3c", "b3single"]));
+            c.insert("inbound_formats".into(), json!(["w3c"]));
             c.insert("flush_interval_ms".into(), json!(200));
         })
         .start()
@@ -138,6 +139,37 @@ async fn inbound_fallbacks_and_outbound_formats() {
         "no valid traceparent: B3 fallback"
     );
 
+    // B3 debug flag without a sampling header: debug implies accept.
+    let (t, s) = (new_trace_id(), new_span_id());
+    let req = ClientRequest::get("/b3d")
+        .header("x-b3-traceid", &t)
+        .header("x-b3-spanid", &s)
+        .header("x-b3-flags", "1");
+    let ex = stack.ingress(req).await;
+    let tp = ex.upstream_traceparent();
+    assert_eq!(tp.trace_id, t);
+    assert!(tp.sampled(), "x-b3-flags: 1 (debug) implies sampled");
+    // B3 single with the optional parent span id field.
+    let (t, s, parent) = (new_trace_id(), new_span_id(), new_span_id());
+    let ex = stack
+        .ingress(ClientRequest::get("/b3p").header("b3", format!("{t}-{s}-1-{parent}")))
+        .await;
+    assert_eq!(ex.upstream_traceparent().trace_id, t);
+    assert_eq!(
+        stack.span_of(&ex).await.parent_span_id(),
+        s,
+        "parent is the B3 span id, not its parent"
+    );
+    // Both B3 and Jaeger, no traceparent: inbound_formats order puts B3 first.
+    let (tb, tj) = (new_trace_id(), new_trace_id());
+    let req = ClientRequest::get("/order")
+        .header("uber-trace-id", format!("{tj}:{}:0:1", new_span_id()))
+        .header("x-b3-traceid", &tb)
+        .header("x-b3-spanid", new_span_id())
+        .header("x-b3-sampled", "1");
+    let ex = stack.ingress(req).await;
+    assert_eq!(ex.upstream_traceparent().trace_id, tb, "b3 before jaeger");
+
     // Garbage B3/Jaeger: a new trace, nothing crashes.
     for (name, value) in [
         ("b3", "not-valid"),
@@ -152,6 +184,20 @@ async fn inbound_fallbacks_and_outbound_formats() {
             "{name}: {value}: new trace expected"
         );
     }
+
+    // inbound_formats ["w3c"] (egress): B3 and Jaeger are not read.
+    let t = new_trace_id();
+    let req = ClientRequest::get("/w3c-only")
+        .header("x-b3-traceid", &t)
+        .header("x-b3-spanid", new_span_id())
+        .header("x-b3-sampled", "1")
+        .header("uber-trace-id", format!("{t}:{}:0:1", new_span_id()));
+    let ex = stack.exchange(stack.envoy.egress(), req).await;
+    assert_ne!(
+        ex.upstream_traceparent().trace_id,
+        t,
+        "inbound_formats without b3/jaeger"
+    );
 
     // Egress listener: CLIENT span, W3C + B3 single outbound.
     let (t, p) = (new_trace_id(), new_span_id());
