@@ -11,6 +11,13 @@ use serde_json::json;
 
 const STATUS_ERROR: i32 = 2;
 
+fn unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn span_content_and_response_headers() {
     let stack = StackBuilder::new()
@@ -34,7 +41,9 @@ async fn span_content_and_response_headers() {
         .header("user-agent", format!("test-agent/{}", "x".repeat(100)))
         .header("x-tenant", "acme")
         .header("x-upstream-delay-ms", "150");
+    let before = unix_nanos();
     let ex = stack.ingress(req).await;
+    let after = unix_nanos();
     let tp = ex.upstream_traceparent();
     assert_eq!(ex.response.status, 200);
     // The trace id goes back to the client; traceresponse (W3C draft) names the proxy span.
@@ -120,6 +129,15 @@ async fn span_content_and_response_headers() {
     // Timing from the host clock: covers the upstream's 150 ms delay.
     assert!(s.start_time_unix_nano > 0 && s.end_time_unix_nano >= s.start_time_unix_nano);
     let dur = Duration::from_nanos(s.end_time_unix_nano - s.start_time_unix_nano);
+    // Wall-clock nanoseconds since the epoch, inside the client's own observation window.
+    let slack = 1_000_000_000; // generous for a busy machine
+    assert!(
+        s.start_time_unix_nano + slack >= before && s.end_time_unix_nano <= after + slack,
+        "span [{}, {}] outside the request window [{before}, {after}]",
+        s.start_time_unix_nano,
+        s.end_time_unix_nano
+    );
+    assert!(dur <= Duration::from_nanos(after - before) + Duration::from_millis(50));
     assert!(
         dur >= Duration::from_millis(150) && dur < Duration::from_secs(10),
         "duration {dur:?}"
