@@ -9,6 +9,7 @@
 use crate::host;
 use crate::http::HttpTrace;
 use crate::metrics::{self, Metrics};
+use aetherflow_core::buffer::{Pushed, SpanBuffer};
 use aetherflow_core::config::{Config, SpanKindConfig};
 use aetherflow_core::head::Policy;
 use aetherflow_core::ids::IdGenerator;
@@ -19,7 +20,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -69,7 +70,7 @@ pub struct Shared {
     /// Id generator, seeded once per VM.
     pub ids: RefCell<IdGenerator>,
     /// Finished spans waiting for export.
-    pub buffer: RefCell<VecDeque<Span>>,
+    pub buffer: RefCell<SpanBuffer>,
     /// Rate limit of the "buffer full" warning.
     pub drop_log: LogLimiter,
     /// A full batch asked the root for an early tick (cleared by the root's tick).
@@ -84,20 +85,22 @@ impl Shared {
         let Ok(mut buf) = self.buffer.try_borrow_mut() else {
             return;
         };
-        if buf.len() >= self.cfg.max_buffered_spans {
-            drop(buf);
-            metrics::inc(self.metrics.spans_dropped_buffer_full);
-            self.drop_log
-                .warn("span buffer full, dropping spans (collector slow or unreachable?)");
-            return;
-        }
-        buf.push_back(span);
-        metrics::set(self.metrics.buffered_spans, buf.len() as u64);
-        if buf.len() >= self.cfg.max_batch_spans && !self.early_tick.get() {
-            // Envoy applies a tick period set from an HTTP context to its root context: a
-            // full batch then leaves at the next millisecond instead of the next regular tick.
-            self.early_tick.set(true);
-            let _ = hostcalls::set_tick_period(Duration::from_millis(1));
+        match buf.push(span) {
+            Pushed::Dropped => {
+                drop(buf);
+                metrics::inc(self.metrics.spans_dropped_buffer_full);
+                self.drop_log
+                    .warn("span buffer full, dropping spans (collector slow or unreachable?)");
+            }
+            Pushed::Buffered { full_batch } => {
+                metrics::set(self.metrics.buffered_spans, buf.len() as u64);
+                if full_batch && !self.early_tick.get() {
+                    // Envoy applies a tick period set from an HTTP context to its root
+                    // context: a full batch leaves at the next millisecond, not the next tick.
+                    self.early_tick.set(true);
+                    let _ = hostcalls::set_tick_period(Duration::from_millis(1));
+                }
+            }
         }
     }
 }
@@ -111,8 +114,6 @@ pub struct TraceRoot {
     resource: Resource,
     /// Export requests in flight: token -> number of spans.
     inflight: HashMap<u32, usize>,
-    /// When the last partial batch was flushed (host clock, ns).
-    last_flush_ns: u64,
     /// Metrics, defined once per VM (kept across reconfiguration).
     metrics: Option<Metrics>,
     /// Rate limit of export failure warnings.
@@ -139,31 +140,18 @@ impl TraceRoot {
             return;
         };
         let now = host::now_nanos();
-        let interval_ns = sh.cfg.flush_interval_ms.saturating_mul(1_000_000);
-        let mut partial_due =
-            force_partial || now.saturating_sub(self.last_flush_ns) >= interval_ns;
         let timeout = Duration::from_millis(sh.cfg.collector_timeout_ms);
-        loop {
-            if self.inflight.len() >= sh.cfg.max_inflight_dispatches {
-                break;
-            }
-            let batch: Vec<Span> = {
+        while self.inflight.len() < sh.cfg.max_inflight_dispatches {
+            let batch = {
                 let Ok(mut buf) = sh.buffer.try_borrow_mut() else {
                     break;
                 };
-                let n = buf.len();
-                if n == 0 || (n < sh.cfg.max_batch_spans && !partial_due) {
+                let Some(batch) = buf.next_batch(now, force_partial) else {
                     break;
-                }
-                let take = n.min(sh.cfg.max_batch_spans);
-                let batch = buf.drain(..take).collect();
+                };
                 metrics::set(sh.metrics.buffered_spans, buf.len() as u64);
                 batch
             };
-            if batch.len() < sh.cfg.max_batch_spans {
-                partial_due = false;
-                self.last_flush_ns = now;
-            }
             let n = batch.len();
             let body = otlp::encode(&self.resource, batch);
             let headers = vec![
@@ -193,15 +181,6 @@ impl TraceRoot {
                     break;
                 }
             }
-        }
-        if partial_due
-            && sh
-                .buffer
-                .try_borrow()
-                .map(|b| b.is_empty())
-                .unwrap_or(false)
-        {
-            self.last_flush_ns = now;
         }
     }
 }
@@ -277,6 +256,12 @@ impl RootContext for TraceRoot {
         );
         self.resource = otlp::resource(&cfg);
         let tick = Duration::from_millis(cfg.flush_interval_ms.clamp(1, TICK_MS));
+        let buffer = SpanBuffer::new(
+            cfg.max_buffered_spans,
+            cfg.max_batch_spans,
+            cfg.flush_interval_ms,
+            host::now_nanos(),
+        );
         self.shared = Some(Rc::new(Shared {
             policy: Policy::from_config(&cfg),
             kind: match cfg.span_kind {
@@ -286,12 +271,11 @@ impl RootContext for TraceRoot {
             cfg,
             metrics,
             ids: RefCell::new(ids),
-            buffer: RefCell::new(VecDeque::new()),
+            buffer: RefCell::new(buffer),
             drop_log: LogLimiter::default(),
             early_tick: Cell::new(false),
             tick,
         }));
-        self.last_flush_ns = host::now_nanos();
         let _ = hostcalls::set_tick_period(tick);
         true
     }

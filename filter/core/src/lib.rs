@@ -9,6 +9,7 @@
 // Test tables are tuples of (input, expected, reason): clearer inline than behind aliases.
 #![cfg_attr(test, allow(clippy::type_complexity))]
 
+pub mod buffer;
 pub mod config;
 pub mod envoy;
 pub mod grpc;
