@@ -227,3 +227,23 @@ async fn slow_backend_times_out_then_succeeds() {
     assert_eq!(t.retries.get(), 1, "the timed-out attempt is retried");
     assert_eq!(backend.received().len(), 2);
 }
+
+#[test]
+fn tag_clashes_resolve_to_the_more_specific_value() {
+    let mut sp = span(TRACE, 5, 0, "GET", SpanKind::Server, 0, 10);
+    // Span attribute beats resource attribute; the status beats a span attribute `error`.
+    sp.attributes = vec![
+        kv("deployment.environment.name", s("canary")),
+        kv("error", s("from-attribute")),
+        kv("quote\"key", s("line\nbreak")),
+    ];
+    sp.status = error_status("");
+    let (body, _) = encode(&[record("svc", sp)]);
+    let out = decode("zipkin_json.py", &body, &[]);
+    let tags = &out["spans"][0]["tags"];
+    assert_eq!(tags["deployment.environment.name"], "canary");
+    assert_eq!(tags["error"], "true");
+    assert_eq!(tags["quote\"key"], "line\nbreak");
+    let text = String::from_utf8(body).unwrap();
+    assert_eq!(text.matches("\"error\":").count(), 1, "{text}");
+}

@@ -1,75 +1,36 @@
 //! OTLP span -> Zipkin v2 JSON span (`zipkin2-api.yaml`, with the OpenTelemetry "Zipkin
-//! exporter" mapping rules). Pure: no I/O.
-use std::collections::BTreeMap;
-use std::net::IpAddr;
+//! exporter" mapping rules). Pure: no I/O. The JSON is written directly into the request
+//! buffer (see `json.rs`): this runs for every exported span.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use serde::Serialize;
 
-use crate::exporter::attrs::{
-    find_int, find_string, hex, service_name, valid_id, value_to_json, value_to_string,
-};
+use super::json;
+use crate::exporter::attrs::{find, find_int, valid_id, value_to_json, UNKNOWN_SERVICE};
 use crate::model::SpanRecord;
 
-/// One Zipkin v2 span, serialized as the API's JSON.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ZipkinSpan {
-    /// 32 lower-case hex characters (128-bit trace id).
-    pub trace_id: String,
-    /// 16 hex characters.
-    pub id: String,
-    /// Absent for a root span.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parent_id: Option<String>,
-    /// `CLIENT`, `SERVER`, `PRODUCER`, `CONSUMER`; absent for internal spans.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kind: Option<&'static str>,
-    /// The span name, absent when empty.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Start, epoch microseconds.
-    pub timestamp: u64,
-    /// Microseconds, at least 1.
-    pub duration: u64,
-    /// Only for a server span that reuses its client's span id (see [`to_zipkin`]).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shared: Option<bool>,
-    /// The service that recorded the span.
-    pub local_endpoint: Endpoint,
-    /// The other side of an RPC, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub remote_endpoint: Option<Endpoint>,
-    /// Span events.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub annotations: Vec<Annotation>,
-    /// Attributes and status, all values as strings.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub tags: BTreeMap<String, String>,
-}
-
-/// A node of the service graph.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Endpoint {
+/// A node of the service graph (`Endpoint` in the API).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Endpoint<'a> {
     /// Service name, absent if unknown.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub service_name: Option<String>,
-    /// Textual IPv4 address.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ipv4: Option<String>,
-    /// Textual IPv6 address.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ipv6: Option<String>,
+    pub service_name: Option<&'a str>,
+    /// IPv4 address (also for IPv4-mapped IPv6, as the API asks).
+    pub ipv4: Option<Ipv4Addr>,
+    /// IPv6 address.
+    pub ipv6: Option<Ipv6Addr>,
     /// Port.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
 }
 
-impl Endpoint {
+impl Endpoint<'_> {
     fn is_empty(&self) -> bool {
-        *self == Endpoint::default()
+        self.service_name.is_none()
+            && self.ipv4.is_none()
+            && self.ipv6.is_none()
+            && self.port.is_none()
     }
 
     fn set_ip(&mut self, text: &str) -> bool {
@@ -78,25 +39,44 @@ impl Endpoint {
             .trim_matches(|c| c == '[' || c == ']')
             .parse::<IpAddr>()
         {
-            Ok(IpAddr::V4(v4)) => self.ipv4 = Some(v4.to_string()),
+            Ok(IpAddr::V4(v4)) => self.ipv4 = Some(v4),
             Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-                // The spec: prefer the ipv4 field for mapped addresses.
-                Some(v4) => self.ipv4 = Some(v4.to_string()),
-                None => self.ipv6 = Some(v6.to_string()),
+                Some(v4) => self.ipv4 = Some(v4),
+                None => self.ipv6 = Some(v6),
             },
             Err(_) => return false,
         }
         true
     }
-}
 
-/// A timestamped event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Annotation {
-    /// Epoch microseconds.
-    pub timestamp: u64,
-    /// The event name, with its attributes as JSON when it has any.
-    pub value: String,
+    fn write(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        out.push(b'{');
+        let mut first = true;
+        let mut sep = |out: &mut Vec<u8>| {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+        };
+        if let Some(s) = self.service_name {
+            sep(out);
+            json::key(out, "serviceName");
+            json::string(out, s);
+        }
+        if let Some(ip) = self.ipv4 {
+            sep(out);
+            let _ = write!(out, "\"ipv4\":\"{ip}\"");
+        }
+        if let Some(ip) = self.ipv6 {
+            sep(out);
+            let _ = write!(out, "\"ipv6\":\"{ip}\"");
+        }
+        if let Some(p) = self.port {
+            sep(out);
+            let _ = write!(out, "\"port\":{p}");
+        }
+        out.push(b'}');
+    }
 }
 
 /// Why a span could not be mapped (Zipkin would refuse the whole request for it).
@@ -108,14 +88,38 @@ pub enum Unmappable {
     SpanId,
 }
 
-/// Maps one span.
+/// A tag value before writing: borrowed from the span where possible.
+enum TagValue<'a> {
+    /// An attribute value, stringified when written.
+    Attr(&'a Value),
+    /// Text.
+    Text(&'a str),
+    /// A count.
+    Count(u32),
+}
+
+/// Maps one span and returns it as a JSON value (for inspection and tests; the exporter uses
+/// [`write_span`]).
+pub fn to_zipkin(rec: &SpanRecord) -> Result<serde_json::Value, Unmappable> {
+    let mut out = Vec::new();
+    write_span(rec, &mut out)?;
+    // write_span produces valid JSON by construction.
+    Ok(serde_json::from_slice(&out).unwrap_or(serde_json::Value::Null))
+}
+
+/// Appends one span as a Zipkin v2 JSON object; nothing is written when it cannot be mapped.
 ///
 /// `shared`: Zipkin's flag means "contributing to a span started by another tracer", i.e. a
-/// server span that reuses its client's span id (B3 shared-span style). OpenTelemetry always gives
-/// a server span its own id, so a server span continuing a remote parent is *not* shared; the flag
-/// is set only in the one case it describes: a SERVER span whose id equals its parent id (such a
-/// span then carries no parentId, since a span cannot be its own parent).
-pub fn to_zipkin(rec: &SpanRecord) -> Result<ZipkinSpan, Unmappable> {
+/// server span that reuses its client's span id (B3 shared-span style). OpenTelemetry always
+/// gives a server span its own id, so a server span continuing a remote parent is *not* shared;
+/// the flag is set only in the one case it describes: a SERVER span whose id equals its parent id
+/// (such a span then carries no parentId, since a span cannot be its own parent).
+///
+/// Tags: resource attributes other than `service.name`, then span attributes, then
+/// `otel.scope.name`/`otel.scope.version`, `otel.status_code`, `error` (the status message; Zipkin
+/// marks failed spans by this tag's presence) and dropped counts; on a key clash the later wins.
+/// Tags are written sorted by key.
+pub fn write_span(rec: &SpanRecord, out: &mut Vec<u8>) -> Result<(), Unmappable> {
     let s = &rec.span;
     if !valid_id(&s.trace_id, 16) {
         return Err(Unmappable::TraceId);
@@ -129,40 +133,107 @@ pub fn to_zipkin(rec: &SpanRecord) -> Result<ZipkinSpan, Unmappable> {
     let start_us = s.start_time_unix_nano / 1000;
     let end_us = s.end_time_unix_nano / 1000;
 
-    let mut tags = BTreeMap::new();
-    // Resource attributes first so that span attributes win on a clash.
-    for kv in &rec.resource.attributes {
-        if kv.key != "service.name" {
-            if let Some(v) = kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                tags.insert(kv.key.clone(), value_to_string(v));
+    out.extend_from_slice(b"{\"traceId\":");
+    json::hex_string(out, &s.trace_id);
+    out.extend_from_slice(b",\"id\":");
+    json::hex_string(out, &s.span_id);
+    if has_parent && !shared {
+        out.extend_from_slice(b",\"parentId\":");
+        json::hex_string(out, &s.parent_span_id);
+    }
+    let kind_name: Option<&[u8]> = match kind {
+        SpanKind::Server => Some(b"SERVER"),
+        SpanKind::Client => Some(b"CLIENT"),
+        SpanKind::Producer => Some(b"PRODUCER"),
+        SpanKind::Consumer => Some(b"CONSUMER"),
+        SpanKind::Internal | SpanKind::Unspecified => None,
+    };
+    if let Some(k) = kind_name {
+        out.extend_from_slice(b",\"kind\":\"");
+        out.extend_from_slice(k);
+        out.push(b'"');
+    }
+    if !s.name.is_empty() {
+        out.extend_from_slice(b",\"name\":");
+        json::string(out, &s.name);
+    }
+    out.extend_from_slice(b",\"timestamp\":");
+    json::uint(out, start_us);
+    // "Durations of less than one are rounded up."
+    out.extend_from_slice(b",\"duration\":");
+    json::uint(out, end_us.saturating_sub(start_us).max(1));
+    if shared {
+        out.extend_from_slice(b",\"shared\":true");
+    }
+    out.extend_from_slice(b",\"localEndpoint\":");
+    let service = match find(&rec.resource.attributes, "service.name") {
+        Some(Value::StringValue(name)) if !name.is_empty() => name.as_str(),
+        _ => UNKNOWN_SERVICE,
+    };
+    Endpoint {
+        service_name: Some(service),
+        ..Default::default()
+    }
+    .write(out);
+    let remote = remote_endpoint(kind, &s.attributes);
+    if !remote.is_empty() {
+        out.extend_from_slice(b",\"remoteEndpoint\":");
+        remote.write(out);
+    }
+    if !s.events.is_empty() {
+        out.extend_from_slice(b",\"annotations\":[");
+        for (n, e) in s.events.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
             }
+            out.extend_from_slice(b"{\"timestamp\":");
+            json::uint(out, e.time_unix_nano / 1000);
+            out.extend_from_slice(b",\"value\":");
+            json::string(out, &event_value(&e.name, &e.attributes));
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    write_tags(rec, out);
+    out.push(b'}');
+    Ok(())
+}
+
+fn attr(kv: &KeyValue) -> Option<&Value> {
+    kv.value.as_ref().and_then(|v| v.value.as_ref())
+}
+
+fn write_tags(rec: &SpanRecord, out: &mut Vec<u8>) {
+    let s = &rec.span;
+    let mut tags: Vec<(&str, TagValue<'_>)> =
+        Vec::with_capacity(rec.resource.attributes.len() + s.attributes.len() + 6);
+    for kv in &rec.resource.attributes {
+        if let (true, Some(v)) = (kv.key != "service.name", attr(kv)) {
+            tags.push((&kv.key, TagValue::Attr(v)));
         }
     }
     for kv in &s.attributes {
-        if let Some(v) = kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-            tags.insert(kv.key.clone(), value_to_string(v));
+        if let Some(v) = attr(kv) {
+            tags.push((&kv.key, TagValue::Attr(v)));
         }
     }
     if !rec.scope.name.is_empty() {
-        tags.insert("otel.scope.name".into(), rec.scope.name.clone());
+        tags.push(("otel.scope.name", TagValue::Text(&rec.scope.name)));
     }
     if !rec.scope.version.is_empty() {
-        tags.insert("otel.scope.version".into(), rec.scope.version.clone());
+        tags.push(("otel.scope.version", TagValue::Text(&rec.scope.version)));
     }
     if let Some(status) = &s.status {
         match StatusCode::try_from(status.code).unwrap_or(StatusCode::Unset) {
-            StatusCode::Ok => {
-                tags.insert("otel.status_code".into(), "OK".into());
-            }
+            StatusCode::Ok => tags.push(("otel.status_code", TagValue::Text("OK"))),
             StatusCode::Error => {
-                tags.insert("otel.status_code".into(), "ERROR".into());
-                // Zipkin marks a span failed by the presence of `error`; its value is the message.
+                tags.push(("otel.status_code", TagValue::Text("ERROR")));
                 let msg = if status.message.is_empty() {
-                    "true".to_string()
+                    "true"
                 } else {
-                    status.message.clone()
+                    status.message.as_str()
                 };
-                tags.insert("error".into(), msg);
+                tags.push(("error", TagValue::Text(msg)));
             }
             StatusCode::Unset => {}
         }
@@ -173,48 +244,40 @@ pub fn to_zipkin(rec: &SpanRecord) -> Result<ZipkinSpan, Unmappable> {
         ("otel.dropped_links_count", s.dropped_links_count),
     ] {
         if n > 0 {
-            tags.insert(key.into(), n.to_string());
+            tags.push((key, TagValue::Count(n)));
         }
     }
-
-    let annotations = s
-        .events
-        .iter()
-        .map(|e| Annotation {
-            timestamp: e.time_unix_nano / 1000,
-            value: event_value(&e.name, &e.attributes),
-        })
-        .collect();
-
-    let remote = remote_endpoint(kind, &s.attributes);
-    Ok(ZipkinSpan {
-        trace_id: hex(&s.trace_id),
-        id: hex(&s.span_id),
-        parent_id: (has_parent && !shared).then(|| hex(&s.parent_span_id)),
-        kind: match kind {
-            SpanKind::Server => Some("SERVER"),
-            SpanKind::Client => Some("CLIENT"),
-            SpanKind::Producer => Some("PRODUCER"),
-            SpanKind::Consumer => Some("CONSUMER"),
-            SpanKind::Internal | SpanKind::Unspecified => None,
-        },
-        name: (!s.name.is_empty()).then(|| s.name.clone()),
-        timestamp: start_us,
-        // "Durations of less than one are rounded up."
-        duration: end_us.saturating_sub(start_us).max(1),
-        shared: shared.then_some(true),
-        local_endpoint: Endpoint {
-            service_name: Some(service_name(&rec.resource)),
-            ..Default::default()
-        },
-        remote_endpoint: (!remote.is_empty()).then_some(remote),
-        annotations,
-        tags,
-    })
+    if tags.is_empty() {
+        return;
+    }
+    // Stable sort: among equal keys the later-pushed (higher-priority) entry comes last.
+    tags.sort_by(|a, b| a.0.cmp(b.0));
+    out.extend_from_slice(b",\"tags\":{");
+    let mut first = true;
+    for (i, (k, v)) in tags.iter().enumerate() {
+        if tags.get(i + 1).is_some_and(|next| next.0 == *k) {
+            continue;
+        }
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        json::string(out, k);
+        out.push(b':');
+        match v {
+            TagValue::Attr(v) => json::value_as_string(out, v),
+            TagValue::Text(t) => json::string(out, t),
+            TagValue::Count(n) => {
+                out.push(b'"');
+                json::uint(out, u64::from(*n));
+                out.push(b'"');
+            }
+        }
+    }
+    out.push(b'}');
 }
 
 /// Event name alone, or `"name": {attributes}` as the OTel Zipkin mapping writes it.
-fn event_value(name: &str, attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue]) -> String {
+fn event_value(name: &str, attrs: &[KeyValue]) -> String {
     if attrs.is_empty() {
         return name.to_string();
     }
@@ -237,11 +300,12 @@ fn event_value(name: &str, attrs: &[opentelemetry_proto::tonic::common::v1::KeyV
 /// The other side of the connection: for SERVER spans the client (`client.address`,
 /// `network.peer.*`), for CLIENT/PRODUCER/CONSUMER spans the server or broker (`peer.service`,
 /// `network.peer.*`, Envoy's `envoy.upstream.address`, `server.address`/`server.port`).
-fn remote_endpoint(
-    kind: SpanKind,
-    attrs: &[opentelemetry_proto::tonic::common::v1::KeyValue],
-) -> Endpoint {
+fn remote_endpoint(kind: SpanKind, attrs: &[KeyValue]) -> Endpoint<'_> {
     let mut ep = Endpoint::default();
+    let text = |key: &str| match find(attrs, key) {
+        Some(Value::StringValue(s)) if !s.is_empty() => Some(s.as_str()),
+        _ => None,
+    };
     let port = |key: &str| {
         find_int(attrs, key)
             .and_then(|p| u16::try_from(p).ok())
@@ -249,46 +313,35 @@ fn remote_endpoint(
     };
     match kind {
         SpanKind::Server => {
-            let ip = find_string(attrs, "client.address")
-                .or_else(|| find_string(attrs, "network.peer.address"));
-            if let Some(ip) = ip {
-                ep.set_ip(&ip);
-            }
-            ep.port = port("client.port").or_else(|| port("network.peer.port"));
-            if ep.ipv4.is_none() && ep.ipv6.is_none() {
-                ep.port = None;
+            if let Some(ip) = text("client.address").or_else(|| text("network.peer.address")) {
+                if ep.set_ip(ip) {
+                    ep.port = port("client.port").or_else(|| port("network.peer.port"));
+                }
             }
         }
         SpanKind::Client | SpanKind::Producer | SpanKind::Consumer => {
-            ep.service_name = find_string(attrs, "peer.service");
-            let mut have_ip =
-                find_string(attrs, "network.peer.address").is_some_and(|a| ep.set_ip(&a));
+            ep.service_name = text("peer.service");
+            let mut have_ip = text("network.peer.address").is_some_and(|a| ep.set_ip(a));
             if have_ip {
                 ep.port = port("network.peer.port");
-            }
-            if !have_ip {
-                if let Some((host, p)) = find_string(attrs, "envoy.upstream.address")
-                    .as_deref()
-                    .and_then(split_host_port)
-                {
-                    have_ip = ep.set_ip(host);
-                    if have_ip {
-                        ep.port = p;
-                    }
+            } else if let Some((host, p)) = text("envoy.upstream.address").and_then(split_host_port)
+            {
+                have_ip = ep.set_ip(host);
+                if have_ip {
+                    ep.port = p;
                 }
             }
-            let server = find_string(attrs, "server.address");
+            let server = text("server.address");
             if !have_ip {
-                if let Some(addr) = &server {
-                    have_ip = ep.set_ip(addr);
-                    if have_ip {
+                if let Some(addr) = server {
+                    if ep.set_ip(addr) {
                         ep.port = port("server.port");
                     }
                 }
             }
             // A host name (not an IP) names the remote service when nothing better does.
             if ep.service_name.is_none() {
-                ep.service_name = server.filter(|s| s.parse::<IpAddr>().is_err() && !s.is_empty());
+                ep.service_name = server.filter(|s| s.parse::<IpAddr>().is_err());
                 if ep.service_name.is_some() && ep.port.is_none() {
                     ep.port = port("server.port");
                 }
@@ -332,7 +385,7 @@ mod tests {
     fn mapped_ipv6_goes_to_ipv4() {
         let mut ep = Endpoint::default();
         assert!(ep.set_ip("::ffff:10.1.2.3"));
-        assert_eq!(ep.ipv4.as_deref(), Some("10.1.2.3"));
+        assert_eq!(ep.ipv4, Some(Ipv4Addr::new(10, 1, 2, 3)));
         assert!(ep.ipv6.is_none());
         assert!(!Endpoint::default().set_ip("shop.example"));
     }
