@@ -257,3 +257,68 @@ pub async fn send_raw(
         .and_then(|code| code.parse().ok());
     Ok(RawResponse { status, text })
 }
+
+/// Sends every request concurrently as streams of ONE cleartext HTTP/2 connection (multiplexing:
+/// one Envoy worker, one connection, interleaved filter contexts). Results are in request order.
+pub async fn send_h2_multiplexed(
+    addr: SocketAddr,
+    reqs: &[ClientRequest],
+    timeout: Duration,
+) -> Result<Vec<Result<ClientResponse, String>>, String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut tasks = Vec::new();
+    for req in reqs {
+        let mut sender = sender.clone();
+        let mut request = hyper::Request::builder()
+            .method(req.method.as_str())
+            .uri(format!("http://{addr}{}", req.path))
+            .body(Full::new(req.body.clone()))
+            .map_err(|e| e.to_string())?;
+        for (name, value) in &req.headers {
+            let name = hyper::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| e.to_string())?;
+            let value = hyper::header::HeaderValue::from_bytes(value).map_err(|e| e.to_string())?;
+            request.headers_mut().append(name, value);
+        }
+        tasks.push(tokio::spawn(async move {
+            let fut = async {
+                let response = sender
+                    .send_request(request)
+                    .await
+                    .map_err(|e| format!("h2 stream: {e}"))?;
+                let status = response.status().as_u16();
+                let headers = header_lines(response.headers());
+                let collected = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let trailers = collected.trailers().map(header_lines).unwrap_or_default();
+                Ok(ClientResponse {
+                    status,
+                    headers,
+                    body: collected.to_bytes(),
+                    trailers,
+                })
+            };
+            tokio::time::timeout(timeout, fut)
+                .await
+                .map_err(|_| "h2 stream timed out".to_string())?
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}

@@ -421,3 +421,72 @@ async fn resets_cancellations_and_http2() {
     assert_eq!(sampled, 3);
     stack.envoy.assert_no_wasm_failures().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiplexed_h2_streams_keep_their_own_context() {
+    use aetherflow_tests::http_client::send_h2_multiplexed;
+    use aetherflow_tests::stack::REQUEST_TIMEOUT;
+    let stack = StackBuilder::new().start().await;
+    // 30 interleaved streams on one connection, each with its own parent and its own delay (so
+    // their filter callbacks interleave), half gRPC.
+    let mut reqs = Vec::new();
+    let mut expect = Vec::new();
+    for i in 0..30u32 {
+        let (t, p) = (new_trace_id(), new_span_id());
+        let base = if i % 2 == 0 {
+            ClientRequest::grpc(
+                "/demo.v1.Echo/Mux",
+                aetherflow_tests::grpc::frames(1 + i as usize % 3, 10),
+            )
+        } else {
+            ClientRequest::get(&format!("/mux/{i}"))
+        };
+        reqs.push(
+            base.header("traceparent", format!("00-{t}-{p}-01"))
+                .header("x-upstream-delay-ms", ((i * 37) % 200).to_string())
+                .header("x-test-id", format!("mux-{i}")),
+        );
+        expect.push((t, p));
+    }
+    let results = send_h2_multiplexed(stack.envoy.ingress(), &reqs, REQUEST_TIMEOUT)
+        .await
+        .expect("h2 connection");
+    for (i, (r, (t, p))) in results.iter().zip(&expect).enumerate() {
+        let r = r.as_ref().unwrap_or_else(|e| panic!("stream {i}: {e}"));
+        assert_eq!(r.status, 200, "stream {i}");
+        assert_eq!(
+            r.header("x-trace-id").as_deref(),
+            Some(t.as_str()),
+            "stream {i}: its own trace id"
+        );
+        let up = stack
+            .upstream
+            .request_tagged(&format!("mux-{i}"))
+            .await
+            .expect("upstream saw it");
+        let tp = aetherflow_tests::w3c::parse_emitted_traceparent(
+            &up.header("traceparent").expect("tp"),
+        )
+        .expect("valid");
+        assert_eq!(
+            &tp.trace_id, t,
+            "stream {i}: upstream got another stream's context"
+        );
+        let span = stack
+            .shim
+            .wait_spans(1, Duration::from_secs(15), |s| s.trace_id() == *t)
+            .await
+            .unwrap_or_else(|_| panic!("stream {i}: no span"))
+            .remove(0);
+        assert_eq!(&span.parent_span_id(), p);
+        assert_eq!(span.span_id(), tp.parent_id);
+        if i % 2 == 0 {
+            assert_eq!(
+                span.attr_int("aetherflow.grpc.request_messages"),
+                Some(1 + i as i64 % 3),
+                "stream {i}: message count of another stream?"
+            );
+        }
+    }
+    stack.envoy.assert_no_wasm_failures().await;
+}
