@@ -226,3 +226,22 @@ async fn inbound_fallbacks_and_outbound_formats() {
     );
     stack.envoy.assert_no_wasm_failures().await;
 }
+
+/// B3's sampling-only form (`b3: 0`, or `x-b3-sampled: 0` without ids) is the caller's explicit
+/// "do not sample" (openzipkin/b3-propagation: "When it is 0, do not [report]"). The proxy starts
+/// the trace but must honor that decision instead of sampling it again at `sample_ratio` 1.0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "filter bug: a B3 deny without ids (`b3: 0`, lone `x-b3-sampled: 0`) is ignored and the new trace is sampled"]
+async fn b3_deny_without_ids_is_honored() {
+    let stack = StackBuilder::new().start().await;
+    for (name, value) in [("b3", "0"), ("x-b3-sampled", "0")] {
+        let ex = stack
+            .ingress(ClientRequest::get("/deny").header(name, value))
+            .await;
+        let tp = ex.upstream_traceparent();
+        assert!(
+            !tp.sampled(),
+            "{name}: {value} must not be sampled, upstream got {tp:?}"
+        );
+    }
+}
