@@ -256,8 +256,7 @@ impl HttpContext for HttpTrace {
         ex.client_address =
             host::property_str(&["source", "address"]).map(|a| envoy::address_ip(&a).to_owned());
         let e = &mut ex.envoy;
-        e.route_name = host::property_str(&["xds", "route_name"])
-            .or_else(|| host::property_str(&["route_name"]));
+        e.route_name = host::property_str(&["xds", "route_name"]);
         e.upstream_cluster = host::property_str(&["xds", "cluster_name"]);
         e.upstream_address = host::property_str(&["upstream", "address"]);
         e.response_flags = host::property_int(&["response", "flags"])

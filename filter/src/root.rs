@@ -93,7 +93,8 @@ impl Shared {
                     .warn("span buffer full, dropping spans (collector slow or unreachable?)");
             }
             Pushed::Buffered { full_batch } => {
-                metrics::set(self.metrics.buffered_spans, buf.len() as u64);
+                // The gauge is refreshed by the root at each tick (one host call less per
+                // request); it can lag by at most one tick.
                 if full_batch && !self.early_tick.get() {
                     // Envoy applies a tick period set from an HTTP context to its root
                     // context: a full batch leaves at the next millisecond, not the next tick.
@@ -141,6 +142,9 @@ impl TraceRoot {
         };
         let now = host::now_nanos();
         let timeout = Duration::from_millis(sh.cfg.collector_timeout_ms);
+        if let Ok(buf) = sh.buffer.try_borrow() {
+            metrics::set(sh.metrics.buffered_spans, buf.len() as u64);
+        }
         while self.inflight.len() < sh.cfg.max_inflight_dispatches {
             let batch = {
                 let Ok(mut buf) = sh.buffer.try_borrow_mut() else {
