@@ -137,3 +137,18 @@ fn durations_accept_integer_milliseconds() {
     };
     assert_eq!(c.timeout, Duration::from_millis(1500));
 }
+
+#[tokio::test]
+async fn build_makes_every_kind() {
+    let dir = std::env::temp_dir();
+    let all = parse(&format!(
+        "- type: zipkin\n- type: jaeger\n- {{type: otlp, name: tempo, compression: gzip}}\n- type: console\n- type: file\n  path: {}/aetherflow-build-test.jsonl\n",
+        dir.display()
+    ))
+    .unwrap();
+    for cfg in &all {
+        let exp = collector_shim::exporter::build(cfg, ExporterTelemetry::default()).unwrap();
+        assert_eq!(exp.name(), cfg.name());
+    }
+    assert_eq!(all[2].name(), "tempo");
+}

@@ -41,7 +41,9 @@ async fn prints_one_tree_per_trace_with_children_indented() {
     ));
     let out = print(&batch).await;
     println!("{out}");
-    let lines: Vec<&str> = out.lines().collect();
+    // Each trace ends with a blank line.
+    assert_eq!(out.matches("\n\n").count(), 2, "{out}");
+    let lines: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
     assert_eq!(lines.len(), 6, "{out}");
     assert!(lines[0].starts_with("trace 4bf92f3577b34da6a3ce929d0e0e4736 · 3 spans · 12.40 ms · envoy-proxy, users · 1 error(s)"), "{}", lines[0]);
     assert!(
@@ -91,7 +93,7 @@ async fn parent_cycles_and_deep_chains_are_bounded() {
         })
         .collect();
     let out = print(&chain).await;
-    assert_eq!(out.lines().count(), 201);
+    assert_eq!(out.lines().filter(|l| !l.is_empty()).count(), 201);
     let widest = out.lines().map(|l| l.chars().count()).max().unwrap();
     assert!(widest < 250, "indent must be bounded, widest line {widest}");
 }

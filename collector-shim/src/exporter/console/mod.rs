@@ -4,7 +4,7 @@
 pub mod tree;
 
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::exporter::{ExportError, Exporter};
 use crate::model::SpanRecord;
@@ -13,8 +13,9 @@ use crate::model::SpanRecord;
 pub struct ConsoleExporter {
     /// Exporter name for logs and metric labels.
     name: String,
-    /// Where the trees go; a mutex because `export` takes `&self`.
-    out: Mutex<Box<dyn Write + Send>>,
+    /// Where the trees go; shared with the blocking writer task (a slow terminal or a full pipe
+    /// must not stall an async worker).
+    out: Arc<Mutex<Box<dyn Write + Send>>>,
     /// ANSI colors: only when writing to a terminal.
     style: tree::Style,
 }
@@ -25,7 +26,7 @@ impl ConsoleExporter {
         let color = std::io::stdout().is_terminal();
         ConsoleExporter {
             name: name.to_string(),
-            out: Mutex::new(Box::new(std::io::stdout())),
+            out: Arc::new(Mutex::new(Box::new(std::io::stdout()))),
             style: tree::Style { color },
         }
     }
@@ -34,7 +35,7 @@ impl ConsoleExporter {
     pub fn with_writer(name: &str, out: Box<dyn Write + Send>) -> Self {
         ConsoleExporter {
             name: name.to_string(),
-            out: Mutex::new(out),
+            out: Arc::new(Mutex::new(out)),
             style: tree::Style { color: false },
         }
     }
@@ -51,11 +52,15 @@ impl Exporter for ConsoleExporter {
             return Ok(());
         }
         let text = tree::render(batch, self.style);
-        // A poisoned lock only means an earlier write panicked; the writer itself is still usable.
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        out.write_all(text.as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(|e| ExportError::NonRetryable(format!("writing to console: {e}")))
+        let out = self.out.clone();
+        tokio::task::spawn_blocking(move || {
+            // A poisoned lock only means an earlier write panicked; the writer is still usable.
+            let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+            out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        })
+        .await
+        .map_err(|e| ExportError::NonRetryable(format!("console writer task failed: {e}")))?
+        .map_err(|e| ExportError::NonRetryable(format!("writing to console: {e}")))
     }
 
     async fn shutdown(&self) -> Result<(), ExportError> {

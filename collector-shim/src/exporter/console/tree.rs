@@ -121,6 +121,8 @@ fn render_trace(out: &mut String, trace_id: &[u8], spans: &[&SpanRecord], style:
             ctx.line(out, i, "", true, 0, &mut printed);
         }
     }
+    // A blank line between traces keeps the trees apart in a scrolling terminal.
+    out.push('\n');
 }
 
 struct Ctx<'a> {
