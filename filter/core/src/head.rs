@@ -134,6 +134,8 @@ pub fn decide(
     ids: &mut IdGenerator,
 ) -> Decision {
     let span_id = ids.span_id();
+    // A caller's decision without ids (B3 `b3: 0`) counts only from a trusted caller.
+    let hint = extracted.sampling_hint.filter(|_| policy.trust_incoming);
     let (ctx, link) = if policy.trust_incoming {
         (extracted.context, None)
     } else {
@@ -174,10 +176,15 @@ pub fn decide(
         None => {
             // The common case on an edge proxy: no string work beyond one clone.
             let trace_id = ids.trace_id();
-            let kept = policy
-                .threshold
-                .should_sample(Randomness::from_trace_id(&trace_id));
+            let kept = match hint {
+                Some(caller) => caller,
+                None => policy
+                    .threshold
+                    .should_sample(Randomness::from_trace_id(&trace_id)),
+            };
             let sampled = kept || force;
+            // Only a probabilistic decision carries a threshold.
+            let kept = kept && hint.is_none();
             return Decision {
                 trace_id,
                 span_id,
@@ -397,6 +404,23 @@ mod tests {
             .any(|a| a.key == "aetherflow.sampling.record_only"));
         assert_eq!(s.trace_state, "ot=th:0");
         assert_eq!(s.name, "GET");
+    }
+
+    #[test]
+    fn b3_decision_without_ids_is_honored_for_the_new_trace() {
+        let mut g = IdGenerator::from_u64(1);
+        let d = decide(&policy(1.0), hdrs(&[("b3", "0")]), false, &mut g);
+        assert!(!d.sampled && d.parent_id.is_none());
+        assert_eq!((d.flags, d.tracestate.as_str()), (0x02, ""));
+        let d = decide(&policy(0.0), hdrs(&[("x-b3-sampled", "1")]), false, &mut g);
+        assert!(d.sampled);
+        assert_eq!(d.tracestate, "", "a caller's decision has no threshold");
+        let d = decide(&policy(1.0), hdrs(&[("b3", "0")]), true, &mut g);
+        assert!(d.sampled, "the force header still wins");
+        let mut untrusting = policy(1.0);
+        untrusting.trust_incoming = false;
+        let d = decide(&untrusting, hdrs(&[("b3", "0")]), false, &mut g);
+        assert!(d.sampled, "an untrusted caller cannot veto sampling");
     }
 
     #[test]

@@ -77,6 +77,29 @@ pub fn extract_single(h: &(impl Extractor + ?Sized)) -> Option<RemoteContext> {
     Some(RemoteContext::new(tid, sid, sampled))
 }
 
+/// A sampling state sent without ids (`b3: 0`, `b3: 1`, `b3: d`, or `x-b3-sampled` /
+/// `x-b3-flags` without `x-b3-traceid`): the caller's decision for a trace we start.
+pub fn sampling_only(h: &(impl Extractor + ?Sized)) -> Option<bool> {
+    if let Some(v) = h.get(B3) {
+        return match v.trim() {
+            "0" => Some(false),
+            "1" | "d" => Some(true),
+            _ => None,
+        };
+    }
+    if h.get(X_B3_TRACEID).is_some() {
+        return None;
+    }
+    if h.get(X_B3_FLAGS).map(str::trim) == Some("1") {
+        return Some(true);
+    }
+    match h.get(X_B3_SAMPLED).map(str::trim) {
+        Some("1") | Some("true") => Some(true),
+        Some("0") | Some("false") => Some(false),
+        _ => None,
+    }
+}
+
 /// Reads `b3` first (it is the newer form), then the multi-header form.
 pub fn extract(h: &(impl Extractor + ?Sized)) -> Option<RemoteContext> {
     extract_single(h).or_else(|| extract_multi(h))
@@ -173,6 +196,25 @@ mod tests {
         for &(h, want, why) in cases {
             let got = extract_multi(&hm(h));
             assert_eq!(got.map(|c| c.sampled), want, "{why}");
+        }
+    }
+
+    #[rustfmt::skip]
+    #[test]
+    fn sampling_state_without_ids() {
+        let cases: &[(&[(&str, &str)], Option<bool>, &str)] = &[
+            (&[("b3", "0")],                         Some(false), "single deny"),
+            (&[("b3", "1")],                         Some(true),  "single accept"),
+            (&[("b3", "d")],                         Some(true),  "single debug"),
+            (&[("x-b3-sampled", "0")],               Some(false), "multi deny"),
+            (&[("x-b3-sampled", "true")],            Some(true),  "multi legacy accept"),
+            (&[("x-b3-flags", "1")],                 Some(true),  "multi debug"),
+            (&[("x-b3-traceid", T128), ("x-b3-sampled", "0")], None, "ids present: not sampling-only"),
+            (&[("b3", "x")],                         None,        "garbage"),
+            (&[],                                    None,        "absent"),
+        ];
+        for &(h, want, why) in cases {
+            assert_eq!(sampling_only(&hm(h)), want, "{why}");
         }
     }
 

@@ -81,6 +81,9 @@ pub struct Extracted {
     pub invalid_traceparent: bool,
     /// A `tracestate` was present with a valid `traceparent` but was itself invalid.
     pub invalid_tracestate: bool,
+    /// No context, but the caller sent a sampling decision alone (B3 `b3: 0`,
+    /// `x-b3-sampled: 0`, ...): honored for the trace we start.
+    pub sampling_hint: Option<bool>,
 }
 
 /// Reads the parent context: W3C first when enabled (an invalid `traceparent` means its
@@ -122,8 +125,11 @@ pub fn extract(h: &(impl Extractor + ?Sized), formats: &[InboundFormat]) -> Extr
         };
         if ctx.is_some() {
             out.context = ctx;
-            break;
+            return out;
         }
+    }
+    if formats.contains(&InboundFormat::B3) {
+        out.sampling_hint = b3::sampling_only(h);
     }
     out
 }
