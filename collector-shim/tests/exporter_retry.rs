@@ -125,3 +125,17 @@ async fn disabled_policy_makes_one_attempt() {
     assert!(res.is_err());
     assert_eq!(calls, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_zero_still_backs_off() {
+    let t = ExporterTelemetry::default();
+    let zero = Err(ExportError::Throttled {
+        retry_after: Some(Duration::ZERO),
+        message: "HTTP 429".into(),
+    });
+    let (res, calls, elapsed) = run(&policy(), &t, &[zero]).await;
+    assert!(res.is_err());
+    // Without a backoff floor this would spin thousands of times within the budget.
+    assert!(calls < 500, "{calls} attempts");
+    assert!(elapsed <= Duration::from_secs(10));
+}

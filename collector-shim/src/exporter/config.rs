@@ -153,8 +153,10 @@ pub struct RetryConfig {
     /// Largest backoff between two attempts; default `5s`.
     #[serde(deserialize_with = "de_duration")]
     pub max_interval: Duration,
-    /// Give up once this much time has passed since the first attempt; default `30s`
-    /// (the `OTEL_BSP_EXPORT_TIMEOUT` default). A `Retry-After` that would end past it also gives up.
+    /// Give up once this much time has passed since the first attempt; default `20s`. A wait
+    /// (backoff or `Retry-After`) that would end past it gives up at once. Keep
+    /// `max_elapsed_time + timeout` within the batcher's `export_timeout` (default 30 s, as
+    /// `OTEL_BSP_EXPORT_TIMEOUT`) so the exporter reports the backend's error rather than being cut off.
     #[serde(deserialize_with = "de_duration")]
     pub max_elapsed_time: Duration,
     /// Growth factor of the backoff; default 2.
@@ -167,7 +169,7 @@ impl Default for RetryConfig {
             enabled: true,
             initial_interval: Duration::from_millis(500),
             max_interval: Duration::from_secs(5),
-            max_elapsed_time: Duration::from_secs(30),
+            max_elapsed_time: Duration::from_secs(20),
             multiplier: 2.0,
         }
     }

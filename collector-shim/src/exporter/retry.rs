@@ -18,7 +18,7 @@ use crate::exporter::{ExportError, ExporterTelemetry};
 /// Waits before attempt n+1 a uniformly random time in `[0, b]` where `b` starts at
 /// `initial_interval` and is multiplied by `multiplier` up to `max_interval` ("full jitter",
 /// which spreads the retries of many shims hitting one recovering backend). A throttling answer
-/// with `Retry-After` waits exactly that long instead. When the next wait would end past
+/// with `Retry-After` waits that long instead (or the jittered backoff, when longer). When the next wait would end past
 /// `max_elapsed_time` the last error is returned at once rather than sleeping in vain.
 pub async fn retry<T, F, Fut>(
     policy: &RetryConfig,
@@ -41,10 +41,11 @@ where
         telemetry.failed_attempts.inc();
         let wait = match &err {
             ExportError::NonRetryable(_) => return Err(err),
+            // At least what the backend asked for, and never a tight loop on `Retry-After: 0`.
             ExportError::Throttled {
                 retry_after: Some(after),
                 ..
-            } => *after,
+            } => (*after).max(full_jitter(ceiling)),
             ExportError::Throttled {
                 retry_after: None, ..
             }
