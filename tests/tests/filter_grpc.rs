@@ -56,6 +56,14 @@ async fn grpc_status_and_message_counts() {
         );
         let err = span.span.status.as_ref().map(|s| s.code) == Some(STATUS_ERROR);
         assert_eq!(err, *is_error, "{case}: span status {:?}", span.span.status);
+        if *is_error {
+            let msg = span.span.status.as_ref().map(|s| s.message.as_str());
+            assert_eq!(
+                msg,
+                Some("because"),
+                "{case}: grpc-message as the status description"
+            );
+        }
         assert_eq!(
             span.attr_str("network.protocol.version").as_deref(),
             Some("2"),

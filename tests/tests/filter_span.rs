@@ -183,6 +183,20 @@ async fn span_content_and_response_headers() {
         "404 is not a server error"
     );
     assert_eq!(span.attr_str("error.type"), None);
+    // A method the conventions do not know: _OTHER, the original kept, span name "HTTP".
+    let ex = stack
+        .ingress(ClientRequest::get("/purge").method("PURGE"))
+        .await;
+    let span = stack.span_of(&ex).await;
+    assert_eq!(span.span.name, "HTTP");
+    assert_eq!(
+        span.attr_str("http.request.method").as_deref(),
+        Some("_OTHER")
+    );
+    assert_eq!(
+        span.attr_str("http.request.method_original").as_deref(),
+        Some("PURGE")
+    );
     // Root span of a new trace: is-remote known and false.
     let ex = stack
         .ingress(ClientRequest::get("/root").method("POST").body("x"))
