@@ -56,6 +56,23 @@ async fn shim_unreachable_slow_or_failing_never_harms_traffic() {
         "closed shim: aetherflow_spans_dropped_export_failed {dropped:?}"
     );
 
+    // Many dropped spans, few log lines: runtime faults are logged at a bounded rate.
+    traffic_unharmed(ingress, 100, "shim closed, burst").await;
+    let dropped = stack
+        .envoy
+        .wait_filter_metric("aetherflow_spans_dropped_export_failed", wait, |v| v >= 110)
+        .await;
+    assert!(
+        dropped.is_ok(),
+        "closed shim, burst: every span counted as dropped: {dropped:?}"
+    );
+    let log = stack.envoy.log();
+    let filter_lines = log.lines().filter(|l| l.contains("wasm log")).count();
+    assert!(
+        filter_lines <= 5,
+        "{filter_lines} filter log lines for 110 dropped spans: not rate-bounded"
+    );
+
     // 500.
     stack.shim.set_mode(ShimMode::Status(500)).await;
     let before = metric("aetherflow_export_failures").await;
