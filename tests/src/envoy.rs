@@ -283,6 +283,30 @@ impl Envoy {
         );
     }
 
+    /// Asks Envoy to shut down cleanly (SIGTERM, as an orchestrator would) and waits up to
+    /// `timeout` for it to exit; kills it after that. Returns whether it exited on its own.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Stops Envoy (SIGKILL: the tests do not depend on a graceful drain) and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -132,6 +132,11 @@ async fn hostile_inputs_never_fail_the_vm() {
             value.len()
         );
     }
+    // A long path and query: url.path/url.query stay within max_attribute_length (checked below).
+    let long = format!("/{}?{}", "p".repeat(6000), "q=1&".repeat(1500));
+    let resp = http_client::send(ingress, &ClientRequest::get(&long), REQUEST_TIMEOUT).await;
+    assert!(resp.is_ok(), "long path: {resp:?}");
+
     // Many repeated lines of the context headers.
     let mut req = ClientRequest::get("/many");
     // Envoy allows 100 header lines by default: 30 of each stays under it and reaches the filter.
