@@ -65,13 +65,16 @@ impl Listeners {
     }
 }
 
+/// Exporters with the (unique) names their metrics are labelled with.
+pub type NamedExporters = Vec<(String, Arc<dyn Exporter>)>;
+
 /// Builds the exporters the config lists, each with its telemetry counters; names are made
 /// unique (`zipkin`, `zipkin#2`) so metric labels never merge two exporters.
 pub fn build_exporters(
     cfg: &Config,
     metrics: &Metrics,
-) -> Result<Vec<(String, Arc<dyn Exporter>)>, String> {
-    let mut out: Vec<(String, Arc<dyn Exporter>)> = Vec::new();
+) -> Result<NamedExporters, String> {
+    let mut out: NamedExporters = Vec::new();
     for (i, e) in cfg.exporters.iter().enumerate() {
         let name = unique_name(e.name(), &out);
         let exp = exporter::build(e, metrics.exporter_telemetry(&name))

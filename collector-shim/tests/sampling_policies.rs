@@ -71,7 +71,7 @@ fn consistent_probability_matches_the_core_threshold() {
     }
     // About a quarter.
     assert!((800..1200).contains(&kept), "{kept}");
-    assert_eq!(m.encode().contains("shim_sampling_probability 0.25"), true);
+    assert!(m.encode().contains("shim_sampling_probability 0.25"));
 }
 
 #[test]
