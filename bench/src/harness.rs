@@ -27,10 +27,16 @@ pub struct Profile {
     pub measure: u64,
     /// Seconds of the fixed-rate latency phase.
     pub latency_seconds: f64,
-    /// Fixed rate in requests/s; None = half the baseline's saturation throughput of round 1.
+    /// Fixed rate in requests/s, the same for every configuration; None = half the lowest
+    /// saturation throughput measured in round 1, which then runs no latency phase (the rate
+    /// must be below every configuration's saturation for the latencies to mean anything).
     pub rate: Option<f64>,
-    /// Requests between the two RSS readings in the last round (1 M in full mode).
+    /// Requests between the two RSS readings in the last round for the baseline and the filter
+    /// (1 M in full mode: the filter's memory target is "flat over 1 M requests").
     pub soak: u64,
+    /// The same for the native tracers, which are slower on one worker (the full mode would
+    /// not fit its time budget with 1 M requests through native Zipkin).
+    pub soak_native: u64,
     /// Closed-loop gRPC requests per configuration and round.
     pub grpc_measure: u64,
     /// In-flight requests of the closed loop (HTTP/1.1 connections).
@@ -47,12 +53,13 @@ impl Profile {
         Self {
             name: "full",
             rounds: 3,
-            warmup: 10_000,
-            measure: 100_000,
+            warmup: 5_000,
+            measure: 50_000,
             latency_seconds: 5.0,
             rate: None,
             soak: 1_000_000,
-            grpc_measure: 30_000,
+            soak_native: 250_000,
+            grpc_measure: 20_000,
             lanes: 16,
             grpc_lanes: 32,
             rate_lanes: 16,
@@ -69,6 +76,7 @@ impl Profile {
             latency_seconds: 1.0,
             rate: Some(500.0),
             soak: 0,
+            soak_native: 0,
             grpc_measure: 1_000,
             lanes: 8,
             grpc_lanes: 16,
@@ -172,13 +180,13 @@ impl Harness {
         })
     }
 
-    /// The fixed rate used for latency (known after the first baseline sample).
+    /// The fixed rate used for latency (known after the first round).
     pub fn rate(&self) -> Option<f64> {
         self.rate
     }
 
     /// All rounds. Round r starts at configuration r (mod n), so no configuration always runs
-    /// first or last; round 0 starts with the baseline, which fixes the latency rate.
+    /// first or last.
     pub async fn run(
         &mut self,
         tracers: &[Tracer],
@@ -194,6 +202,16 @@ impl Harness {
                     let sample = self.run_one(tracer, workload, round).await?;
                     progress(&sample);
                     samples.push(sample);
+                }
+            }
+            if self.rate.is_none() {
+                let slowest = samples
+                    .iter()
+                    .filter(|s| s.workload == Workload::Http1)
+                    .map(|s| s.throughput_rps)
+                    .fold(f64::INFINITY, f64::min);
+                if slowest.is_finite() {
+                    self.rate = Some((slowest * 0.5).round().max(50.0));
                 }
             }
         }
@@ -254,9 +272,6 @@ impl Harness {
         let envoy_cpu_us_per_request = envoy_cpu.as_secs_f64() * 1e6 / measured_ok;
         let throughput_rps = saturation.ok as f64 / saturation.elapsed.as_secs_f64().max(1e-9);
         phases.push(saturation);
-        if self.rate.is_none() && tracer == Tracer::Baseline && workload == Workload::Http1 {
-            self.rate = Some((throughput_rps * 0.5).round().max(100.0));
-        }
 
         // Latency at a fixed rate below saturation (HTTP/1.1 only).
         let mut latency = (None, None, None, None);
@@ -274,10 +289,13 @@ impl Harness {
 
         // Memory: the last round runs on until `soak` requests separate the two RSS readings.
         let served_since_rss: u64 = phases[1..].iter().map(|r| r.ok + r.failed).sum();
-        if round + 1 == p.rounds && workload == Workload::Http1 && p.soak > served_since_rss {
-            phases.push(
-                loadgen::closed_loop(target, workload, lanes, p.soak - served_since_rss).await,
-            );
+        let soak = match tracer {
+            Tracer::Baseline | Tracer::Filter => p.soak,
+            Tracer::NativeOtel | Tracer::NativeZipkin => p.soak_native,
+        };
+        if round + 1 == p.rounds && workload == Workload::Http1 && soak > served_since_rss {
+            phases
+                .push(loadgen::closed_loop(target, workload, lanes, soak - served_since_rss).await);
         }
         let requests_between_rss: u64 = phases[1..].iter().map(|r| r.ok + r.failed).sum();
         let envoy_rss_after = procfs::rss_bytes(envoy.pid()).unwrap_or(0);

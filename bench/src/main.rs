@@ -7,7 +7,8 @@
 //!   `target/bench-quick` in quick mode so the committed results stay those of a full run);
 //! - `BENCH_CONFIGS`: a comma list among `baseline,filter,native-otel,native-zipkin` (default all);
 //! - `BENCH_WORKLOADS`: a comma list among `http1,grpc` (default both);
-//! - `BENCH_ROUNDS`, `BENCH_RATE` (req/s), `BENCH_SOAK` (requests): override the profile;
+//! - `BENCH_ROUNDS`, `BENCH_RATE` (req/s), `BENCH_SOAK` / `BENCH_SOAK_NATIVE` (requests between
+//!   the RSS readings with the baseline and filter / the native tracers): override the profile;
 //! - `AETHERFLOW_ENVOY`, `AETHERFLOW_WASM`, `AETHERFLOW_SHIM_BIN`: the components (see README).
 
 use std::process::ExitCode;
@@ -58,6 +59,9 @@ fn configure() -> Result<Plan, String> {
     }
     if let Some(s) = env_num("BENCH_SOAK")? {
         profile.soak = s;
+    }
+    if let Some(s) = env_num("BENCH_SOAK_NATIVE")? {
+        profile.soak_native = s;
     }
     let tracers = match env_list("BENCH_CONFIGS") {
         None => Tracer::ALL.to_vec(),
@@ -174,7 +178,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(run(plan)) {
+    // On Ctrl-C or SIGTERM the run is dropped, and with it the Envoy and shim processes.
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            outcome = run(plan) => outcome,
+            () = interrupted() => Err("interrupted".to_owned()),
+        }
+    });
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -268,6 +279,17 @@ async fn run(plan: Plan) -> Result<bool, String> {
     }
     eprintln!("bench: done in {:.0} s", started.elapsed().as_secs_f64());
     Ok(healthy)
+}
+
+async fn interrupted() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 /// The first three fields of `/proc/loadavg` (1, 5 and 15 minute load).
