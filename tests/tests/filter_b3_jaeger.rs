@@ -231,7 +231,6 @@ async fn inbound_fallbacks_and_outbound_formats() {
 /// "do not sample" (openzipkin/b3-propagation: "When it is 0, do not [report]"). The proxy starts
 /// the trace but must honor that decision instead of sampling it again at `sample_ratio` 1.0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "filter bug: a B3 deny without ids (`b3: 0`, lone `x-b3-sampled: 0`) is ignored and the new trace is sampled"]
 async fn b3_deny_without_ids_is_honored() {
     let stack = StackBuilder::new().start().await;
     for (name, value) in [("b3", "0"), ("x-b3-sampled", "0")] {
