@@ -152,3 +152,60 @@ async fn build_makes_every_kind() {
     }
     assert_eq!(all[2].name(), "tempo");
 }
+
+#[test]
+fn otel_env_for_otlp_and_zipkin() {
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    let mut otlp = ExporterConfig::otlp("http://127.0.0.1:4318/v1/traces");
+    otlp.apply_otel_env(&env(&[
+        ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=generic"),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            "api-key=traces,x-tenant=t1",
+        ),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+    ]))
+    .unwrap();
+    let ExporterConfig::Otlp(c) = &otlp else {
+        unreachable!()
+    };
+    assert_eq!(
+        c.headers["api-key"], "traces",
+        "the signal-specific variable wins"
+    );
+    assert_eq!(c.headers["x-tenant"], "t1");
+    assert_eq!(c.compression, Compression::Gzip);
+    assert_eq!(c.timeout, Duration::from_millis(2500));
+
+    let mut zipkin = ExporterConfig::zipkin("http://127.0.0.1:9411/api/v2/spans");
+    zipkin
+        .apply_otel_env(&env(&[("OTEL_EXPORTER_ZIPKIN_TIMEOUT", "750")]))
+        .unwrap();
+    let ExporterConfig::Zipkin(c) = &zipkin else {
+        unreachable!()
+    };
+    assert_eq!(c.timeout, Duration::from_millis(750));
+
+    let err = ExporterConfig::otlp("http://x:4318/v1/traces")
+        .apply_otel_env(&env(&[("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "zstd")]))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION: `zstd` is not `gzip` or `none`"
+    );
+    let err = ExporterConfig::otlp("http://x:4318/v1/traces")
+        .apply_otel_env(&env(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")]))
+        .unwrap_err();
+    assert!(
+        err.starts_with("OTEL_EXPORTER_OTLP_TIMEOUT: `10s`"),
+        "{err}"
+    );
+}
