@@ -236,4 +236,42 @@ async fn untrusted_incoming_context_starts_a_new_trace_with_a_link() {
         .unwrap_or_else(|| panic!("no span link to the incoming context"));
     assert_eq!(aetherflow_tests::shim::hex(&link.trace_id), t);
     assert_eq!(aetherflow_tests::shim::hex(&link.span_id), p);
+    assert!(tp.random(), "our own new trace id");
+    assert!(
+        !ex.upstream_tracestate().iter().any(|m| m == "caller=keep"),
+        "the untrusted caller's tracestate belongs to the trace we did not continue"
+    );
+
+    // The same for a B3 caller.
+    let (t, s) = (new_trace_id(), new_span_id());
+    let req = ClientRequest::get("/b3")
+        .header("x-b3-traceid", &t)
+        .header("x-b3-spanid", &s)
+        .header("x-b3-sampled", "1");
+    let ex = stack.ingress(req).await;
+    assert_ne!(ex.upstream_traceparent().trace_id, t);
+    let span = stack.span_of(&ex).await;
+    let link = span.span.links.first().expect("link to the B3 context");
+    assert_eq!(aetherflow_tests::shim::hex(&link.trace_id), t);
+    assert_eq!(aetherflow_tests::shim::hex(&link.span_id), s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_parent_does_not_decide_sampling() {
+    // Internet-facing: a caller cannot force us to sample by sending flags 01.
+    let stack = StackBuilder::new()
+        .ingress_filter(|c| {
+            c.insert("trust_incoming_context".into(), false.into());
+            c.insert("sample_ratio".into(), 0.0.into());
+        })
+        .start()
+        .await;
+    let (t, p) = (new_trace_id(), new_span_id());
+    let ex = stack.ingress(with_tp(&format!("00-{t}-{p}-01"))).await;
+    let tp = ex.upstream_traceparent();
+    assert_ne!(tp.trace_id, t);
+    assert!(
+        !tp.sampled(),
+        "sample_ratio 0 decides, not the untrusted caller's flag"
+    );
 }
