@@ -132,7 +132,29 @@ fn compose_stack_has_every_component_wired_to_envoy_yaml() {
         yaml.contains("port_value: 4318"),
         "trace_shim cluster on 4318"
     );
-    assert!(root.join("envoy/Dockerfile.demo").is_file());
+    // The images compose builds: the demo image holds both services it starts, the shim image's
+    // entry point is the shim (compose passes only its arguments).
+    let demo_dockerfile =
+        std::fs::read_to_string(root.join("envoy/Dockerfile.demo")).expect("Dockerfile.demo");
+    for bin in ["demo-http", "demo-grpc"] {
+        assert!(
+            demo_dockerfile.contains(&format!("--bin {bin}")),
+            "Dockerfile.demo builds {bin}"
+        );
+        assert!(root.join(format!("demo/src/bin/{bin}.rs")).is_file());
+    }
+    let shim_dockerfile = std::fs::read_to_string(root.join("collector-shim/Dockerfile"))
+        .expect("collector-shim/Dockerfile");
+    assert!(
+        shim_dockerfile
+            .lines()
+            .any(|l| l.starts_with("ENTRYPOINT") && l.contains("collector-shim")),
+        "the shim image's entry point is the shim, so compose's `command` is its arguments"
+    );
+    assert_eq!(
+        strings(&shim["command"]).first().map(String::as_str),
+        Some("--config")
+    );
 
     // Backends: Jaeger all-in-one with Thrift HTTP and OTLP, Zipkin.
     let jaeger = service(&doc, "jaeger");
