@@ -13,7 +13,10 @@ use aetherflow_demo::grpc_service::FAIL_MESSAGE;
 use aetherflow_demo::scenarios::{self, Sent};
 use aetherflow_demo::stack::{Stack, StackOptions};
 use aetherflow_demo::trace_context::hex;
-use e2e_support::{by_trace, jaeger_spans, shim_config, zipkin_spans, BackendSpan, Receiver};
+use e2e_support::{
+    by_trace, jaeger_spans, otlp_spans, shim_config, shim_config_with_otlp, zipkin_spans,
+    BackendSpan, Receiver,
+};
 
 /// Sends every demo scenario through Envoy.
 async fn send_all(stack: &Stack) -> BTreeMap<&'static str, Sent> {
@@ -244,8 +247,9 @@ fn id_triples(
 async fn complete_traces_reach_zipkin_and_jaeger() {
     let zipkin = Receiver::start().await;
     let jaeger = Receiver::start().await;
+    let otlp = Receiver::start().await;
     let opts = StackOptions {
-        shim_config: Some(shim_config(&zipkin, &jaeger)),
+        shim_config: Some(shim_config_with_otlp(&zipkin, &jaeger, &otlp)),
         ..Default::default()
     };
     let mut stack = Stack::start(opts, &mut |_| {}).await.expect("stack starts");
@@ -281,6 +285,26 @@ async fn complete_traces_reach_zipkin_and_jaeger() {
         id_triples(&jaeger_traces, &wanted),
         "ids identical in both exports"
     );
+    // The generic OTLP exporter (Tempo, a collector tier, Jaeger >= 1.35) carries the same spans.
+    let otlp_traces = by_trace(&otlp_spans(&otlp.bodies("/v1/traces")));
+    assert_eq!(
+        id_triples(&zipkin_traces, &wanted),
+        id_triples(&otlp_traces, &wanted),
+        "ids identical in the OTLP export"
+    );
+    for spans in wanted.iter().filter_map(|t| otlp_traces.get(t)) {
+        let proxy = proxy_span(spans, "otlp");
+        assert!(
+            proxy.kind == "SERVER" || proxy.kind == "CLIENT",
+            "otlp: proxy span kind {}",
+            proxy.kind
+        );
+        assert!(
+            proxy.service.starts_with("envoy-"),
+            "otlp: proxy service {}",
+            proxy.service
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

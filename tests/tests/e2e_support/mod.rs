@@ -272,6 +272,15 @@ pub fn by_trace(spans: &[BackendSpan]) -> BTreeMap<String, Vec<BackendSpan>> {
     out
 }
 
+/// [`shim_config`] plus an `otlp` exporter to `otlp` (`/v1/traces`).
+pub fn shim_config_with_otlp(zipkin: &Receiver, jaeger: &Receiver, otlp: &Receiver) -> String {
+    format!(
+        "{}  - type: otlp\n    endpoint: \"{}\"\n",
+        shim_config(zipkin, jaeger),
+        otlp.url("/v1/traces")
+    )
+}
+
 /// The shim configuration of the end-to-end tests: Zipkin and Jaeger exporters to the receivers,
 /// an error and a latency tail policy. The decision window is long on purpose: a proxy span reaches
 /// the shim up to a flush interval after the service's spans, and the tests end with SIGTERM,
@@ -298,4 +307,76 @@ exporters:
         zipkin.url("/api/v2/spans"),
         jaeger.url("/api/traces")
     )
+}
+
+/// OTLP/HTTP protobuf bodies -> spans, decoded by the Python `opentelemetry-proto` package through the
+/// shim's independent decoder (`collector-shim/tests/decoders/otlp_proto.py`).
+pub fn otlp_spans(bodies: &[Bytes]) -> Vec<BackendSpan> {
+    use std::io::Write;
+    let script = paths::workspace_root().join("collector-shim/tests/decoders/otlp_proto.py");
+    let python = paths::python();
+    paths::require(&python, "make tools");
+    let mut out = Vec::new();
+    for body in bodies {
+        let mut child = Command::new(&python)
+            .arg(&script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the OTLP decoder");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(body)
+            .expect("write body");
+        let result = child.wait_with_output().expect("OTLP decoder finishes");
+        assert!(
+            result.status.success(),
+            "OTLP body did not decode: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        let doc: Value = serde_json::from_slice(&result.stdout).expect("decoder output is JSON");
+        for rs in doc["resourceSpans"].as_array().into_iter().flatten() {
+            let service = rs["resource"]["attributes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|kv| kv["key"] == "service.name")
+                .and_then(|kv| kv["value"]["stringValue"].as_str())
+                .unwrap_or("")
+                .to_owned();
+            for span in rs["scopeSpans"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|ss| ss["spans"].as_array().into_iter().flatten())
+            {
+                let tags = span["attributes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|kv| {
+                        let value = kv["value"].as_object()?.values().next().map(text)?;
+                        Some((kv["key"].as_str()?.to_owned(), value))
+                    })
+                    .collect();
+                out.push(BackendSpan {
+                    trace_id: span["traceId"].as_str().unwrap_or("").to_owned(),
+                    span_id: span["spanId"].as_str().unwrap_or("").to_owned(),
+                    parent_id: span["parentSpanId"].as_str().unwrap_or("").to_owned(),
+                    service: service.clone(),
+                    name: span["name"].as_str().unwrap_or("").to_owned(),
+                    kind: span["kind"]
+                        .as_str()
+                        .unwrap_or("")
+                        .trim_start_matches("SPAN_KIND_")
+                        .to_owned(),
+                    tags,
+                });
+            }
+        }
+    }
+    out
 }
