@@ -363,12 +363,16 @@ pub struct Validation {
 }
 
 /// Runs `envoy --mode validate` on `config`: loads the `.wasm` and runs the filter's `on_configure`.
+/// Bounded: an Envoy that has not finished within 120 s is killed and reported as an error.
 pub fn validate(config: &EnvoyConfig, binary: &Path) -> Result<Validation, String> {
     crate::paths::require(binary, "make tools");
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let path = dir.path().join("envoy.yaml");
     config.write_to(&path)?;
-    let out = Command::new(binary)
+    let out_path = dir.path().join("output.log");
+    let out = std::fs::File::create(&out_path).map_err(|e| e.to_string())?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let mut child = Command::new(binary)
         .arg("--mode")
         .arg("validate")
         .arg("-c")
@@ -376,10 +380,27 @@ pub fn validate(config: &EnvoyConfig, binary: &Path) -> Result<Validation, Strin
         .arg("-l")
         .arg("info")
         .arg("--disable-hot-restart")
-        .output()
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
         .map_err(|e| format!("running {}: {e}", binary.display()))?;
-    let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
-    output.push_str(&String::from_utf8_lossy(&out.stderr));
-    let accepted = out.status.success() && output.contains("OK");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "envoy --mode validate did not finish in 120 s ({})",
+                path.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let accepted = status.success() && output.contains("OK");
     Ok(Validation { accepted, output })
 }
