@@ -238,3 +238,37 @@ async fn batches_respect_max_batch_spans_and_the_otlp_shape() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_collector_cluster_is_counted_not_fatal() {
+    // A typo in collector_cluster cannot be seen at configure time; at run time every export
+    // fails, is counted, and traffic is untouched.
+    let stack = StackBuilder::new()
+        .ingress_filter(|c| {
+            c.insert("collector_cluster".into(), json!("no_such_cluster"));
+        })
+        .start()
+        .await;
+    traffic_unharmed(stack.envoy.ingress(), 10, "unknown cluster").await;
+    let failures = stack
+        .envoy
+        .wait_filter_metric("aetherflow_export_failures", Duration::from_secs(15), |v| {
+            v >= 1
+        })
+        .await;
+    assert!(failures.is_ok(), "aetherflow_export_failures {failures:?}");
+    let dropped = stack
+        .envoy
+        .wait_filter_metric(
+            "aetherflow_spans_dropped_export_failed",
+            Duration::from_secs(15),
+            |v| v >= 10,
+        )
+        .await;
+    assert!(
+        dropped.is_ok(),
+        "aetherflow_spans_dropped_export_failed {dropped:?}"
+    );
+    assert_eq!(stack.shim.request_count(), 0);
+    stack.envoy.assert_no_wasm_failures().await;
+}
