@@ -13,10 +13,16 @@
 //! - [`upstream`]: an HTTP/1.1 + h2c upstream that records requests and answers programmable
 //!   responses, gRPC included (trailers, trailers-only, N frames, missing status, delays).
 //! - [`shim`]: a fake collector shim decoding OTLP protobuf, switchable to slow / 500 / closed.
-//! - [`http_client`]: HTTP/1.1, h2c and raw-bytes requests.
+//! - [`http_client`]: HTTP/1.1, h2c (one connection per request, or many streams multiplexed on
+//!   one connection) and raw-bytes requests.
 //! - [`grpc`]: gRPC framing and status names.
 //! - [`w3c`]: independent traceparent/tracestate readers and the consistent-sampling rule.
-//! - [`stack`]: upstream + shim + Envoy in one call ([`StackBuilder`]).
+//! - [`stack`]: upstream + shim + Envoy in one call ([`StackBuilder`]); [`stack::Exchange`] pairs a
+//!   client response with what the upstream received, [`Stack::span_of`] finds its proxy span.
+//!
+//! Every server binds 127.0.0.1 with a kernel-chosen port (Envoy's listeners and admin too: the
+//! bound ports are read back), every wait has a deadline, and every process or task is stopped
+//! when its handle drops.
 //!
 //! # Example
 //! ```no_run
