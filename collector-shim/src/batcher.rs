@@ -16,7 +16,10 @@ use tokio::time::Instant;
 
 use crate::config::BatchConfig;
 use crate::exporter::{ExportError, Exporter};
-use crate::metrics::{ExportErrorLabel, ExporterLabel, LogThrottle, Metrics};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::metrics::{DropLabel, ExportErrorLabel, ExporterLabel, LogThrottle, Metrics};
 use crate::model::SpanRecord;
 
 /// The sending side of one exporter's queue.
@@ -28,8 +31,12 @@ pub struct BatcherHandle {
     tx: mpsc::Sender<SpanRecord>,
     /// Queue capacity, to derive its length.
     capacity: usize,
-    /// Counters.
-    metrics: Metrics,
+    /// `shim_queue_length{exporter}`, resolved once (the offer path is per span).
+    queue_gauge: Gauge,
+    /// `shim_spans_dropped_total{reason="queue_full",exporter}`.
+    dropped_full: Counter,
+    /// `shim_spans_dropped_total{reason="exporter_stopped",exporter}`.
+    dropped_stopped: Counter,
     /// Bounded-rate warning for drops.
     drop_log: Arc<LogThrottle>,
     /// Spans queued or in the batch being built/exported (shared with the task).
@@ -61,16 +68,16 @@ impl BatcherHandle {
                 self.pending.fetch_add(1, Ordering::AcqRel);
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.metrics.dropped("queue_full", &self.name, 1);
+                self.dropped_full.inc();
                 if let Some(n) = self.drop_log.hit() {
                     tracing::warn!(exporter = %self.name, dropped = n, "export queue full, dropping spans");
                 }
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.metrics.dropped("exporter_stopped", &self.name, 1);
+                self.dropped_stopped.inc();
             }
         }
-        self.update_gauge();
+        self.queue_gauge.set(self.queued() as i64);
     }
 
     /// Spans waiting in the queue.
@@ -82,15 +89,16 @@ impl BatcherHandle {
     pub fn name(&self) -> &str {
         &self.name
     }
+}
 
-    fn update_gauge(&self) {
-        self.metrics
-            .queue_length
-            .get_or_create(&ExporterLabel {
-                exporter: self.name.to_string(),
-            })
-            .set(self.queued() as i64);
-    }
+fn drop_counter(metrics: &Metrics, reason: &str, exporter: &str) -> Counter {
+    metrics
+        .spans_dropped
+        .get_or_create(&DropLabel {
+            reason: reason.to_string(),
+            exporter: exporter.to_string(),
+        })
+        .clone()
 }
 
 /// Starts the batching task of `exporter` (named `name` in metrics).
@@ -105,7 +113,7 @@ pub fn spawn(
     let label = ExporterLabel {
         exporter: name.to_string(),
     };
-    let _ = metrics.queue_length.get_or_create(&label);
+    let queue_gauge = metrics.queue_length.get_or_create(&label).clone();
     let _ = metrics.spans_exported.get_or_create(&label);
     let _ = metrics.export_duration.get_or_create(&label);
     let pending = Arc::new(AtomicUsize::new(0));
@@ -114,7 +122,9 @@ pub fn spawn(
         name: Arc::from(name),
         tx,
         capacity: cfg.max_queue_size,
-        metrics: metrics.clone(),
+        queue_gauge,
+        dropped_full: drop_counter(&metrics, "queue_full", name),
+        dropped_stopped: drop_counter(&metrics, "exporter_stopped", name),
         drop_log: Arc::new(LogThrottle::new(Duration::from_secs(10))),
     };
     let worker = Worker {

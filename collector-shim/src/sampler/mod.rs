@@ -14,7 +14,9 @@
 use tokio::time::Instant;
 
 use crate::config::SamplingConfig;
-use crate::metrics::Metrics;
+use prometheus_client::metrics::counter::Counter;
+
+use crate::metrics::{Metrics, SampleLabel};
 use crate::model::SpanRecord;
 
 pub mod consistent;
@@ -45,6 +47,8 @@ pub struct Sampler {
     tail: Option<Tail>,
     /// Where decisions are counted.
     metrics: Metrics,
+    /// Counters of the per-span fallback decisions.
+    tally: Tally,
     /// Scratch for traces taken from the buffer.
     due: Vec<Due>,
 }
@@ -57,20 +61,44 @@ fn trace_key(s: &SpanRecord) -> [u8; 16] {
     id
 }
 
+/// The per-span decision counters, resolved once (the fallback path runs for every span).
+#[derive(Clone)]
+struct Tally {
+    /// `policy="probability",decision="in"`.
+    kept: Counter,
+    /// `policy="probability",decision="out"`.
+    sampled_out: Counter,
+    /// `policy="record_only",decision="out"`.
+    record_only: Counter,
+}
+
+impl Tally {
+    fn new(m: &Metrics) -> Self {
+        let c = |policy: &str, decision: &str| {
+            m.spans_sampled
+                .get_or_create(&SampleLabel {
+                    policy: policy.into(),
+                    decision: decision.into(),
+                })
+                .clone()
+        };
+        Tally {
+            kept: c("probability", "in"),
+            sampled_out: c("probability", "out"),
+            record_only: c("record_only", "out"),
+        }
+    }
+}
+
 /// No tail policy kept the span: drop record-only spans, sample the rest consistently.
-fn fallback(
-    p: &ConsistentSampler,
-    metrics: &Metrics,
-    mut s: SpanRecord,
-    out: &mut Vec<SpanRecord>,
-) {
+fn fallback(p: &ConsistentSampler, tally: &Tally, mut s: SpanRecord, out: &mut Vec<SpanRecord>) {
     if is_record_only(&s) {
-        metrics.sampled("record_only", false, 1);
+        tally.record_only.inc();
     } else if p.sample(&mut s.span) {
-        metrics.sampled("probability", true, 1);
+        tally.kept.inc();
         out.push(s);
     } else {
-        metrics.sampled("probability", false, 1);
+        tally.sampled_out.inc();
     }
 }
 
@@ -93,6 +121,7 @@ impl Sampler {
                     .collect(),
                 buffer: TailBuffer::new(t),
             }),
+            tally: Tally::new(&metrics),
             metrics,
             due: Vec::new(),
         }
@@ -108,7 +137,7 @@ impl Sampler {
         match &mut self.tail {
             None => {
                 for s in spans {
-                    fallback(&self.probability, &self.metrics, s, out);
+                    fallback(&self.probability, &self.tally, s, out);
                 }
             }
             Some(tail) => {
@@ -121,7 +150,7 @@ impl Sampler {
                             self.metrics.sampled("late_kept_trace", true, 1);
                             out.push(s);
                         }
-                        Some(false) => fallback(&self.probability, &self.metrics, s, out),
+                        Some(false) => fallback(&self.probability, &self.tally, s, out),
                         None => tail.buffer.hold(id, s, now, &mut due),
                     }
                 }
@@ -194,7 +223,7 @@ impl Sampler {
                 }
                 None => {
                     for s in d.spans {
-                        fallback(&self.probability, &self.metrics, s, out);
+                        fallback(&self.probability, &self.tally, s, out);
                     }
                 }
             }
