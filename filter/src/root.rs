@@ -15,7 +15,6 @@ use aetherflow_core::head::Policy;
 use aetherflow_core::ids::IdGenerator;
 use aetherflow_core::otlp;
 use aetherflow_core::span::{Span, SpanKind};
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
@@ -111,8 +110,8 @@ impl Shared {
 pub struct TraceRoot {
     /// Set once a configuration was accepted.
     shared: Option<Rc<Shared>>,
-    /// Resource of every export request.
-    resource: Resource,
+    /// Encodes export requests (resource and scope encoded once per configuration).
+    encoder: Option<otlp::Encoder>,
     /// Export requests in flight: token -> number of spans.
     inflight: HashMap<u32, usize>,
     /// Metrics, defined once per VM (kept across reconfiguration).
@@ -157,7 +156,9 @@ impl TraceRoot {
                 batch
             };
             let n = batch.len();
-            let body = otlp::encode(&self.resource, batch);
+            let Some(encoder) = &self.encoder else { break };
+            let body = encoder.encode(&batch);
+            drop(batch);
             let headers = vec![
                 (":method", "POST"),
                 (":path", sh.cfg.collector_path.as_str()),
@@ -258,7 +259,7 @@ impl RootContext for TraceRoot {
                 cfg.collector_cluster,
             ),
         );
-        self.resource = otlp::resource(&cfg);
+        self.encoder = Some(otlp::Encoder::new(&otlp::resource(&cfg)));
         let tick = Duration::from_millis(cfg.flush_interval_ms.clamp(1, TICK_MS));
         let buffer = SpanBuffer::new(
             cfg.max_buffered_spans,

@@ -22,3 +22,4 @@ pub mod propagation;
 pub mod sampling;
 pub mod semconv;
 pub mod span;
+mod wire;

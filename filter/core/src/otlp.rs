@@ -62,6 +62,17 @@ pub fn resource(cfg: &Config) -> Resource {
     }
 }
 
+/// OTLP flags of a span: W3C flags, has-is-remote, and is-remote when the parent is remote.
+pub(crate) fn span_flags(s: &Span) -> u32 {
+    let remote = s.parent_span_id.is_some() && s.parent_is_remote;
+    u32::from(s.flags) | FLAG_HAS_IS_REMOTE | if remote { FLAG_IS_REMOTE } else { 0 }
+}
+
+/// OTLP flags of a link.
+pub(crate) fn link_flags(l: &Link) -> u32 {
+    u32::from(l.flags) | FLAG_HAS_IS_REMOTE | if l.is_remote { FLAG_IS_REMOTE } else { 0 }
+}
+
 fn link(l: Link) -> pb::span::Link {
     pb::span::Link {
         trace_id: l.trace_id.0.to_vec(),
@@ -77,13 +88,13 @@ fn link(l: Link) -> pb::span::Link {
 /// One span in OTLP form. `flags`: W3C trace flags in bits 0-7, bit 8 set, bit 9 when the
 /// parent is remote.
 pub fn span(s: Span) -> pb::Span {
-    let remote = s.parent_span_id.is_some() && s.parent_is_remote;
+    let flags = span_flags(&s);
     pb::Span {
         trace_id: s.trace_id.0.to_vec(),
         span_id: s.span_id.0.to_vec(),
         trace_state: s.trace_state,
         parent_span_id: s.parent_span_id.map(|p| p.0.to_vec()).unwrap_or_default(),
-        flags: u32::from(s.flags) | FLAG_HAS_IS_REMOTE | if remote { FLAG_IS_REMOTE } else { 0 },
+        flags,
         name: s.name,
         kind: match s.kind {
             SpanKind::Server => pb::span::SpanKind::Server as i32,
@@ -130,9 +141,38 @@ pub fn export_request(
     }
 }
 
-/// The protobuf body for `spans`.
+/// Encodes export requests for one resource: the resource and scope are encoded once, the
+/// spans are written directly (see [`crate::wire`]).
+#[derive(Clone, Debug)]
+pub struct Encoder {
+    resource: Vec<u8>,
+    scope: Vec<u8>,
+}
+
+impl Encoder {
+    /// An encoder for spans of `resource`, under the filter's scope.
+    pub fn new(resource: &Resource) -> Encoder {
+        let scope = InstrumentationScope {
+            name: SCOPE_NAME.into(),
+            version: SCOPE_VERSION.into(),
+            ..Default::default()
+        };
+        Encoder {
+            resource: resource.encode_to_vec(),
+            scope: scope.encode_to_vec(),
+        }
+    }
+
+    /// The protobuf body (`ExportTraceServiceRequest`) for `spans`.
+    pub fn encode(&self, spans: &[Span]) -> Vec<u8> {
+        crate::wire::export_request(&self.resource, &self.scope, SCHEMA_URL, spans)
+    }
+}
+
+/// The protobuf body for `spans` (builds an [`Encoder`]; keep one to encode many batches).
 pub fn encode(resource: &Resource, spans: impl IntoIterator<Item = Span>) -> Vec<u8> {
-    export_request(resource, spans).encode_to_vec()
+    let spans: Vec<Span> = spans.into_iter().collect();
+    Encoder::new(resource).encode(&spans)
 }
 
 #[cfg(test)]
@@ -236,5 +276,39 @@ mod tests {
         );
         assert_eq!(s.attributes.len(), 3);
         assert_eq!(s.links[0].flags, 0x301);
+    }
+
+    #[test]
+    fn direct_writer_matches_prost() {
+        let cfg = Config::default();
+        let res = resource(&cfg);
+        let mut ok = sample(true);
+        ok.status = StatusCode::Unset;
+        ok.links.clear();
+        ok.trace_state.clear();
+        ok.attributes.push(Attribute {
+            key: Cow::Borrowed("big"),
+            value: Value::Int(-5),
+        });
+        ok.attributes.push(Attribute {
+            key: Cow::Borrowed("long"),
+            value: Value::Str("x".repeat(300)),
+        });
+        let mut msg = sample(false);
+        msg.status_message = "boom".into();
+        let spans = vec![sample(true), ok, msg];
+        let wire = Encoder::new(&res).encode(&spans);
+        let decoded = ExportTraceServiceRequest::decode(wire.as_slice()).unwrap();
+        assert_eq!(decoded, export_request(&res, spans.clone()));
+        assert_eq!(
+            wire,
+            export_request(&res, spans).encode_to_vec(),
+            "byte for byte"
+        );
+        let empty = Encoder::new(&res).encode(&[]);
+        assert_eq!(
+            ExportTraceServiceRequest::decode(empty.as_slice()).unwrap(),
+            export_request(&res, vec![])
+        );
     }
 }
