@@ -31,6 +31,10 @@ async fn inbound_fallbacks_and_outbound_formats() {
     let padded = format!("{}{t64}", "0".repeat(16));
     assert_eq!(tp.trace_id, padded, "B3 64-bit trace id padded");
     assert!(tp.sampled());
+    assert!(
+        !tp.random(),
+        "a B3 trace id is not ours: no Level 2 random flag claimed for it"
+    );
     let span = stack.span_of(&ex).await;
     assert_eq!(span.parent_span_id(), s);
     // Outbound B3 and Jaeger describe the same proxy span.
@@ -103,6 +107,10 @@ async fn inbound_fallbacks_and_outbound_formats() {
     let tp = ex.upstream_traceparent();
     assert_eq!(tp.trace_id, format!("{:0>32}", "abc123"));
     assert!(tp.sampled());
+    assert!(
+        !tp.random(),
+        "a Jaeger trace id is not ours: no random flag"
+    );
     assert_eq!(stack.span_of(&ex).await.parent_span_id(), s);
     // Jaeger 128-bit, unsampled.
     let (t, s) = (new_trace_id(), new_span_id());
