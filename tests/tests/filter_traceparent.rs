@@ -80,6 +80,16 @@ async fn traceparent_rules() {
         ex.upstream_tracestate().first().map(String::as_str),
         Some("caller=keep")
     );
+    // The span carries the trace's tracestate too (OTLP Span.trace_state): the shim reads `ot` there.
+    let span = stack.span_of(&ex).await;
+    assert!(
+        span.span
+            .trace_state
+            .split(',')
+            .any(|m| m.trim() == "caller=keep"),
+        "span trace_state {:?}",
+        span.span.trace_state
+    );
     let (t, p) = (new_trace_id(), new_span_id());
     let ex = stack.ingress(with_tp(&format!("00-{t}-{p}-00"))).await;
     assert_continued(&stack, &ex, &t, &p, 0x00, "valid 00 unsampled").await;
