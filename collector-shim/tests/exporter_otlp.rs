@@ -184,7 +184,7 @@ async fn gives_up_after_max_elapsed_time() {
     cfg.retry = RetryConfig {
         initial_interval: Duration::from_millis(10),
         max_interval: Duration::from_millis(50),
-        max_elapsed_time: Duration::from_millis(600),
+        max_elapsed_time: Duration::from_secs(2),
         ..RetryConfig::default()
     };
     let t = ExporterTelemetry::default();

@@ -216,14 +216,18 @@ async fn bad_request_is_not_retried_and_quotes_the_backend() {
 #[tokio::test]
 async fn slow_backend_times_out_then_succeeds() {
     let backend = Backend::start(Reply::status(202)).await;
-    backend.script([Reply::status(202).delay(Duration::from_secs(3))]);
+    // The first answer comes far too late; a generous per-attempt timeout still keeps the
+    // prompt second attempt well inside it on a busy machine.
+    backend.script([Reply::status(202).delay(Duration::from_secs(20))]);
     let t = ExporterTelemetry::default();
     let exp = exporter(
         backend.url("/api/v2/spans"),
-        Duration::from_millis(500),
+        Duration::from_millis(1500),
         t.clone(),
     );
+    let start = Instant::now();
     exp.export(&sample_batch()).await.unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(1500));
     assert_eq!(t.retries.get(), 1, "the timed-out attempt is retried");
     assert_eq!(backend.received().len(), 2);
 }
