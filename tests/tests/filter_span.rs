@@ -504,3 +504,55 @@ async fn multiplexed_h2_streams_keep_their_own_context() {
     }
     stack.envoy.assert_no_wasm_failures().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_requests_on_one_connection_are_separate_spans() {
+    let stack = StackBuilder::new().start().await;
+    // Three pipelined requests on one HTTP/1.1 connection, each with its own parent.
+    let ids: Vec<(String, String)> = (0..3).map(|_| (new_trace_id(), new_span_id())).collect();
+    let mut raw = Vec::new();
+    for (i, (t, p)) in ids.iter().enumerate() {
+        let close = if i == 2 { "connection: close\r\n" } else { "" };
+        raw.extend_from_slice(
+            format!("GET /ka/{i} HTTP/1.1\r\nhost: h\r\ntraceparent: 00-{t}-{p}-01\r\nx-test-id: ka-{i}\r\n{close}\r\n")
+                .as_bytes(),
+        );
+    }
+    let resp = aetherflow_tests::http_client::send_raw(
+        stack.envoy.ingress(),
+        &raw,
+        Duration::from_secs(15),
+    )
+    .await
+    .expect("pipelined requests");
+    assert_eq!(
+        resp.text.matches("HTTP/1.1 200").count(),
+        3,
+        "{}",
+        resp.text
+    );
+    for (i, (t, p)) in ids.iter().enumerate() {
+        let up = stack
+            .upstream
+            .request_tagged(&format!("ka-{i}"))
+            .await
+            .expect("upstream saw it");
+        let tp = aetherflow_tests::w3c::parse_emitted_traceparent(
+            &up.header("traceparent").expect("tp"),
+        )
+        .expect("valid");
+        assert_eq!(&tp.trace_id, t, "request {i} got another request's context");
+        let span = stack
+            .shim
+            .wait_spans(1, Duration::from_secs(15), |s| s.trace_id() == *t)
+            .await
+            .unwrap_or_else(|_| panic!("request {i}: no span"))
+            .remove(0);
+        assert_eq!(&span.parent_span_id(), p);
+        assert_eq!(span.attr_str("url.path"), Some(format!("/ka/{i}")));
+        assert!(
+            resp.text.contains(&format!("x-trace-id: {t}")),
+            "request {i}: trace id header"
+        );
+    }
+}
