@@ -1,0 +1,200 @@
+//! Streams and connections: upstream resets and client cancellations, plain HTTP/2, many
+//! multiplexed h2 streams and pipelined HTTP/1.1 requests, each keeping its own context and span.
+
+use std::time::Duration;
+
+use aetherflow_tests::http_client::ClientRequest;
+use aetherflow_tests::stack::{new_span_id, new_trace_id, StackBuilder};
+
+const STATUS_ERROR: i32 = 2;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resets_cancellations_and_http2() {
+    use aetherflow_tests::http_client::Protocol;
+    use tokio::io::AsyncWriteExt;
+    let stack = StackBuilder::new().start().await;
+
+    // Upstream resets before answering: Envoy's local 503; the span is an error with a reason.
+    let ex = stack
+        .ingress(ClientRequest::get("/reset").header("x-upstream-reset", "1"))
+        .await;
+    assert_eq!(ex.response.status, 503);
+    let span = stack.span_of(&ex).await;
+    assert_eq!(
+        span.span.status.as_ref().map(|s| s.code),
+        Some(STATUS_ERROR),
+        "reset is an error"
+    );
+    assert!(
+        span.attr_str("error.type").is_some_and(|e| !e.is_empty()),
+        "error.type names the reason"
+    );
+    assert!(
+        ex.response.header("x-trace-id").is_some(),
+        "local replies carry the trace id too"
+    );
+    let flags = span.attr_str("envoy.response_flags").unwrap_or_default();
+    assert!(
+        !flags.is_empty() && flags != "-",
+        "envoy.response_flags shows the reset: {flags:?}"
+    );
+
+    // Plain HTTP/2 downstream (not gRPC).
+    let ex = stack
+        .ingress(ClientRequest::get("/h2").protocol(Protocol::H2c))
+        .await;
+    let span = stack.span_of(&ex).await;
+    assert_eq!(
+        span.attr_str("network.protocol.version").as_deref(),
+        Some("2")
+    );
+    assert_eq!(span.span.name, "GET");
+
+    // The client gives up mid-request: the stream still ends (on_log) and its span is exported.
+    let (t, p) = (new_trace_id(), new_span_id());
+    let mut conn = tokio::net::TcpStream::connect(stack.envoy.ingress())
+        .await
+        .expect("connect");
+    let head = format!("GET /cancel HTTP/1.1\r\nhost: h\r\ntraceparent: 00-{t}-{p}-01\r\nx-upstream-delay-ms: 1500\r\n\r\n");
+    conn.write_all(head.as_bytes()).await.expect("write");
+    stack
+        .upstream
+        .wait_request(Duration::from_secs(10), |r| r.path == "/cancel")
+        .await
+        .expect("upstream saw /cancel");
+    drop(conn);
+    let span = stack.shim.span_of_trace(&t, Duration::from_secs(15)).await;
+    let span = span.unwrap_or_else(|| {
+        panic!(
+            "no span for a cancelled request\n{}",
+            stack.envoy.log_tail(20)
+        )
+    });
+    assert_eq!(span.parent_span_id(), p);
+    let started = stack.envoy.filter_metric("aetherflow_spans_started").await;
+    let sampled = stack.envoy.filter_metric("aetherflow_spans_sampled").await;
+    assert_eq!(started, 3, "three requests, three spans");
+    assert_eq!(sampled, 3);
+    stack.envoy.assert_no_wasm_failures().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiplexed_h2_streams_keep_their_own_context() {
+    use aetherflow_tests::http_client::send_h2_multiplexed;
+    use aetherflow_tests::stack::REQUEST_TIMEOUT;
+    let stack = StackBuilder::new().start().await;
+    // 30 interleaved streams on one connection, each with its own parent and its own delay (so
+    // their filter callbacks interleave), half gRPC.
+    let mut reqs = Vec::new();
+    let mut expect = Vec::new();
+    for i in 0..30u32 {
+        let (t, p) = (new_trace_id(), new_span_id());
+        let base = if i % 2 == 0 {
+            ClientRequest::grpc(
+                "/demo.v1.Echo/Mux",
+                aetherflow_tests::grpc::frames(1 + i as usize % 3, 10),
+            )
+        } else {
+            ClientRequest::get(&format!("/mux/{i}"))
+        };
+        reqs.push(
+            base.header("traceparent", format!("00-{t}-{p}-01"))
+                .header("x-upstream-delay-ms", ((i * 37) % 200).to_string())
+                .header("x-test-id", format!("mux-{i}")),
+        );
+        expect.push((t, p));
+    }
+    let results = send_h2_multiplexed(stack.envoy.ingress(), &reqs, REQUEST_TIMEOUT)
+        .await
+        .expect("h2 connection");
+    for (i, (r, (t, p))) in results.iter().zip(&expect).enumerate() {
+        let r = r.as_ref().unwrap_or_else(|e| panic!("stream {i}: {e}"));
+        assert_eq!(r.status, 200, "stream {i}");
+        assert_eq!(
+            r.header("x-trace-id").as_deref(),
+            Some(t.as_str()),
+            "stream {i}: its own trace id"
+        );
+        let up = stack
+            .upstream
+            .request_tagged(&format!("mux-{i}"))
+            .await
+            .expect("upstream saw it");
+        let tp = aetherflow_tests::w3c::parse_emitted_traceparent(
+            &up.header("traceparent").expect("tp"),
+        )
+        .expect("valid");
+        assert_eq!(
+            &tp.trace_id, t,
+            "stream {i}: upstream got another stream's context"
+        );
+        let span = stack
+            .shim
+            .wait_spans(1, Duration::from_secs(15), |s| s.trace_id() == *t)
+            .await
+            .unwrap_or_else(|_| panic!("stream {i}: no span"))
+            .remove(0);
+        assert_eq!(&span.parent_span_id(), p);
+        assert_eq!(span.span_id(), tp.parent_id);
+        if i % 2 == 0 {
+            assert_eq!(
+                span.attr_int("aetherflow.grpc.request_messages"),
+                Some(1 + i as i64 % 3),
+                "stream {i}: message count of another stream?"
+            );
+        }
+    }
+    stack.envoy.assert_no_wasm_failures().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_requests_on_one_connection_are_separate_spans() {
+    let stack = StackBuilder::new().start().await;
+    // Three pipelined requests on one HTTP/1.1 connection, each with its own parent.
+    let ids: Vec<(String, String)> = (0..3).map(|_| (new_trace_id(), new_span_id())).collect();
+    let mut raw = Vec::new();
+    for (i, (t, p)) in ids.iter().enumerate() {
+        let close = if i == 2 { "connection: close\r\n" } else { "" };
+        raw.extend_from_slice(
+            format!("GET /ka/{i} HTTP/1.1\r\nhost: h\r\ntraceparent: 00-{t}-{p}-01\r\nx-test-id: ka-{i}\r\n{close}\r\n")
+                .as_bytes(),
+        );
+    }
+    let resp = aetherflow_tests::http_client::send_raw(
+        stack.envoy.ingress(),
+        &raw,
+        Duration::from_secs(15),
+    )
+    .await
+    .expect("pipelined requests");
+    assert_eq!(
+        resp.text.matches("HTTP/1.1 200").count(),
+        3,
+        "{}",
+        resp.text
+    );
+    for (i, (t, p)) in ids.iter().enumerate() {
+        let up = stack
+            .upstream
+            .request_tagged(&format!("ka-{i}"))
+            .await
+            .expect("upstream saw it");
+        let tp = aetherflow_tests::w3c::parse_emitted_traceparent(
+            &up.header("traceparent").expect("tp"),
+        )
+        .expect("valid");
+        assert_eq!(&tp.trace_id, t, "request {i} got another request's context");
+        let span = stack
+            .shim
+            .wait_spans(1, Duration::from_secs(15), |s| s.trace_id() == *t)
+            .await
+            .unwrap_or_else(|_| panic!("request {i}: no span"))
+            .remove(0);
+        assert_eq!(&span.parent_span_id(), p);
+        assert_eq!(span.attr_str("url.path"), Some(format!("/ka/{i}")));
+        assert!(
+            resp.text.contains(&format!("x-trace-id: {t}")),
+            "request {i}: trace id header"
+        );
+    }
+}
