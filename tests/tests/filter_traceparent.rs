@@ -221,7 +221,13 @@ async fn traceparent_rules() {
         tp.flags, 0x03,
         "new trace at sample_ratio 1.0: sampled + random"
     );
-    assert_eq!(stack.span_of(&ex).await.parent_span_id(), "");
+    let span = stack.span_of(&ex).await;
+    assert_eq!(span.parent_span_id(), "");
+    assert_eq!(
+        span.resource_str("deployment.environment.name"),
+        None,
+        "deployment_environment defaults to unset"
+    );
     stack.envoy.assert_no_wasm_failures().await;
 }
 
