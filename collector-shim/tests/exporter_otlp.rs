@@ -196,3 +196,16 @@ async fn gives_up_after_max_elapsed_time() {
     assert!(t.failed_attempts.get() >= 2);
     assert_eq!(backend.received().len() as u64, t.failed_attempts.get());
 }
+
+#[test]
+fn direct_encoding_matches_prost_on_the_rebuilt_request() {
+    let mut batch = mixed_batch();
+    // A resource equal in content but behind another Arc merges into the first group.
+    batch.push(record(
+        "users",
+        span(TRACE, 0x5555, 0x2222, "db", SpanKind::Client, 400, 900),
+    ));
+    let reference = model::request(&batch).encode_to_vec();
+    assert_eq!(model::encode(&batch), reference);
+    assert_eq!(model::encode(&[]), Vec::<u8>::new());
+}

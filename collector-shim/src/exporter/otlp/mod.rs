@@ -81,7 +81,7 @@ impl OtlpExporter {
 
 /// Encodes a batch as the request body (gzip when asked).
 pub fn encode(batch: &[SpanRecord], compression: Compression) -> Vec<u8> {
-    let raw = model::request(batch).encode_to_vec();
+    let raw = model::encode(batch);
     match compression {
         Compression::None => raw,
         Compression::Gzip => {
