@@ -198,3 +198,78 @@ async fn keep_alive_requests_on_one_connection_are_separate_spans() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_upstream_attempts_share_the_proxy_span_as_parent() {
+    // Give the HTTP route a retry policy: Envoy re-sends the request after a 503.
+    let stack = StackBuilder::new()
+        .config(|cfg| {
+            let listeners = cfg.doc_mut()["static_resources"]["listeners"]
+                .as_sequence_mut()
+                .ok_or("listeners")?;
+            let ingress = listeners
+                .iter_mut()
+                .find(|l| l["name"].as_str() == Some("ingress"))
+                .ok_or("ingress")?;
+            let routes = ingress["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
+                ["virtual_hosts"][0]["routes"]
+                .as_sequence_mut()
+                .ok_or("routes")?;
+            let http = routes
+                .iter_mut()
+                .find(|r| r["name"].as_str() == Some("demo_http_route"))
+                .ok_or("demo_http_route")?;
+            http["route"]["retry_policy"] = serde_yaml::from_str("{retry_on: 5xx, num_retries: 2}")
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        })
+        .start()
+        .await;
+    let (t, p) = (new_trace_id(), new_span_id());
+    let req = ClientRequest::get("/retry")
+        .header("traceparent", format!("00-{t}-{p}-01"))
+        .header("x-upstream-status", "503")
+        .header("x-test-id", "retry-1");
+    let resp = aetherflow_tests::http_client::send(
+        stack.envoy.ingress(),
+        &req,
+        aetherflow_tests::stack::REQUEST_TIMEOUT,
+    )
+    .await
+    .expect("request");
+    assert_eq!(resp.status, 503);
+    let attempts: Vec<_> = stack
+        .upstream
+        .requests()
+        .into_iter()
+        .filter(|r| r.header("x-test-id").as_deref() == Some("retry-1"))
+        .collect();
+    assert_eq!(attempts.len(), 3, "one try and two retries");
+    let span = stack
+        .shim
+        .span_of_trace(&t, Duration::from_secs(15))
+        .await
+        .expect("span");
+    for (i, a) in attempts.iter().enumerate() {
+        let tp =
+            aetherflow_tests::w3c::parse_emitted_traceparent(&a.header("traceparent").expect("tp"))
+                .expect("valid");
+        assert_eq!(tp.trace_id, t, "attempt {i}");
+        assert_eq!(
+            tp.parent_id,
+            span.span_id(),
+            "attempt {i}: parent is the proxy span"
+        );
+    }
+    assert_eq!(span.attr_int("http.response.status_code"), Some(503));
+    assert_eq!(
+        stack
+            .shim
+            .spans()
+            .iter()
+            .filter(|s| s.trace_id() == t)
+            .count(),
+        1,
+        "one proxy span for the retried request"
+    );
+}
