@@ -251,3 +251,24 @@ fn tag_clashes_resolve_to_the_more_specific_value() {
     let text = String::from_utf8(body).unwrap();
     assert_eq!(text.matches("\"error\":").count(), 1, "{text}");
 }
+
+#[test]
+fn unknown_start_leaves_timestamp_and_duration_out() {
+    let mut sp = span(TRACE, 5, 0, "GET", SpanKind::Server, 0, 10);
+    sp.start_time_unix_nano = 0;
+    let (body, _) = encode(&[record("svc", sp)]);
+    let out = decode("zipkin_json.py", &body, &[]);
+    let z = &out["spans"][0];
+    assert!(
+        z.get("timestamp").is_none() && z.get("duration").is_none(),
+        "{z}"
+    );
+    // End before start (clock step): still a valid 1 µs span.
+    let mut sp = span(TRACE, 6, 0, "GET", SpanKind::Server, 50, 0);
+    sp.end_time_unix_nano = sp.start_time_unix_nano - 5_000;
+    let (body, _) = encode(&[record("svc", sp)]);
+    assert_eq!(
+        decode("zipkin_json.py", &body, &[])["spans"][0]["duration"],
+        1
+    );
+}

@@ -157,11 +157,14 @@ pub fn write_span(rec: &SpanRecord, out: &mut Vec<u8>) -> Result<(), Unmappable>
         out.extend_from_slice(b",\"name\":");
         json::string(out, &s.name);
     }
-    out.extend_from_slice(b",\"timestamp\":");
-    json::uint(out, start_us);
-    // "Durations of less than one are rounded up."
-    out.extend_from_slice(b",\"duration\":");
-    json::uint(out, end_us.saturating_sub(start_us).max(1));
+    // A zero start time means "unknown": the API says to leave timestamp (and so duration) absent.
+    if start_us > 0 {
+        out.extend_from_slice(b",\"timestamp\":");
+        json::uint(out, start_us);
+        // "Durations of less than one are rounded up."
+        out.extend_from_slice(b",\"duration\":");
+        json::uint(out, end_us.saturating_sub(start_us).max(1));
+    }
     if shared {
         out.extend_from_slice(b",\"shared\":true");
     }
