@@ -39,6 +39,14 @@ fn make_demo_runner_prints_trees_and_passes_its_checks() {
             "scenario {label} missing:\n{stdout}"
         );
     }
+    // The shim's own account of its decisions: the failed unsampled trace kept by the error policy,
+    // the successful unsampled one dropped.
+    let summary = stdout
+        .lines()
+        .find(|l| l.contains("shim:"))
+        .unwrap_or_default();
+    assert!(summary.contains("kept by the error policy"), "{summary}");
+    assert!(summary.contains("record-only dropped"), "{summary}");
     // Trees show the proxy span with the service span under it.
     assert!(stdout.contains("└─ envoy-ingress SERVER"), "{stdout}");
     assert!(stdout.contains("└─ demo-grpc SERVER"), "{stdout}");

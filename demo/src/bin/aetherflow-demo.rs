@@ -115,6 +115,19 @@ async fn run(keep: bool) -> Result<bool, String> {
                 "      (only {n} of {proxy_spans} proxy spans acknowledged by the shim after 30 s)"
             );
         }
+        // Let the tail decision window (1 s) pass, then show what the shim decided.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        if let Some(shim) = stack.shim.as_ref() {
+            if let Ok(reply) = client
+                .get(&format!("http://{}", shim.addr), "/metrics", &[])
+                .await
+            {
+                println!(
+                    "      shim: {}",
+                    sampling_summary(&String::from_utf8_lossy(&reply.body))
+                );
+            }
+        }
     }
 
     println!("[5/5] stopping Envoy, the services and the shim (it decides pending traces and flushes) ({:.1} s)", started.elapsed().as_secs_f64());
@@ -177,6 +190,46 @@ async fn run(keep: bool) -> Result<bool, String> {
         }
     );
     Ok(failures == 0)
+}
+
+/// One line from the shim's Prometheus metrics (`shim_spans_received_total`,
+/// `shim_spans_sampled_total{policy, decision}`): what came in and which stage kept or dropped it.
+fn sampling_summary(metrics: &str) -> String {
+    let mut received = 0.0;
+    let mut decisions: Vec<String> = Vec::new();
+    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        if name.starts_with("shim_spans_received_total") {
+            received += value;
+        } else if let Some(labels) = name.strip_prefix("shim_spans_sampled_total{") {
+            let label = |key: &str| {
+                labels
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(&format!("{key}=\"")))
+                    .map(|v| v.trim_end_matches(['}', '"']).to_owned())
+                    .unwrap_or_default()
+            };
+            if value == 0.0 {
+                continue;
+            }
+            let kept = label("decision") == "in";
+            decisions.push(match (label("policy").as_str(), kept) {
+                ("record_only", false) => {
+                    format!("{value} record-only dropped (no tail policy kept them)")
+                }
+                ("probability", true) => format!("{value} kept as sampled"),
+                (policy, true) => format!("{value} kept by the {policy} policy"),
+                (policy, false) => format!("{value} dropped by {policy}"),
+            });
+        }
+    }
+    decisions.sort_by_key(|d| d.contains("dropped"));
+    format!("{received} spans received; {}", decisions.join(", "))
 }
 
 fn print_manual_commands(base: &str, stack: &Stack) {
