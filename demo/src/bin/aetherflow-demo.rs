@@ -115,17 +115,24 @@ async fn run(keep: bool) -> Result<bool, String> {
                 "      (only {n} of {proxy_spans} proxy spans acknowledged by the shim after 30 s)"
             );
         }
-        // Let the tail decision window (1 s) pass, then show what the shim decided.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Wait until the shim has decided on every span it received (a trace is held for its 1 s
+        // tail window first; bounded), then show what it decided.
         if let Some(shim) = stack.shim.as_ref() {
-            if let Ok(reply) = client
-                .get(&format!("http://{}", shim.addr), "/metrics", &[])
-                .await
+            let base = format!("http://{}", shim.addr);
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            let mut metrics = String::new();
+            loop {
+                if let Ok(reply) = client.get(&base, "/metrics", &[]).await {
+                    metrics = String::from_utf8_lossy(&reply.body).into_owned();
+                }
+                let (received, decided) = span_counts(&metrics);
+                if (received > 0.0 && decided >= received) || std::time::Instant::now() > deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
             {
-                println!(
-                    "      shim: {}",
-                    sampling_summary(&String::from_utf8_lossy(&reply.body))
-                );
+                println!("      shim: {}", sampling_summary(&metrics));
             }
         }
     }
@@ -190,6 +197,21 @@ async fn run(keep: bool) -> Result<bool, String> {
         }
     );
     Ok(failures == 0)
+}
+
+/// Spans the shim received and spans it has decided on (kept or dropped), from its metrics.
+fn span_counts(metrics: &str) -> (f64, f64) {
+    let sum = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    (
+        sum("shim_spans_received_total"),
+        sum("shim_spans_sampled_total"),
+    )
 }
 
 /// One line from the shim's Prometheus metrics (`shim_spans_received_total`,
