@@ -33,6 +33,8 @@ pub struct Listeners {
     pub http: TcpListener,
     /// `/healthz`, `/readyz`, `/metrics` on their own port.
     pub admin: Option<TcpListener>,
+    /// OTLP/gRPC, when enabled.
+    pub grpc: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -54,7 +56,15 @@ impl Listeners {
                     .map_err(|e| format!("receiver.admin_listen: cannot listen on {a}: {e}"))?,
             ),
         };
-        Ok(Listeners { http, admin })
+        let grpc = match cfg.receiver.grpc_listen {
+            None => None,
+            Some(a) => Some(
+                TcpListener::bind(a)
+                    .await
+                    .map_err(|e| format!("receiver.grpc_listen: cannot listen on {a}: {e}"))?,
+            ),
+        };
+        Ok(Listeners { http, admin, grpc })
     }
 
     /// The OTLP/HTTP address actually bound.
@@ -70,10 +80,7 @@ pub type NamedExporters = Vec<(String, Arc<dyn Exporter>)>;
 
 /// Builds the exporters the config lists, each with its telemetry counters; names are made
 /// unique (`zipkin`, `zipkin#2`) so metric labels never merge two exporters.
-pub fn build_exporters(
-    cfg: &Config,
-    metrics: &Metrics,
-) -> Result<NamedExporters, String> {
+pub fn build_exporters(cfg: &Config, metrics: &Metrics) -> Result<NamedExporters, String> {
     let mut out: NamedExporters = Vec::new();
     for (i, e) in cfg.exporters.iter().enumerate() {
         let name = unique_name(e.name(), &out);
@@ -161,13 +168,22 @@ pub async fn run_with(
     // stays scrapeable while the queues drain.
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let http_addr = listeners.http_addr();
+    let grpc_addr = listeners.grpc.as_ref().and_then(|l| l.local_addr().ok());
+    let grpc_server = listeners
+        .grpc
+        .map(|l| crate::receiver::grpc::serve(l, state.clone(), stop_rx.clone()));
     let (http_router, admin_server) = match listeners.admin {
         None => (otlp_router(state).merge(admin), None),
         Some(l) => (otlp_router(state), Some(serve(l, admin, admin_stop_rx))),
     };
     let http_server = serve(listeners.http, http_router, stop_rx);
     ready.store(true, Ordering::Release);
-    tracing::info!(listen = %http_addr, exporters = ?names, "collector-shim ready");
+    match grpc_addr {
+        Some(g) => {
+            tracing::info!(listen = %http_addr, grpc_listen = %g, exporters = ?names, "collector-shim ready")
+        }
+        None => tracing::info!(listen = %http_addr, exporters = ?names, "collector-shim ready"),
+    }
 
     shutdown.await;
     let started = Instant::now();
@@ -181,6 +197,11 @@ pub async fn run_with(
         .is_err()
     {
         tracing::warn!("receiver did not stop within shutdown_timeout");
+    }
+    if let Some(g) = grpc_server {
+        if tokio::time::timeout_at(deadline, g).await.is_err() {
+            tracing::warn!("gRPC receiver did not stop within shutdown_timeout");
+        }
     }
     ingest.close();
     let sampler_done = tokio::time::timeout_at(deadline, sampler_task)

@@ -23,6 +23,9 @@ struct Cli {
     /// Address for /healthz, /readyz, /metrics (receiver.admin_listen; default: the OTLP port).
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
+    /// OTLP/gRPC listen address (receiver.grpc_listen; default: off), e.g. 127.0.0.1:4317.
+    #[arg(long)]
+    grpc_listen: Option<SocketAddr>,
     /// Consistent sampling probability in [0, 1] (sampling.probability).
     #[arg(long)]
     sample_ratio: Option<f64>,
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
     let flags = Overrides {
         http_listen: cli.listen,
         admin_listen: cli.admin_listen,
+        grpc_listen: cli.grpc_listen,
         probability: cli.sample_ratio,
         exporters: cli.exporter.clone(),
         log_level: cli.log_level.clone(),

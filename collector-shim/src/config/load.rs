@@ -49,6 +49,8 @@ pub struct Overrides {
     pub http_listen: Option<SocketAddr>,
     /// `--admin-listen`: address of /healthz, /readyz, /metrics.
     pub admin_listen: Option<SocketAddr>,
+    /// `--grpc-listen`: OTLP/gRPC address.
+    pub grpc_listen: Option<SocketAddr>,
     /// `--sample-ratio`: consistent sampling probability.
     pub probability: Option<f64>,
     /// `--exporter`: exporter types to add (with their defaults) when not configured.
@@ -124,6 +126,9 @@ fn apply_flags(cfg: &mut Config, f: &Overrides) -> Result<(), ConfigError> {
     }
     if let Some(a) = f.admin_listen {
         cfg.receiver.admin_listen = Some(a);
+    }
+    if let Some(a) = f.grpc_listen {
+        cfg.receiver.grpc_listen = Some(a);
     }
     if let Some(p) = f.probability {
         cfg.sampling.probability = p;

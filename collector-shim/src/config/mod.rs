@@ -102,6 +102,9 @@ pub struct ReceiverConfig {
     pub http_listen: SocketAddr,
     /// Separate listener for `/healthz`, `/readyz`, `/metrics`. Default: none (same as OTLP).
     pub admin_listen: Option<SocketAddr>,
+    /// OTLP/gRPC listen address (usually `127.0.0.1:4317`). Default: none (gRPC off).
+    /// Flag: `--grpc-listen`.
+    pub grpc_listen: Option<SocketAddr>,
     /// Largest request body accepted, in bytes, before and after gzip. Default 4194304 (4 MiB).
     pub max_body_bytes: usize,
     /// Spans accepted but not yet taken by the sampler; above it requests get 503. Default 65536.
@@ -113,6 +116,7 @@ impl Default for ReceiverConfig {
         ReceiverConfig {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 4318)),
             admin_listen: None,
+            grpc_listen: None,
             max_body_bytes: 4 * 1024 * 1024,
             max_pending_spans: 65536,
         }

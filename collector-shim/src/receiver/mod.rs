@@ -1,4 +1,4 @@
-//! Receivers: OTLP/HTTP (`http`) with the body rules in `decode`, and the `Ingest` handle they
+//! Receivers: OTLP/HTTP (`http`) and OTLP/gRPC (`grpc`) with the body rules in `decode`, and the `Ingest` handle they
 //! hand spans to.
 //!
 //! `Ingest` bounds what waits between the receivers and the sampler task in spans (a
@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::model::SpanRecord;
 
 pub mod decode;
+pub mod grpc;
 pub mod http;
 
 /// What travels from the receivers to the sampler task.

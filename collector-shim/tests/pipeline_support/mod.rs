@@ -204,6 +204,8 @@ pub struct Shim {
     pub addr: SocketAddr,
     /// Separate admin address, when the config asked for one.
     pub admin: Option<SocketAddr>,
+    /// OTLP/gRPC address, when the config asked for one.
+    pub grpc: Option<SocketAddr>,
     /// Its metrics registry.
     pub metrics: Metrics,
     /// Resolves the shutdown future.
@@ -219,7 +221,11 @@ impl Shim {
         if cfg.receiver.admin_listen.is_some() {
             cfg.receiver.admin_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         }
+        if cfg.receiver.grpc_listen.is_some() {
+            cfg.receiver.grpc_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        }
         let listeners = Listeners::bind(&cfg).await.expect("bind 127.0.0.1:0");
+        let grpc = listeners.grpc.as_ref().and_then(|l| l.local_addr().ok());
         let addr = listeners.http_addr();
         let admin = listeners.admin.as_ref().and_then(|l| l.local_addr().ok());
         let metrics = Metrics::new();
@@ -240,6 +246,7 @@ impl Shim {
         Shim {
             addr,
             admin,
+            grpc,
             metrics,
             stop: Some(tx),
             task: Some(task),
