@@ -231,8 +231,9 @@ async fn export_traces(
         .trim()
         .to_ascii_lowercase();
     let decoded = match content_encoding.as_str() {
-        "identity" | "" => Ok(raw.to_vec()),
-        "gzip" => decode::gunzip(&raw, limit),
+        // No copy for plain bodies: the decoder reads the received buffer.
+        "identity" | "" => Ok(std::borrow::Cow::Borrowed(&raw[..])),
+        "gzip" => decode::gunzip(&raw, limit).map(std::borrow::Cow::Owned),
         other => {
             return refuse(
                 &st,
