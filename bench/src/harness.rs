@@ -58,7 +58,7 @@ impl Profile {
             latency_seconds: 5.0,
             rate: None,
             soak: 1_000_000,
-            soak_native: 250_000,
+            soak_native: 150_000,
             grpc_measure: 20_000,
             lanes: 16,
             grpc_lanes: 32,

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontStyle;
 
 use crate::loadgen::Workload;
@@ -134,13 +135,15 @@ fn draw_panel(
     panel: &Panel,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let n = panel.bars.len().max(1);
-    let top = panel
-        .bars
-        .iter()
-        .map(|(_, _, s)| s.max)
-        .fold(0.0_f64, f64::max)
-        * 1.15;
-    let top = if top > 0.0 { top } else { 1.0 };
+    let mut highs: Vec<f64> = panel.bars.iter().map(|(_, _, s)| s.max).collect();
+    highs.sort_by(|a, b| b.total_cmp(a));
+    // One bar far above the rest (native Zipkin's latency) would flatten the others: the axis
+    // then stops above the second highest and the outlier is drawn cut, its value printed.
+    let top = match highs.as_slice() {
+        [first, second, ..] if *first > 8.0 * second && *second > 0.0 => second * 1.6,
+        [first, ..] if *first > 0.0 => first * 1.18,
+        _ => 1.0,
+    };
     let mut chart = ChartBuilder::on(area)
         .caption(panel.title, ("sans-serif", 18))
         .margin(12)
@@ -153,17 +156,19 @@ fn draw_panel(
         .configure_mesh()
         .disable_x_mesh()
         .y_desc(panel.unit)
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .x_label_formatter(&|x| match x {
             SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
             _ => String::new(),
         })
         .label_style(("sans-serif", 13))
         .draw()?;
+    let cut = |v: f64| v.min(top * 0.97);
     chart.draw_series(panel.bars.iter().enumerate().map(|(i, (_, color, s))| {
         let mut bar = Rectangle::new(
             [
                 (SegmentValue::Exact(i), 0.0),
-                (SegmentValue::Exact(i + 1), s.median),
+                (SegmentValue::Exact(i + 1), cut(s.median)),
             ],
             COLORS[*color % COLORS.len()].filled(),
         );
@@ -175,29 +180,25 @@ fn draw_panel(
             .bars
             .iter()
             .enumerate()
-            .filter(|(_, (_, _, s))| s.runs > 1)
+            .filter(|(_, (_, _, s))| s.runs > 1 && s.max < top)
             .map(|(i, (_, _, s))| {
-                ErrorBar::new_vertical(
-                    SegmentValue::CenterOf(i),
-                    s.min,
-                    s.median,
-                    s.max,
-                    BLACK.filled(),
-                    10,
-                )
+                ErrorBar::new_vertical(SegmentValue::CenterOf(i), s.min, s.median, s.max, BLACK, 8)
             }),
     )?;
+    let label_style =
+        TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
     chart.draw_series(panel.bars.iter().enumerate().map(|(i, (_, _, s))| {
-        let label = if s.median >= 100.0 {
+        let value = if s.median >= 100.0 {
             format!("{:.0}", s.median)
         } else {
             format!("{:.1}", s.median)
         };
-        Text::new(
-            label,
-            (SegmentValue::CenterOf(i), s.median),
-            ("sans-serif", 13).into_font(),
-        )
+        let (label, y) = if s.max >= top {
+            (format!("{value} (cut)"), top * 0.97)
+        } else {
+            (value, if s.runs > 1 { s.max } else { s.median })
+        };
+        Text::new(label, (SegmentValue::CenterOf(i), y), label_style.clone())
     }))?;
     Ok(())
 }
