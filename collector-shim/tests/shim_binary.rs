@@ -155,3 +155,45 @@ async fn sigterm_flushes_pending_decisions_and_queues_then_exits_zero() {
     assert_eq!(received.count(), 200, "{log}");
     assert!(log.contains("all queues flushed"), "{log}");
 }
+
+#[test]
+fn env_and_flags_configure_without_a_file() {
+    let out = Command::new(shim_bin())
+        .arg("--check-config")
+        .args([
+            "--listen",
+            "127.0.0.1:14318",
+            "--sample-ratio",
+            "0.5",
+            "--exporter",
+            "console",
+        ])
+        .env(
+            "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
+            "http://127.0.0.1:9411/api/v2/spans",
+        )
+        .env("OTEL_TRACES_SAMPLER", "traceidratio")
+        .env("OTEL_TRACES_SAMPLER_ARG", "0.25")
+        .env_remove("AETHERFLOW_SHIM_CONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The flag wins over OTEL_TRACES_SAMPLER_ARG; the env adds zipkin, the flag adds console.
+    assert!(stdout.contains("listen 127.0.0.1:14318"), "{stdout}");
+    assert!(stdout.contains("probability 0.5"), "{stdout}");
+    assert!(stdout.contains("[\"zipkin\", \"console\"]"), "{stdout}");
+
+    let out = Command::new(shim_bin())
+        .args(["--check-config", "--exporter", "carrier-pigeon"])
+        .env_remove("AETHERFLOW_SHIM_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`--exporter`"));
+}
