@@ -75,6 +75,11 @@ impl HttpTrace {
             decision.flags,
             &decision.tracestate,
         );
+        propagation::remove_stale_legacy(
+            lines.as_slice(),
+            &mut RequestHeaders,
+            &sh.policy.outbound,
+        );
         let mut ex = Exchange::default();
         if let Some(bag) = Baggage::extract(lines.as_slice()) {
             if bag.invalid || bag.trimmed {
@@ -126,6 +131,8 @@ impl HttpTrace {
             if ex.authority.is_empty() {
                 ex.authority = host_header.unwrap_or_default();
             }
+            // The one allocation a match costs: the template, owned by the span.
+            ex.route = sh.routes.find(&ex.path).map(str::to_owned);
             if ex.grpc && sh.cfg.grpc_message_counting {
                 req_frames = Some(FrameCounter::new());
             }

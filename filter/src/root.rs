@@ -14,6 +14,7 @@ use aetherflow_core::config::{Config, SpanKindConfig};
 use aetherflow_core::head::Policy;
 use aetherflow_core::ids::IdGenerator;
 use aetherflow_core::otlp;
+use aetherflow_core::route::RouteTable;
 use aetherflow_core::span::{Span, SpanKind};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -64,6 +65,8 @@ pub struct Shared {
     pub policy: Policy,
     /// Span kind.
     pub kind: SpanKind,
+    /// `http_routes`, compiled.
+    pub routes: RouteTable,
     /// Metric ids.
     pub metrics: Metrics,
     /// Id generator, seeded once per VM.
@@ -269,6 +272,8 @@ impl RootContext for TraceRoot {
         );
         self.shared = Some(Rc::new(Shared {
             policy: Policy::from_config(&cfg),
+            // Validated by from_json, so this cannot fail; no routes is the safe fallback.
+            routes: cfg.routes().unwrap_or_default(),
             kind: match cfg.span_kind {
                 SpanKindConfig::Server => SpanKind::Server,
                 SpanKindConfig::Client => SpanKind::Client,

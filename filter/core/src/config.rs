@@ -6,6 +6,7 @@
 
 use crate::json::{self, Json};
 use crate::propagation::{InboundFormat, OutboundFormat};
+use crate::route::{RouteTable, MAX_ROUTES};
 use crate::sampling::Threshold;
 use std::fmt;
 
@@ -96,6 +97,8 @@ pub struct Config {
     pub grpc_message_counting: bool,
     /// Longest attribute value in bytes (cut on a UTF-8 boundary). Default 256.
     pub max_attribute_length: usize,
+    /// Path templates for `http.route`, first match wins. Default `[]`.
+    pub http_routes: Vec<String>,
 }
 
 impl Default for Config {
@@ -126,6 +129,7 @@ impl Default for Config {
             resource_attributes: Vec::new(),
             grpc_message_counting: true,
             max_attribute_length: 256,
+            http_routes: Vec::new(),
         }
     }
 }
@@ -345,6 +349,7 @@ impl Config {
             }
             "grpc_message_counting" => self.grpc_message_counting = boolean(k, v)?,
             "max_attribute_length" => self.max_attribute_length = size(k, v)?,
+            "http_routes" => self.http_routes = strings(k, v)?,
             _ => return Err(err(k, "unknown key")),
         }
         Ok(())
@@ -435,7 +440,28 @@ impl Config {
         if self.max_attribute_length < 16 || self.max_attribute_length > 65_536 {
             return Err(err("max_attribute_length", "must be between 16 and 65536"));
         }
+        if self.http_routes.len() > MAX_ROUTES {
+            return Err(err(
+                "http_routes",
+                format!("at most {MAX_ROUTES} templates"),
+            ));
+        }
+        self.routes()?;
         Ok(())
+    }
+
+    /// `http_routes` compiled for matching; an invalid template is named `http_routes[i]`.
+    pub fn routes(&self) -> Result<RouteTable, ConfigError> {
+        RouteTable::compile(&self.http_routes).map_err(|e| {
+            err(
+                &format!("http_routes[{}]", e.index),
+                format!(
+                    "{:?}: {}",
+                    self.http_routes.get(e.index).map_or("", |t| t.as_str()),
+                    e.reason
+                ),
+            )
+        })
     }
 
     /// The head-sampling threshold for new traces.
@@ -510,7 +536,8 @@ mod tests {
             "trace_id_response_header": "", "traceresponse_header": true, "span_kind": "client",
             "record_request_headers": ["x-user"], "record_response_headers": ["server"],
             "baggage_to_attributes": ["tenant"], "resource_attributes": {"k8s.pod.name": "p"},
-            "grpc_message_counting": false, "max_attribute_length": 64
+            "grpc_message_counting": false, "max_attribute_length": 64,
+            "http_routes": ["/api/orders/{id}", "/static/{*path}"]
         }"#;
         let c = Config::from_json(json).unwrap();
         assert_eq!(c.span_kind, SpanKindConfig::Client);
@@ -524,6 +551,10 @@ mod tests {
             ]
         );
         assert_eq!(c.threshold().to_th().as_deref(), Some("c"));
+        assert_eq!(
+            c.routes().unwrap().find("/api/orders/7?a=b"),
+            Some("/api/orders/{id}")
+        );
         assert_eq!(
             c.resource_attributes,
             vec![("k8s.pod.name".to_string(), "p".to_string())]
@@ -556,6 +587,11 @@ mod tests {
         (r#"{"resource_attributes": {"k": 1}}"#, "resource_attributes",   "invalid type"),
         (r#"{"max_attribute_length": 0}"#,      "max_attribute_length",   "between 16"),
         (r#"{"record_unsampled": "yes"}"#,      "record_unsampled",       "invalid type"),
+        (r#"{"http_routes": "/a"}"#,            "http_routes",            "invalid type"),
+        (r#"{"http_routes": ["/a", 1]}"#,       "http_routes",            "invalid type"),
+        (r#"{"http_routes": ["/a", "b/{id}"]}"#, "http_routes[1]",        "\"b/{id}\": must start with '/'"),
+        (r#"{"http_routes": ["/a/{id}.json"]}"#, "http_routes[0]",        "not allowed in a literal"),
+        (r#"{"http_routes": ["/{*p}/x"]}"#,     "http_routes[0]",         "last segment"),
         (r#"[1]"#,                              "",                       "JSON object"),
         (r#"{"service_name": "#,               "",                       "not valid JSON"),
     ];
@@ -568,5 +604,12 @@ mod tests {
             assert!(e.reason.contains(reason), "{json}: {e}");
             assert!(e.to_string().contains(key), "{e}");
         }
+        let many: Vec<String> = (0..=MAX_ROUTES).map(|i| format!("\"/r{i}\"")).collect();
+        let json = format!(r#"{{"http_routes": [{}]}}"#, many.join(","));
+        let e = Config::from_json(json.as_bytes()).unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.reason.as_str()),
+            ("http_routes", "at most 256 templates")
+        );
     }
 }

@@ -19,6 +19,7 @@ pub mod ids;
 pub mod json;
 pub mod otlp;
 pub mod propagation;
+pub mod route;
 pub mod sampling;
 pub mod semconv;
 pub mod span;

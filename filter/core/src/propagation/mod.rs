@@ -172,6 +172,35 @@ pub fn inject(
     }
 }
 
+/// Inbound legacy headers that name the caller's span, by the outbound format that would
+/// overwrite them. `uberctx-*` (Jaeger baggage) is not among them: it stays.
+const LEGACY: [(&str, OutboundFormat); 7] = [
+    (b3::B3, OutboundFormat::B3Single),
+    (b3::X_B3_TRACEID, OutboundFormat::B3),
+    (b3::X_B3_SPANID, OutboundFormat::B3),
+    (b3::X_B3_PARENTSPANID, OutboundFormat::B3),
+    (b3::X_B3_SAMPLED, OutboundFormat::B3),
+    (b3::X_B3_FLAGS, OutboundFormat::B3),
+    (jaeger::UBER_TRACE_ID, OutboundFormat::Jaeger),
+];
+
+/// Removes inbound B3/Jaeger headers of formats we do not write: forwarded unchanged they
+/// would make the upstream a child of the caller's span (or of another trace), contradicting
+/// the `traceparent` we send, whose parent is the proxy span. Formats we write were
+/// overwritten by [`inject`] (which also removes `x-b3-parentspanid` and `x-b3-flags`).
+/// Only headers present in `h` cost a removal.
+pub fn remove_stale_legacy(
+    h: &(impl Extractor + ?Sized),
+    inj: &mut dyn Injector,
+    formats: &[OutboundFormat],
+) {
+    for (name, by) in LEGACY {
+        if !formats.contains(&by) && h.get(name).is_some() {
+            inj.remove(name);
+        }
+    }
+}
+
 /// Read access to request headers. Names are lowercase (HTTP/2 and Envoy lowercase them).
 pub trait Extractor {
     /// Every value of header `name`, one per header line, in the order received.
@@ -304,6 +333,66 @@ mod tests {
     fn duplicate_traceparent_lines_are_invalid() {
         let e = extract(&hm(&[("traceparent", TP), ("traceparent", TP)]), ALL);
         assert!(e.invalid_traceparent && e.context.is_none());
+    }
+
+    fn legacy_inbound() -> HashMap<String, String> {
+        [
+            ("b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"),
+            ("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
+            ("x-b3-spanid", "00f067aa0ba902b7"),
+            ("x-b3-parentspanid", "0000000000000001"),
+            ("x-b3-sampled", "1"),
+            ("x-b3-flags", "1"),
+            (
+                "uber-trace-id",
+                "4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1",
+            ),
+            ("uberctx-tenant", "acme"),
+            ("baggage", "k=v"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    #[rustfmt::skip]
+    const STALE: &[(&[OutboundFormat], &[&str], &str)] = &[
+        (&[],
+         &["baggage", "traceparent", "uberctx-tenant"],
+         "w3c only: every legacy context header goes, Jaeger baggage stays"),
+        (&[OutboundFormat::B3],
+         &["baggage", "traceparent", "uberctx-tenant", "x-b3-sampled", "x-b3-spanid", "x-b3-traceid"],
+         "b3 multi written: x-b3-* overwritten (parent and flags removed), b3 single is stale"),
+        (&[OutboundFormat::B3Single],
+         &["b3", "baggage", "traceparent", "uberctx-tenant"],
+         "b3 single written"),
+        (&[OutboundFormat::Jaeger],
+         &["baggage", "traceparent", "uber-trace-id", "uberctx-tenant"],
+         "jaeger written"),
+    ];
+
+    #[test]
+    fn stale_legacy_headers_are_removed_unless_written() {
+        let t = TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap();
+        let s = SpanId::from_hex("2222222222222222").unwrap();
+        for &(formats, left, why) in STALE {
+            let inbound = legacy_inbound();
+            let mut out = inbound.clone();
+            inject(&mut out, formats, &t, &s, 0x01, "");
+            remove_stale_legacy(&inbound, &mut out, formats);
+            let mut keys: Vec<&str> = out.keys().map(String::as_str).collect();
+            keys.sort_unstable();
+            assert_eq!(keys, left, "{why}");
+            // What remains names the proxy span, never the caller's.
+            for (k, v) in &out {
+                if k != "baggage" && k != "uberctx-tenant" && k != "x-b3-sampled" {
+                    assert!(
+                        v.contains("2222222222222222") || v.contains("0af7651916cd43dd"),
+                        "{why}: {k}: {v}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
