@@ -66,6 +66,26 @@ async fn matched_templates_name_the_span_and_set_http_route() {
     stack.envoy.assert_no_wasm_failures().await;
 }
 
+/// The shipped ingress lists the demo service's templates: its proxy spans carry the same
+/// `http.route` as the demo's own spans.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_ingress_names_the_demo_routes() {
+    let stack = StackBuilder::new().start().await;
+    for (path, route) in [
+        ("/api/orders/17", Some("/api/orders/{id}")),
+        ("/api/orders", Some("/api/orders")),
+        ("/api/fail", Some("/api/fail")),
+        ("/api/slow?ms=10", Some("/api/slow")),
+        ("/api/other", None),
+    ] {
+        let ex = stack.ingress(ClientRequest::get(path)).await;
+        let span = stack.span_of(&ex).await;
+        assert_eq!(span.attr_str("http.route").as_deref(), route, "{path}");
+        let name = route.map_or("GET".to_owned(), |r| format!("GET {r}"));
+        assert_eq!(span.span.name, name, "{path}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_template_stops_envoy_and_names_the_key() {
     let wasm = paths::wasm();
