@@ -82,6 +82,9 @@ pub struct Setup<'a> {
     pub flush_interval_ms: u32,
     /// The filter module.
     pub wasm: &'a Path,
+    /// Extra filter configuration keys, merged over the defaults above (for experiments such
+    /// as `{"record_unsampled": false}`; empty in the standard runs).
+    pub filter_overrides: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 fn cluster(name: &str, addr: SocketAddr, h2: bool) -> String {
@@ -148,12 +151,15 @@ impl Setup<'_> {
                 .replace("PERCENT", &percent.to_string()),
         };
         let wasm_filter = if self.tracer == Tracer::Filter {
-            let config = serde_json::json!({
+            let mut config = serde_json::json!({
                 "service_name": "bench-envoy",
                 "sample_ratio": self.sample_ratio,
                 "max_batch_spans": self.batch_spans,
                 "flush_interval_ms": self.flush_interval_ms,
             });
+            if let Some(map) = config.as_object_mut() {
+                map.extend(self.filter_overrides.clone());
+            }
             format!(
                 r#"
           - name: envoy.filters.http.wasm

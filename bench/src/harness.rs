@@ -96,6 +96,8 @@ pub struct Components {
     pub shim: Option<PathBuf>,
     /// Scratch directory for configs and logs.
     pub work_dir: PathBuf,
+    /// Filter configuration keys merged over the harness's (`BENCH_FILTER_CONFIG`).
+    pub filter_overrides: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One configuration in one round.
@@ -243,6 +245,7 @@ impl Harness {
             batch_spans: BATCH_SPANS,
             flush_interval_ms: FLUSH_INTERVAL_MS,
             wasm: &self.components.wasm,
+            filter_overrides: &self.components.filter_overrides,
         };
         let envoy = Envoy::start(&self.components.envoy, &setup.render(), &dir).await?;
         let target = envoy.listener;

@@ -9,6 +9,8 @@
 //! - `BENCH_WORKLOADS`: a comma list among `http1,grpc` (default both);
 //! - `BENCH_ROUNDS`, `BENCH_RATE` (req/s), `BENCH_SOAK` / `BENCH_SOAK_NATIVE` (requests between
 //!   the RSS readings with the baseline and filter / the native tracers): override the profile;
+//! - `BENCH_FILTER_CONFIG`: a JSON object merged into the filter's configuration (experiments;
+//!   spans expected still assume every request is sampled);
 //! - `AETHERFLOW_ENVOY`, `AETHERFLOW_WASM`, `AETHERFLOW_SHIM_BIN`: the components (see README).
 
 use std::process::ExitCode;
@@ -104,6 +106,11 @@ fn configure() -> Result<Plan, String> {
         ),
         shim,
         work_dir: std::env::temp_dir().join(format!("aetherflow-bench-{}", std::process::id())),
+        filter_overrides: match std::env::var("BENCH_FILTER_CONFIG") {
+            Ok(v) if !v.trim().is_empty() => serde_json::from_str(&v)
+                .map_err(|e| format!("BENCH_FILTER_CONFIG: not a JSON object: {e}"))?,
+            _ => Default::default(),
+        },
     };
     let out = match std::env::var_os("BENCH_OUT") {
         Some(v) if !v.is_empty() => v.into(),

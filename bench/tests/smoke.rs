@@ -28,6 +28,7 @@ fn quick_profile_serves_every_request_and_delivers_every_span() {
             "target/debug/collector-shim",
             "run `cargo build -p collector-shim`",
         )),
+        filter_overrides: Default::default(),
         work_dir: std::env::temp_dir()
             .join(format!("aetherflow-bench-smoke-{}", std::process::id())),
     };
