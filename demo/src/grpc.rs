@@ -55,28 +55,10 @@ pub enum Code {
     Unavailable = 14,
 }
 
-/// The canonical upper-case name of a status code (`rpc.response.status_code` uses it).
+/// The canonical upper-case name of a status code (`rpc.response.status_code` uses it); the
+/// filter's table, so the demo services and the proxy name codes identically.
 pub fn code_name(code: u32) -> &'static str {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    NAMES.get(code as usize).copied().unwrap_or("UNKNOWN")
+    aetherflow_core::grpc::status_name(code)
 }
 
 /// Whether a status code makes a SERVER span an error (OpenTelemetry RPC conventions).
