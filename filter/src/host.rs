@@ -73,15 +73,19 @@ pub fn log(level: LogLevel, msg: &str) {
     let _ = hostcalls::log(level, msg);
 }
 
-/// Writes outbound propagation headers into Envoy's request header map.
-pub struct RequestHeaders;
+/// Writes outbound propagation headers into Envoy's request header map. Holds the request's
+/// header lines as received, so removing a header that is not there costs no host call.
+pub struct RequestHeaders<'a>(pub &'a [(String, String)]);
 
-impl Injector for RequestHeaders {
+impl Injector for RequestHeaders<'_> {
     fn set(&mut self, name: &str, value: &str) {
         set_header(MapType::HttpRequestHeaders, name, value);
     }
 
     fn remove(&mut self, name: &str) {
-        remove_header(MapType::HttpRequestHeaders, name);
+        // Envoy's header names are lowercase, as are the names the core removes.
+        if self.0.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
+            remove_header(MapType::HttpRequestHeaders, name);
+        }
     }
 }

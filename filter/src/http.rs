@@ -50,13 +50,13 @@ impl HttpTrace {
 
     fn start(&mut self, sh: &Shared) -> Option<Box<Active>> {
         let lines = host::header_lines(MapType::HttpRequestHeaders);
-        let m = &sh.metrics;
+        let m = &sh.pending;
         let extracted = propagation::extract(&lines, &sh.policy.inbound);
         if extracted.invalid_traceparent {
-            metrics::inc(m.invalid_traceparent);
+            metrics::bump(&m.invalid_traceparent);
         }
         if extracted.invalid_tracestate {
-            metrics::inc(m.invalid_tracestate);
+            metrics::bump(&m.invalid_tracestate);
         }
         let force = !sh.cfg.force_sample_header.is_empty()
             && lines.get(&sh.cfg.force_sample_header).is_some_and(|v| {
@@ -68,7 +68,7 @@ impl HttpTrace {
             head::decide(&sh.policy, extracted, force, &mut ids)
         };
         propagation::inject(
-            &mut RequestHeaders,
+            &mut RequestHeaders(&lines),
             &sh.policy.outbound,
             &decision.trace_id,
             &decision.span_id,
@@ -77,13 +77,13 @@ impl HttpTrace {
         );
         propagation::remove_stale_legacy(
             lines.as_slice(),
-            &mut RequestHeaders,
+            &mut RequestHeaders(&lines),
             &sh.policy.outbound,
         );
         let mut ex = Exchange::default();
         if let Some(bag) = Baggage::extract(lines.as_slice()) {
             if bag.invalid || bag.trimmed {
-                metrics::inc(m.invalid_baggage);
+                metrics::bump(&m.invalid_baggage);
             }
             if bag.trimmed {
                 if bag.is_empty() {
@@ -100,11 +100,11 @@ impl HttpTrace {
                 }
             }
         }
-        metrics::inc(m.spans_started);
+        metrics::bump(&m.spans_started);
         if decision.sampled {
-            metrics::inc(m.spans_sampled);
+            metrics::bump(&m.spans_sampled);
         } else if decision.record {
-            metrics::inc(m.spans_record_only);
+            metrics::bump(&m.spans_record_only);
         }
         let mut req_frames = None;
         if decision.record {
@@ -125,6 +125,8 @@ impl HttpTrace {
                     "host" => host_header = host_header.or(Some(v)),
                     "user-agent" => ex.user_agent = ex.user_agent.take().or(Some(v)),
                     "content-type" => ex.grpc = ex.grpc || grpc::is_grpc(&v),
+                    // What Envoy's `request.id` property reads, without a property call.
+                    "x-request-id" => ex.envoy.request_id = ex.envoy.request_id.take().or(Some(v)),
                     _ => {}
                 }
             }
@@ -268,9 +270,16 @@ impl HttpContext for HttpTrace {
         e.upstream_address = host::property_str(&["upstream", "address"]);
         e.response_flags = host::property_int(&["response", "flags"])
             .and_then(|f| envoy::response_flags(f as u64));
-        e.request_id = host::property_str(&["request", "id"]);
-        e.from_upstream =
-            host::property_str(&["response", "code_details"]).map(|d| d == "via_upstream");
+        // Whether the response came from upstream only matters for an error status, or a gRPC
+        // response without grpc-status (see `semconv`): skip the property call otherwise.
+        let may_be_local = match ex.status {
+            Some(s) => s >= 400 || (ex.grpc && ex.grpc_status.is_none()),
+            None => false,
+        };
+        if may_be_local {
+            e.from_upstream =
+                host::property_str(&["response", "code_details"]).map(|d| d == "via_upstream");
+        }
         ex.request_messages = a.req_frames.as_ref().map(|c| c.messages);
         ex.response_messages = a.resp_frames.as_ref().map(|c| c.messages);
         let span = a

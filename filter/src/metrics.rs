@@ -2,6 +2,7 @@
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
+use std::cell::Cell;
 
 /// Metric ids; a metric the host refused to define is `None` and silently not counted.
 #[derive(Clone, Copy, Debug, Default)]
@@ -73,5 +74,50 @@ pub fn inc(id: Option<u32>) {
 pub fn set(id: Option<u32>, v: u64) {
     if let Some(id) = id {
         let _ = hostcalls::record_metric(id, v);
+    }
+}
+
+/// Counts of the request path, kept in the VM and pushed to the host at each root tick
+/// (`Pending::publish`): an `increment_metric` host call per request and counter cost about
+/// as much as the filter's own work, and a counter read from `/stats` lags by at most one tick
+/// (<= 100 ms). The root publishes before it exports, so a span that reached the collector
+/// was already counted as started.
+#[derive(Debug, Default)]
+pub struct Pending {
+    /// `aetherflow_spans_started`.
+    pub spans_started: Cell<u64>,
+    /// `aetherflow_spans_sampled`.
+    pub spans_sampled: Cell<u64>,
+    /// `aetherflow_spans_record_only`.
+    pub spans_record_only: Cell<u64>,
+    /// `aetherflow_spans_dropped_buffer_full`.
+    pub spans_dropped_buffer_full: Cell<u64>,
+    /// `aetherflow_invalid_traceparent`.
+    pub invalid_traceparent: Cell<u64>,
+    /// `aetherflow_invalid_tracestate`.
+    pub invalid_tracestate: Cell<u64>,
+    /// `aetherflow_invalid_baggage`.
+    pub invalid_baggage: Cell<u64>,
+}
+
+/// Adds one to a pending count.
+pub fn bump(c: &Cell<u64>) {
+    c.set(c.get().saturating_add(1));
+}
+
+impl Pending {
+    /// Adds every pending count to its host counter (one host call per non-zero count).
+    pub fn publish(&self, m: &Metrics) {
+        for (c, id) in [
+            (&self.spans_started, m.spans_started),
+            (&self.spans_sampled, m.spans_sampled),
+            (&self.spans_record_only, m.spans_record_only),
+            (&self.spans_dropped_buffer_full, m.spans_dropped_buffer_full),
+            (&self.invalid_traceparent, m.invalid_traceparent),
+            (&self.invalid_tracestate, m.invalid_tracestate),
+            (&self.invalid_baggage, m.invalid_baggage),
+        ] {
+            add(id, c.replace(0));
+        }
     }
 }

@@ -69,6 +69,8 @@ pub struct Shared {
     pub routes: RouteTable,
     /// Metric ids.
     pub metrics: Metrics,
+    /// Request-path counts not yet pushed to the host (published at each root tick).
+    pub pending: metrics::Pending,
     /// Id generator, seeded once per VM.
     pub ids: RefCell<IdGenerator>,
     /// Finished spans waiting for export.
@@ -90,7 +92,7 @@ impl Shared {
         match buf.push(span) {
             Pushed::Dropped => {
                 drop(buf);
-                metrics::inc(self.metrics.spans_dropped_buffer_full);
+                metrics::bump(&self.pending.spans_dropped_buffer_full);
                 self.drop_log
                     .warn("span buffer full, dropping spans (collector slow or unreachable?)");
             }
@@ -142,6 +144,8 @@ impl TraceRoot {
         let Some(sh) = self.shared.clone() else {
             return;
         };
+        // Counts first: a span the collector receives was counted as started.
+        sh.pending.publish(&sh.metrics);
         let now = host::now_nanos();
         let timeout = Duration::from_millis(sh.cfg.collector_timeout_ms);
         if let Ok(buf) = sh.buffer.try_borrow() {
@@ -245,7 +249,10 @@ impl RootContext for TraceRoot {
         };
         let metrics = *self.metrics.get_or_insert_with(Metrics::define);
         let ids = match &self.shared {
-            Some(old) => old.ids.borrow().clone(),
+            Some(old) => {
+                old.pending.publish(&old.metrics);
+                old.ids.borrow().clone()
+            }
             None => IdGenerator::from_seed(seed()),
         };
         // No float formatting here: it would add ~15 KB to the module; the threshold says it.
@@ -280,6 +287,7 @@ impl RootContext for TraceRoot {
             },
             cfg,
             metrics,
+            pending: metrics::Pending::default(),
             ids: RefCell::new(ids),
             buffer: RefCell::new(buffer),
             drop_log: LogLimiter::default(),
