@@ -38,10 +38,13 @@ tools:
 	@./scripts/install-tools.sh
 
 ## test: every test, from a fresh clone (this is what .ci/run calls)
+## (pinned to ./target like `wasm`, so AETHERFLOW_SHIM_BIN is the binary just built even when the
+## caller has CARGO_TARGET_DIR set); lint last: formatting and clippy are part of green.
 test: tools wasm
-	$(CARGO) build -p collector-shim --bins
-	$(CARGO) test --workspace --exclude trace-filter
+	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) build -p collector-shim --bins
+	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) test --workspace --exclude trace-filter
 	$(MAKE) test-core-wasm
+	$(MAKE) lint
 
 ## test-core-wasm: the pure core's unit tests inside a wasm VM (wasmtime from the virtualenv)
 test-core-wasm: tools toolchain
@@ -76,7 +79,7 @@ demo: tools wasm
 	@$(ROOT)/target/debug/aetherflow-demo
 
 ## up/down: the docker-compose stack in envoy/ (needs Docker)
-up:
+up: wasm
 	docker compose -f envoy/docker-compose.yml up -d --build
 down:
 	docker compose -f envoy/docker-compose.yml down
