@@ -232,6 +232,22 @@ impl Envoy {
         self.stat(&format!("wasmcustom.{name}")).await
     }
 
+    /// A filter metric once it has stopped moving: the filter may publish its counters from the
+    /// root tick rather than per request, so a value read right after traffic can lag. Returns
+    /// when two reads `settle` apart agree (bounded: at most 10 s).
+    pub async fn filter_metric_settled(&self, name: &str, settle: Duration) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut last = self.filter_metric(name).await;
+        loop {
+            tokio::time::sleep(settle).await;
+            let now = self.filter_metric(name).await;
+            if now == last || Instant::now() > deadline {
+                return now;
+            }
+            last = now;
+        }
+    }
+
     /// Polls the filter metric `name` until `pred` holds; returns the last value on timeout as Err.
     pub async fn wait_filter_metric(
         &self,

@@ -33,7 +33,11 @@ async fn shim_unreachable_slow_or_failing_never_harms_traffic() {
         .start()
         .await;
     let ingress = stack.envoy.ingress();
-    let metric = |name: &'static str| stack.envoy.filter_metric(name);
+    let metric = |name: &'static str| {
+        stack
+            .envoy
+            .filter_metric_settled(name, Duration::from_millis(500))
+    };
     let wait = Duration::from_secs(15);
 
     // Unreachable: connection refused.
@@ -161,12 +165,21 @@ async fn full_buffer_drops_and_counts() {
         dropped.is_ok(),
         "aetherflow_spans_dropped_buffer_full {dropped:?}"
     );
-    let buffered = stack.envoy.filter_metric("aetherflow_buffered_spans").await;
+    let buffered = stack
+        .envoy
+        .filter_metric_settled("aetherflow_buffered_spans", Duration::from_millis(500))
+        .await;
     assert!(
         buffered <= 8,
         "aetherflow_buffered_spans {buffered} above max_buffered_spans"
     );
-    let started = stack.envoy.filter_metric("aetherflow_spans_started").await;
+    let started = stack
+        .envoy
+        .wait_filter_metric("aetherflow_spans_started", Duration::from_secs(10), |v| {
+            v >= 40
+        })
+        .await
+        .unwrap_or_else(|v| v);
     assert!(started >= 40, "spans_started {started}");
     // The filter dispatches from its root context (on a tick), so the first, hanging export may
     // start after the burst; then no second one may start while it is in flight.
@@ -222,19 +235,22 @@ async fn batches_respect_max_batch_spans_and_the_otlp_shape() {
     assert_eq!(
         stack
             .envoy
-            .filter_metric("aetherflow_export_requests")
+            .filter_metric_settled("aetherflow_export_requests", Duration::from_millis(500))
             .await,
         3
     );
     assert_eq!(
         stack
             .envoy
-            .filter_metric("aetherflow_export_failures")
+            .filter_metric_settled("aetherflow_export_failures", Duration::from_millis(500))
             .await,
         0
     );
     assert_eq!(
-        stack.envoy.filter_metric("aetherflow_buffered_spans").await,
+        stack
+            .envoy
+            .filter_metric_settled("aetherflow_buffered_spans", Duration::from_millis(500))
+            .await,
         0
     );
 }

@@ -211,8 +211,14 @@ async fn span_content_and_response_headers() {
         "root span: has-is-remote set, is-remote clear"
     );
     // Metrics count what happened.
-    assert!(stack.envoy.filter_metric("aetherflow_spans_started").await >= 4);
-    assert!(stack.envoy.filter_metric("aetherflow_spans_sampled").await >= 4);
+    // (The filter may publish counters on its root tick: wait, do not read once.)
+    for name in ["aetherflow_spans_started", "aetherflow_spans_sampled"] {
+        let v = stack
+            .envoy
+            .wait_filter_metric(name, Duration::from_secs(10), |v| v >= 4)
+            .await;
+        assert!(v.is_ok(), "{name} {v:?}");
+    }
     let exported = stack
         .envoy
         .wait_filter_metric("aetherflow_spans_exported", Duration::from_secs(10), |v| {
@@ -223,7 +229,7 @@ async fn span_content_and_response_headers() {
     assert!(
         stack
             .envoy
-            .filter_metric("aetherflow_export_requests")
+            .filter_metric_settled("aetherflow_export_requests", Duration::from_millis(500))
             .await
             >= 1
     );
@@ -329,8 +335,13 @@ async fn sample_ratio_zero_forced_sampling_and_record_only() {
 
     let record_only = stack
         .envoy
-        .filter_metric("aetherflow_spans_record_only")
-        .await;
+        .wait_filter_metric(
+            "aetherflow_spans_record_only",
+            Duration::from_secs(10),
+            |v| v >= 2,
+        )
+        .await
+        .unwrap_or_else(|v| v);
     assert!(
         record_only >= 2,
         "aetherflow_spans_record_only = {record_only}"

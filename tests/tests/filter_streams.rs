@@ -71,8 +71,15 @@ async fn resets_cancellations_and_http2() {
         )
     });
     assert_eq!(span.parent_span_id(), p);
-    let started = stack.envoy.filter_metric("aetherflow_spans_started").await;
-    let sampled = stack.envoy.filter_metric("aetherflow_spans_sampled").await;
+    let settle = Duration::from_millis(500);
+    let started = stack
+        .envoy
+        .filter_metric_settled("aetherflow_spans_started", settle)
+        .await;
+    let sampled = stack
+        .envoy
+        .filter_metric_settled("aetherflow_spans_sampled", settle)
+        .await;
     assert_eq!(started, 3, "three requests, three spans");
     assert_eq!(sampled, 3);
     stack.envoy.assert_no_wasm_failures().await;

@@ -126,7 +126,10 @@ async fn traceparent_rules() {
 
     let invalid_before = stack
         .envoy
-        .filter_metric("aetherflow_invalid_traceparent")
+        .filter_metric_settled(
+            "aetherflow_invalid_traceparent",
+            std::time::Duration::from_millis(500),
+        )
         .await;
     let mut invalid_cases = 0;
     let cases: Vec<(String, String, &str)> = {

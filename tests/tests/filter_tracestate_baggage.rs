@@ -89,7 +89,10 @@ async fn tracestate_rules() {
     // A list with an invalid member is dropped as a whole; the trace itself continues.
     let before = stack
         .envoy
-        .filter_metric("aetherflow_invalid_tracestate")
+        .filter_metric_settled(
+            "aetherflow_invalid_tracestate",
+            std::time::Duration::from_millis(500),
+        )
         .await;
     // (simple key starting with a digit, vendor part longer than 14 chars, then the rest)
     for bad in [
