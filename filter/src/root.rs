@@ -69,8 +69,9 @@ pub struct Shared {
     pub routes: RouteTable,
     /// Metric ids.
     pub metrics: Metrics,
-    /// Request-path counts not yet pushed to the host (published at each root tick).
-    pub pending: metrics::Pending,
+    /// Request-path counts not yet pushed to the host (published at each root tick; one per
+    /// VM, kept across reconfiguration, so a request started before it still counts).
+    pub pending: Rc<metrics::Pending>,
     /// Id generator, seeded once per VM.
     pub ids: RefCell<IdGenerator>,
     /// Finished spans waiting for export.
@@ -121,6 +122,8 @@ pub struct TraceRoot {
     inflight: HashMap<u32, usize>,
     /// Metrics, defined once per VM (kept across reconfiguration).
     metrics: Option<Metrics>,
+    /// Request-path counts not yet published (kept across reconfiguration).
+    pending: Rc<metrics::Pending>,
     /// Rate limit of export failure warnings.
     export_log: LogLimiter,
 }
@@ -249,10 +252,7 @@ impl RootContext for TraceRoot {
         };
         let metrics = *self.metrics.get_or_insert_with(Metrics::define);
         let ids = match &self.shared {
-            Some(old) => {
-                old.pending.publish(&old.metrics);
-                old.ids.borrow().clone()
-            }
+            Some(old) => old.ids.borrow().clone(),
             None => IdGenerator::from_seed(seed()),
         };
         // No float formatting here: it would add ~15 KB to the module; the threshold says it.
@@ -287,7 +287,7 @@ impl RootContext for TraceRoot {
             },
             cfg,
             metrics,
-            pending: metrics::Pending::default(),
+            pending: self.pending.clone(),
             ids: RefCell::new(ids),
             buffer: RefCell::new(buffer),
             drop_log: LogLimiter::default(),
