@@ -51,7 +51,8 @@ fn every_documented_key_with_its_default_is_accepted() {
         "inbound_formats": ["w3c", "b3", "jaeger"], "outbound_formats": ["w3c", "b3", "b3single", "jaeger"],
         "trace_id_response_header": "x-trace-id", "traceresponse_header": false, "span_kind": "server",
         "record_request_headers": ["x-a"], "record_response_headers": ["x-b"], "baggage_to_attributes": ["user.id"],
-        "resource_attributes": {"k8s.pod.name": "p"}, "grpc_message_counting": true, "max_attribute_length": 256
+        "resource_attributes": {"k8s.pod.name": "p"}, "grpc_message_counting": true, "max_attribute_length": 256,
+        "http_routes": ["/api/orders/{id}", "/static/{*path}"]
     });
     for (name, text) in [
         ("all keys", all.to_string()),
