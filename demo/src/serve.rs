@@ -112,3 +112,16 @@ pub async fn termination_signal() {
         }
     }
 }
+
+/// The address a demo service listens on: `--listen ADDR`, else `DEMO_LISTEN`, else `default`
+/// (the defaults are the `demo_http` / `demo_grpc` endpoints of envoy/envoy.yaml).
+pub fn listen_arg(default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == "--listen") {
+        Some(i) => args
+            .get(i + 1)
+            .cloned()
+            .unwrap_or_else(|| default.to_owned()),
+        None => std::env::var("DEMO_LISTEN").unwrap_or_else(|_| default.to_owned()),
+    }
+}

@@ -5,7 +5,7 @@ use aetherflow_demo::{http_service, otlp, serve};
 
 #[tokio::main]
 async fn main() {
-    let listen = listen_arg("127.0.0.1:8081");
+    let listen = serve::listen_arg("127.0.0.1:8080");
     let listener = match tokio::net::TcpListener::bind(&listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -25,15 +25,4 @@ async fn main() {
     );
     http_service::serve(listener, exporter.clone(), serve::termination_signal()).await;
     exporter.flush().await;
-}
-
-fn listen_arg(default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    match args.iter().position(|a| a == "--listen") {
-        Some(i) => args
-            .get(i + 1)
-            .cloned()
-            .unwrap_or_else(|| default.to_owned()),
-        None => std::env::var("DEMO_LISTEN").unwrap_or_else(|_| default.to_owned()),
-    }
 }
