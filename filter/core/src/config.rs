@@ -169,27 +169,8 @@ fn err(key: &str, reason: impl Into<String>) -> ConfigError {
 /// RFC 7230 token characters, lowercase only (Envoy lowercases header names).
 fn is_header_name(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|c| {
-            c.is_ascii_lowercase()
-                || c.is_ascii_digit()
-                || matches!(
-                    c,
-                    b'!' | b'#'
-                        | b'$'
-                        | b'%'
-                        | b'&'
-                        | b'\''
-                        | b'*'
-                        | b'+'
-                        | b'-'
-                        | b'.'
-                        | b'^'
-                        | b'_'
-                        | b'`'
-                        | b'|'
-                        | b'~'
-                )
-        })
+        && s.bytes()
+            .all(|c| !c.is_ascii_uppercase() && crate::propagation::baggage::is_tchar(c))
 }
 
 fn invalid_type(key: &str, v: &Json, expected: &str) -> ConfigError {

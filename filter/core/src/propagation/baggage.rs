@@ -15,7 +15,8 @@ pub const MAX_MEMBERS: usize = 64;
 /// Most bytes propagated (the combined header).
 pub const MAX_BYTES: usize = 8192;
 
-fn is_tchar(c: u8) -> bool {
+/// An RFC 7230 `tchar` (token character): baggage keys and HTTP header names are tokens.
+pub(crate) fn is_tchar(c: u8) -> bool {
     c.is_ascii_alphanumeric()
         || matches!(
             c,
