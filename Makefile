@@ -63,13 +63,16 @@ fmt:
 ## bench: benchmarks, each figure printed beside the baseline of the same run: the criterion
 ## micro-benchmarks (filter core, shim pipeline vs decode-only), then real Envoy with no tracing,
 ## the filter + shim, and the native OpenTelemetry and Zipkin tracers side by side (about 12 min on
-## 2 cores; results in bench/results/). `make bench BENCH_QUICK=1`: the quick harness run only (< 2 min).
+## 2 cores; results in bench/results/), then the shim soak: collector-shim alone with tail sampling at
+## 50 k spans/s for 60 s, its RSS against the 100 MB target (shim_soak.json).
+## `make bench BENCH_QUICK=1`: the quick harness run and a 10 s soak only (< 2 min).
 bench: tools wasm
 	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) build --release -p collector-shim -p aetherflow-bench
 	$(if $(filter 1 true,$(BENCH_QUICK)),,CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) bench -p aetherflow-core --bench core)
 	$(if $(filter 1 true,$(BENCH_QUICK)),,CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) bench -p collector-shim --bench pipeline)
 	$(if $(filter 1 true,$(BENCH_QUICK)),,CARGO_TARGET_DIR=$(ROOT)/target $(ROOT)/target/release/aetherflow-bench micro)
 	BENCH_QUICK=$(BENCH_QUICK) AETHERFLOW_SHIM_BIN=$(ROOT)/target/release/collector-shim $(ROOT)/target/release/aetherflow-bench
+	BENCH_QUICK=$(BENCH_QUICK) AETHERFLOW_SHIM_BIN=$(ROOT)/target/release/collector-shim $(ROOT)/target/release/aetherflow-bench shim-soak
 
 ## demo: the whole pipeline on loopback without Docker, printing trace trees
 ## (`make demo DEMO_KEEP=1` keeps it running for manual curl/grpcurl requests)

@@ -11,16 +11,20 @@
 //! - [`loadgen`]: the hyper load generator (closed loop and fixed rate);
 //! - [`procfs`]: CPU time and RSS from `/proc`;
 //! - [`stats`], [`report`], [`plot`]: medians and spreads, the table and JSON, the PNG;
-//! - [`micro`]: the summary of the criterion results (spans/s, pipeline vs decode-only).
+//! - [`micro`]: the summary of the criterion results (spans/s, pipeline vs decode-only);
+//! - [`shim_soak`], [`otlp_load`]: the shim alone under tail sampling at a steady span rate
+//!   (RSS, CPU per span, decisions), fed multi-span OTLP traces.
 
 pub mod envoy;
 pub mod harness;
 pub mod loadgen;
 pub mod micro;
+pub mod otlp_load;
 pub mod plot;
 pub mod procfs;
 pub mod report;
 pub mod shim;
+pub mod shim_soak;
 pub mod sink;
 pub mod stats;
 pub mod upstream;
@@ -46,4 +50,37 @@ pub fn path_from_env(name: &str, default: &str) -> PathBuf {
         Some(v) if !v.is_empty() => PathBuf::from(v),
         _ => workspace_root().join(default),
     }
+}
+
+/// The first three fields of `/proc/loadavg` (1, 5 and 15 minute load).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// UTC time as RFC 3339 without a date crate (days-to-civil conversion).
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }

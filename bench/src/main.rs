@@ -1,6 +1,17 @@
 //! `make bench` entry point (`aetherflow-bench micro` summarizes the criterion results instead): Envoy with no tracing, with the trace filter + collector-shim, with the
 //! native OpenTelemetry tracer and with the native Zipkin tracer, side by side.
 //!
+//! `aetherflow-bench shim-soak` (also run by `make bench`, after the harness) measures the release
+//! collector-shim alone with tail sampling on at a steady 50 k spans/s: its RSS every 250 ms (peak
+//! `VmHWM`, steady median), CPU µs per span, whether the rate was held (its own
+//! `shim_spans_received_total` vs the target, refusals) and what the policies kept; it writes
+//! `shim_soak.json` to `BENCH_OUT` (the same defaults as `harness.json`), prints a verdict against
+//! the 100 MB target, and exits 1 when the rate was not held or a span was lost on the way to the
+//! sink. Its settings: `BENCH_QUICK` (10 s instead of 60 s), `BENCH_SHIM_SOAK_SECS`,
+//! `BENCH_SHIM_SOAK_RATE` (spans/s, default 50 000), `BENCH_SHIM_SOAK_WAIT_MS` (the tail
+//! `decision_wait`, default 2000; the window is sized to hold it at that rate), and
+//! `AETHERFLOW_SHIM_BIN` (default `target/release/collector-shim`).
+//!
 //! Environment:
 //! - `BENCH_QUICK=1`: the quick profile (the smoke check, under 2 minutes);
 //! - `BENCH_OUT`: where `harness.json` and `harness.png` go (default `bench/results`, or
@@ -19,7 +30,7 @@ use aetherflow_bench::envoy::Tracer;
 use aetherflow_bench::harness::{self, Components, Harness, Profile};
 use aetherflow_bench::loadgen::Workload;
 use aetherflow_bench::report::{self, Report};
-use aetherflow_bench::{path_from_env, plot, workspace_root};
+use aetherflow_bench::{load_average, now_rfc3339, path_from_env, plot, workspace_root};
 
 fn env_list(name: &str) -> Option<Vec<String>> {
     let v = std::env::var(name).ok().filter(|v| !v.trim().is_empty())?;
@@ -112,11 +123,7 @@ fn configure() -> Result<Plan, String> {
             _ => Default::default(),
         },
     };
-    let out = match std::env::var_os("BENCH_OUT") {
-        Some(v) if !v.is_empty() => v.into(),
-        _ if quick => workspace_root().join("target/bench-quick"),
-        _ => workspace_root().join("bench/results"),
-    };
+    let out = out_dir(quick);
     Ok(Plan {
         profile,
         components,
@@ -163,15 +170,80 @@ fn micro() -> ExitCode {
     }
 }
 
+/// Where results go: `BENCH_OUT`, else `bench/results` (`target/bench-quick` in quick mode).
+fn out_dir(quick: bool) -> std::path::PathBuf {
+    match std::env::var_os("BENCH_OUT") {
+        Some(v) if !v.is_empty() => v.into(),
+        _ if quick => workspace_root().join("target/bench-quick"),
+        _ => workspace_root().join("bench/results"),
+    }
+}
+
+/// `aetherflow-bench shim-soak`: the shim alone under tail sampling at a steady span rate.
+async fn shim_soak() -> Result<bool, String> {
+    use aetherflow_bench::shim_soak::{self, SoakPlan};
+    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1" || v == "true");
+    let mut plan = if quick {
+        SoakPlan::quick()
+    } else {
+        SoakPlan::full()
+    };
+    if let Some(s) = env_num("BENCH_SHIM_SOAK_SECS")? {
+        plan.duration_s = s;
+    }
+    if let Some(r) = env_num("BENCH_SHIM_SOAK_RATE")? {
+        plan.spans_per_second = r;
+    }
+    if let Some(w) = env_num("BENCH_SHIM_SOAK_WAIT_MS")? {
+        plan.decision_wait_ms = w;
+    }
+    let bin = path_from_env("AETHERFLOW_SHIM_BIN", "target/release/collector-shim");
+    if !bin.exists() {
+        return Err(format!(
+            "{} not found: `cargo build --release -p collector-shim`",
+            bin.display()
+        ));
+    }
+    eprintln!(
+        "bench: shim soak ({}): {:.0} spans/s for {:.0} s, decision_wait {} ms, {}",
+        plan.profile,
+        plan.spans_per_second,
+        plan.duration_s,
+        plan.decision_wait_ms,
+        bin.display()
+    );
+    let work_dir =
+        std::env::temp_dir().join(format!("aetherflow-shim-soak-{}", std::process::id()));
+    let report = shim_soak::run(plan, &bin, &work_dir).await;
+    let _ = std::fs::remove_dir_all(&work_dir);
+    let report = report?;
+    println!("{}", shim_soak::table(&report));
+    let out = out_dir(quick);
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let path = out.join("shim_soak.json");
+    let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    std::fs::write(&path, json + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!("bench: wrote {}", path.display());
+    if !report.rss_within_target {
+        eprintln!("bench: shim soak: peak RSS above the 100 MB target (see the verdict)");
+    }
+    Ok(report.sound())
+}
+
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("micro") {
         return micro();
     }
-    let plan = match configure() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("bench: {e}");
-            return ExitCode::from(2);
+    let soak = std::env::args().nth(1).as_deref() == Some("shim-soak");
+    let plan = if soak {
+        None
+    } else {
+        match configure() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("bench: {e}");
+                return ExitCode::from(2);
+            }
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -188,7 +260,12 @@ fn main() -> ExitCode {
     // On Ctrl-C or SIGTERM the run is dropped, and with it the Envoy and shim processes.
     let outcome = runtime.block_on(async {
         tokio::select! {
-            outcome = run(plan) => outcome,
+            outcome = async {
+                match plan {
+                    Some(plan) => run(plan).await,
+                    None => shim_soak().await,
+                }
+            } => outcome,
             () = interrupted() => Err("interrupted".to_owned()),
         }
     });
@@ -297,37 +374,4 @@ async fn interrupted() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-}
-
-/// The first three fields of `/proc/loadavg` (1, 5 and 15 minute load).
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// UTC time as RFC 3339 without a date crate (days-to-civil conversion).
-fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }

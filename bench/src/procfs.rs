@@ -18,6 +18,13 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     parse_status_rss(&status)
 }
 
+/// Peak resident set size in bytes (`VmHWM`: the kernel's high-water mark of `VmRSS` over the
+/// life of the process, so no peak between two readings is missed).
+pub fn hwm_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_status_kib(&status, "VmHWM:")
+}
+
 fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf only reads a system constant.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -43,7 +50,11 @@ fn parse_stat_cpu(stat: &str, ticks_per_second: u64) -> Option<Duration> {
 }
 
 fn parse_status_rss(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    parse_status_kib(status, "VmRSS:")
+}
+
+fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_ascii_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
@@ -63,6 +74,8 @@ mod tests {
     fn rss_is_read_in_kibibytes() {
         let status = "Name:\tenvoy\nVmPeak:\t  9000 kB\nVmRSS:\t  1234 kB\n";
         assert_eq!(parse_status_rss(status), Some(1234 * 1024));
+        let status = "VmHWM:\t  4321 kB\nVmRSS:\t  1234 kB\n";
+        assert_eq!(parse_status_kib(status, "VmHWM:"), Some(4321 * 1024));
     }
 
     #[test]
@@ -70,5 +83,6 @@ mod tests {
         let pid = std::process::id();
         assert!(cpu_time(pid).is_some());
         assert!(rss_bytes(pid).unwrap_or(0) > 0);
+        assert!(hwm_bytes(pid).unwrap_or(0) >= rss_bytes(pid).unwrap_or(0) / 2);
     }
 }

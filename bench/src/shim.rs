@@ -47,11 +47,20 @@ fn free_port() -> Result<SocketAddr, String> {
 impl Shim {
     /// Starts the shim exporting to `sink` and waits, bounded, for `/readyz`.
     pub async fn start(bin: &Path, sink: SocketAddr, dir: &Path) -> Result<Self, String> {
+        Self::start_with(bin, dir, |addr| config_yaml(addr, sink)).await
+    }
+
+    /// Starts the shim with the configuration `config(listen address)` renders.
+    pub async fn start_with(
+        bin: &Path,
+        dir: &Path,
+        config: impl FnOnce(SocketAddr) -> String,
+    ) -> Result<Self, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let addr = free_port()?;
+        let config_text = config(addr);
         let config = dir.join("shim.yaml");
-        std::fs::write(&config, config_yaml(addr, sink))
-            .map_err(|e| format!("write shim config: {e}"))?;
+        std::fs::write(&config, config_text).map_err(|e| format!("write shim config: {e}"))?;
         let log =
             std::fs::File::create(dir.join("shim.log")).map_err(|e| format!("shim log: {e}"))?;
         let child = Command::new(bin)
