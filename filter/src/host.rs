@@ -2,6 +2,7 @@
 //! string maps `unwrap` UTF-8 conversion of header values (a client can send obs-text), so
 //! the filter calls the byte-level hostcalls and converts leniently.
 
+use aetherflow_core::headers::HeaderLines;
 use aetherflow_core::propagation::Injector;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
@@ -12,11 +13,31 @@ pub fn text(b: Vec<u8>) -> String {
     String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
+// The SDK's `get_map_bytes` allocates a String and a Vec per header line; the raw call hands
+// back the host's buffer, which `HeaderLines` indexes in place (the SDK declares the same
+// import; wasm merges identical imports).
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+}
+
 /// Every line of a header map, in order, repeated names kept.
-pub fn header_lines(map: MapType) -> Vec<(String, String)> {
-    hostcalls::get_map_bytes(map)
-        .map(|m| m.into_iter().map(|(k, v)| (k, text(v))).collect())
-        .unwrap_or_default()
+pub fn header_lines(map: MapType) -> HeaderLines {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer and a size into the two locals; status 0 is Ok.
+    let status = unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) };
+    if status != 0 || data.is_null() || size == 0 {
+        return HeaderLines::default();
+    }
+    // SAFETY: the host allocated `size` bytes through the SDK's `proxy_on_memory_allocate`
+    // (a `Vec<u8>` of exactly that capacity, forgotten); ownership comes back to us here and
+    // the Vec frees it on drop, as the SDK's own map getters do.
+    let buf = unsafe { Vec::from_raw_parts(data, size, size) };
+    HeaderLines::parse(&buf)
 }
 
 /// The first value of one header.
@@ -75,7 +96,7 @@ pub fn log(level: LogLevel, msg: &str) {
 
 /// Writes outbound propagation headers into Envoy's request header map. Holds the request's
 /// header lines as received, so removing a header that is not there costs no host call.
-pub struct RequestHeaders<'a>(pub &'a [(String, String)]);
+pub struct RequestHeaders<'a>(pub &'a HeaderLines);
 
 impl Injector for RequestHeaders<'_> {
     fn set(&mut self, name: &str, value: &str) {
@@ -84,7 +105,7 @@ impl Injector for RequestHeaders<'_> {
 
     fn remove(&mut self, name: &str) {
         // Envoy's header names are lowercase, as are the names the core removes.
-        if self.0.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
+        if self.0.contains(name) {
             remove_header(MapType::HttpRequestHeaders, name);
         }
     }

@@ -75,13 +75,9 @@ impl HttpTrace {
             decision.flags,
             &decision.tracestate,
         );
-        propagation::remove_stale_legacy(
-            lines.as_slice(),
-            &mut RequestHeaders(&lines),
-            &sh.policy.outbound,
-        );
+        propagation::remove_stale_legacy(&lines, &mut RequestHeaders(&lines), &sh.policy.outbound);
         let mut ex = Exchange::default();
-        if let Some(bag) = Baggage::extract(lines.as_slice()) {
+        if let Some(bag) = Baggage::extract(&lines) {
             if bag.invalid || bag.trimmed {
                 metrics::bump(&m.invalid_baggage);
             }
@@ -114,24 +110,26 @@ impl HttpTrace {
                     ex.request_headers.push((name.clone(), values.join(",")));
                 }
             }
-            // The header lines are not needed any more: move the values instead of copying.
+            // Copies only what the span keeps; the first line of a repeated header wins.
             let mut host_header = None;
-            for (k, v) in lines {
-                match k.as_str() {
-                    ":method" => ex.method = v,
-                    ":path" => ex.path = v,
-                    ":scheme" => ex.scheme = v,
-                    ":authority" => ex.authority = v,
+            for (k, v) in lines.iter() {
+                match k {
+                    ":method" if ex.method.is_empty() => ex.method = v.to_owned(),
+                    ":path" if ex.path.is_empty() => ex.path = v.to_owned(),
+                    ":scheme" if ex.scheme.is_empty() => ex.scheme = v.to_owned(),
+                    ":authority" if ex.authority.is_empty() => ex.authority = v.to_owned(),
                     "host" => host_header = host_header.or(Some(v)),
-                    "user-agent" => ex.user_agent = ex.user_agent.take().or(Some(v)),
-                    "content-type" => ex.grpc = ex.grpc || grpc::is_grpc(&v),
+                    "user-agent" if ex.user_agent.is_none() => ex.user_agent = Some(v.to_owned()),
+                    "content-type" => ex.grpc = ex.grpc || grpc::is_grpc(v),
                     // What Envoy's `request.id` property reads, without a property call.
-                    "x-request-id" => ex.envoy.request_id = ex.envoy.request_id.take().or(Some(v)),
+                    "x-request-id" if ex.envoy.request_id.is_none() => {
+                        ex.envoy.request_id = Some(v.to_owned())
+                    }
                     _ => {}
                 }
             }
             if ex.authority.is_empty() {
-                ex.authority = host_header.unwrap_or_default();
+                ex.authority = host_header.unwrap_or_default().to_owned();
             }
             // The one allocation a match costs: the template, owned by the span.
             ex.route = sh.routes.find(&ex.path).map(str::to_owned);

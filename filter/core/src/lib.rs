@@ -5,6 +5,7 @@
 //! - [`ids`]: `TraceId`, `SpanId` and the seeded `IdGenerator`.
 //! - [`sampling`]: OTel consistent probability sampling (`th`/`rv`, thresholds, decisions).
 //! - [`propagation`]: `Extractor`/`Injector` traits and the header formats.
+//! - [`headers`]: a host-serialized header map read in place (`HeaderLines`).
 #![forbid(unsafe_code)]
 // Test tables are tuples of (input, expected, reason): clearer inline than behind aliases.
 #![cfg_attr(test, allow(clippy::type_complexity))]
@@ -14,6 +15,7 @@ pub mod config;
 pub mod envoy;
 pub mod grpc;
 pub mod head;
+pub mod headers;
 mod hex;
 pub mod ids;
 pub mod json;
