@@ -17,11 +17,30 @@ pub fn text(b: Vec<u8>) -> String {
 // back the host's buffer, which `HeaderLines` indexes in place (the SDK declares the same
 // import; wasm merges identical imports).
 extern "C" {
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
     fn proxy_get_header_map_pairs(
         map_type: MapType,
         return_map_data: *mut *mut u8,
         return_map_size: *mut usize,
     ) -> u32;
+}
+
+/// Takes ownership of a buffer the host returned.
+///
+/// # Safety
+/// `data`/`size` must come from a successful host call that allocated through the SDK's
+/// `proxy_on_memory_allocate` (a `Vec<u8>` of exactly `size` capacity, forgotten).
+unsafe fn host_buffer(data: *mut u8, size: usize) -> Option<Vec<u8>> {
+    if data.is_null() || size == 0 {
+        return None;
+    }
+    // SAFETY: per the contract above; the Vec frees it on drop, as the SDK's getters do.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
 }
 
 /// Every line of a header map, in order, repeated names kept.
@@ -30,14 +49,14 @@ pub fn header_lines(map: MapType) -> HeaderLines {
     let mut size: usize = 0;
     // SAFETY: the host writes a pointer and a size into the two locals; status 0 is Ok.
     let status = unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) };
-    if status != 0 || data.is_null() || size == 0 {
+    if status != 0 {
         return HeaderLines::default();
     }
-    // SAFETY: the host allocated `size` bytes through the SDK's `proxy_on_memory_allocate`
-    // (a `Vec<u8>` of exactly that capacity, forgotten); ownership comes back to us here and
-    // the Vec frees it on drop, as the SDK's own map getters do.
-    let buf = unsafe { Vec::from_raw_parts(data, size, size) };
-    HeaderLines::parse(&buf)
+    // SAFETY: a successful call returns a buffer allocated through the SDK.
+    match unsafe { host_buffer(data, size) } {
+        Some(buf) => HeaderLines::parse(&buf),
+        None => HeaderLines::default(),
+    }
 }
 
 /// The first value of one header.
@@ -58,18 +77,28 @@ pub fn remove_header(map: MapType, name: &str) {
     let _ = hostcalls::remove_map_value(map, name);
 }
 
-/// A property as raw bytes.
-pub fn property(path: &[&str]) -> Option<Vec<u8>> {
-    hostcalls::get_property(path.to_vec()).ok().flatten()
+/// A property as raw bytes. `path` is the host's serialized form: segments joined by NUL
+/// (`b"request\0protocol"`), written as constants so no path is built per request (the
+/// SDK's `get_property` allocates the segment list and its serialization on every call).
+pub fn property(path: &[u8]) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the path is a valid slice; the host writes a pointer and a size into the locals.
+    let status = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
+    if status != 0 {
+        return None;
+    }
+    // SAFETY: a successful call returns a buffer allocated through the SDK.
+    unsafe { host_buffer(data, size) }
 }
 
 /// A string property; `None` when absent or empty.
-pub fn property_str(path: &[&str]) -> Option<String> {
-    property(path).filter(|b| !b.is_empty()).map(text)
+pub fn property_str(path: &[u8]) -> Option<String> {
+    property(path).map(text)
 }
 
 /// An integer property (Envoy encodes them as 8 little-endian bytes).
-pub fn property_int(path: &[&str]) -> Option<i64> {
+pub fn property_int(path: &[u8]) -> Option<i64> {
     let b = property(path)?;
     let arr: [u8; 8] = b.get(..8)?.try_into().ok()?;
     Some(i64::from_le_bytes(arr))

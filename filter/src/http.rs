@@ -255,18 +255,18 @@ impl HttpContext for HttpTrace {
         let ex = &mut a.ex;
         if ex.status.is_none() {
             // A local reply may bypass our response callbacks; Envoy still knows the code.
-            ex.status = host::property_int(&["response", "code"])
+            ex.status = host::property_int(b"response\0code")
                 .filter(|c| (100..1000).contains(c))
                 .map(|c| c as u16);
         }
-        ex.protocol = host::property_str(&["request", "protocol"]);
+        ex.protocol = host::property_str(b"request\0protocol");
         ex.client_address =
-            host::property_str(&["source", "address"]).map(|a| envoy::address_ip(&a).to_owned());
+            host::property_str(b"source\0address").map(|a| envoy::address_ip(&a).to_owned());
         let e = &mut ex.envoy;
-        e.route_name = host::property_str(&["xds", "route_name"]);
-        e.upstream_cluster = host::property_str(&["xds", "cluster_name"]);
-        e.upstream_address = host::property_str(&["upstream", "address"]);
-        e.response_flags = host::property_int(&["response", "flags"])
+        e.route_name = host::property_str(b"xds\0route_name");
+        e.upstream_cluster = host::property_str(b"xds\0cluster_name");
+        e.upstream_address = host::property_str(b"upstream\0address");
+        e.response_flags = host::property_int(b"response\0flags")
             .and_then(|f| envoy::response_flags(f as u64));
         // Whether the response came from upstream only matters for an error status, or a gRPC
         // response without grpc-status (see `semconv`): skip the property call otherwise.
@@ -276,7 +276,7 @@ impl HttpContext for HttpTrace {
         };
         if may_be_local {
             e.from_upstream =
-                host::property_str(&["response", "code_details"]).map(|d| d == "via_upstream");
+                host::property_str(b"response\0code_details").map(|d| d == "via_upstream");
         }
         ex.request_messages = a.req_frames.as_ref().map(|c| c.messages);
         ex.response_messages = a.resp_frames.as_ref().map(|c| c.messages);
