@@ -65,7 +65,7 @@ fn filter_bodies() -> Vec<Vec<u8>> {
             let spans = (0..SPANS_PER_REQUEST).map(|i| {
                 let start = 1_700_000_000_000_000_000 + (r * SPANS_PER_REQUEST + i) as u64 * 1000;
                 decide(&policy, Extracted::default(), false, &mut ids).to_span(
-                    &ex,
+                    ex.clone(),
                     SpanKind::Server,
                     256,
                     start,

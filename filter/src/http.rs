@@ -266,8 +266,8 @@ impl HttpContext for HttpTrace {
         e.route_name = host::property_str(b"xds\0route_name");
         e.upstream_cluster = host::property_str(b"xds\0cluster_name");
         e.upstream_address = host::property_str(b"upstream\0address");
-        e.response_flags = host::property_int(b"response\0flags")
-            .and_then(|f| envoy::response_flags(f as u64));
+        e.response_flags =
+            host::property_int(b"response\0flags").and_then(|f| envoy::response_flags(f as u64));
         // Whether the response came from upstream only matters for an error status, or a gRPC
         // response without grpc-status (see `semconv`): skip the property call otherwise.
         let may_be_local = match ex.status {
@@ -280,6 +280,7 @@ impl HttpContext for HttpTrace {
         }
         ex.request_messages = a.req_frames.as_ref().map(|c| c.messages);
         ex.response_messages = a.resp_frames.as_ref().map(|c| c.messages);
+        let ex = std::mem::take(ex);
         let span = a
             .decision
             .to_span(ex, sh.kind, sh.cfg.max_attribute_length, a.start_ns, end_ns);

@@ -80,7 +80,7 @@ impl Decision {
     /// timestamps from the host clock. Unsampled spans get `aetherflow.sampling.record_only`.
     pub fn to_span(
         &self,
-        ex: &Exchange,
+        ex: Exchange,
         kind: SpanKind,
         max_attribute_length: usize,
         start_unix_nano: u64,
@@ -384,7 +384,7 @@ mod tests {
             ..Exchange::default()
         };
         let d = decide(&policy(0.0), Extracted::default(), false, &mut g);
-        let s = d.to_span(&ex, SpanKind::Server, 256, 100, 50);
+        let s = d.to_span(ex.clone(), SpanKind::Server, 256, 100, 50);
         assert_eq!(s.flags, 0x02);
         assert_eq!(
             (s.start_unix_nano, s.end_unix_nano),
@@ -397,7 +397,7 @@ mod tests {
             .any(|a| a.key == "aetherflow.sampling.record_only"
                 && a.value == crate::span::Value::Bool(true)));
         let d = decide(&policy(1.0), Extracted::default(), false, &mut g);
-        let s = d.to_span(&ex, SpanKind::Server, 256, 1, 2);
+        let s = d.to_span(ex.clone(), SpanKind::Server, 256, 1, 2);
         assert!(!s
             .attributes
             .iter()

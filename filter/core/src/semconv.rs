@@ -116,8 +116,10 @@ fn protocol_version(p: &str) -> Option<&str> {
     }
 }
 
-/// Builds name, attributes and status for `ex` as a span of `kind`.
-pub fn describe(ex: &Exchange, kind: SpanKind, max_len: usize) -> Described {
+/// Builds name, attributes and status for `ex` as a span of `kind`. Takes the exchange by
+/// value: its strings move into the attributes instead of being copied (this runs once per
+/// request inside the proxy).
+pub fn describe(ex: Exchange, kind: SpanKind, max_len: usize) -> Described {
     let mut a = Attributes::new(max_len);
     let method_known = KNOWN_METHODS.contains(&ex.method.as_str());
     if method_known {
@@ -145,7 +147,7 @@ pub fn describe(ex: &Exchange, kind: SpanKind, max_len: usize) -> Described {
         full.push_str("://");
         full.push_str(&ex.authority);
         full.push_str(&ex.path);
-        a.str("url.full", &full);
+        a.string("url.full", full);
     }
     if let Some(r) = &ex.route {
         a.str("http.route", r);
@@ -160,34 +162,34 @@ pub fn describe(ex: &Exchange, kind: SpanKind, max_len: usize) -> Described {
             a.int("server.port", i64::from(p));
         }
     }
-    if let Some(c) = &ex.client_address {
-        a.str("client.address", c);
+    if let Some(c) = ex.client_address {
+        a.string("client.address", c);
     }
     if let Some(v) = ex.protocol.as_deref().and_then(protocol_version) {
         a.str("network.protocol.version", v);
     }
-    if let Some(ua) = &ex.user_agent {
-        a.str("user_agent.original", ua);
+    if let Some(ua) = ex.user_agent {
+        a.string("user_agent.original", ua);
     }
-    for (k, v) in &ex.request_headers {
-        a.str(format!("http.request.header.{k}"), v);
+    for (k, v) in ex.request_headers {
+        a.string(format!("http.request.header.{k}"), v);
     }
-    for (k, v) in &ex.response_headers {
-        a.str(format!("http.response.header.{k}"), v);
+    for (k, v) in ex.response_headers {
+        a.string(format!("http.response.header.{k}"), v);
     }
-    for (k, v) in &ex.baggage {
-        a.str(format!("baggage.{k}"), v);
+    for (k, v) in ex.baggage {
+        a.string(format!("baggage.{k}"), v);
     }
-    let e = &ex.envoy;
+    let e = ex.envoy;
     for (key, v) in [
-        ("envoy.route_name", &e.route_name),
-        ("envoy.upstream.cluster", &e.upstream_cluster),
-        ("envoy.upstream.address", &e.upstream_address),
-        ("envoy.response_flags", &e.response_flags),
-        ("envoy.request_id", &e.request_id),
+        ("envoy.route_name", e.route_name),
+        ("envoy.upstream.cluster", e.upstream_cluster),
+        ("envoy.upstream.address", e.upstream_address),
+        ("envoy.response_flags", e.response_flags),
+        ("envoy.request_id", e.request_id),
     ] {
-        if let Some(v) = v.as_deref().filter(|v| !v.is_empty() && *v != "-") {
-            a.str(key, v);
+        if let Some(v) = v.filter(|v| !v.is_empty() && v != "-") {
+            a.string(key, v);
         }
     }
 
@@ -314,7 +316,7 @@ mod tests {
     #[test]
     fn http_attributes() {
         let d = describe(
-            &http("GET", "/users/42?x=1", Some(200)),
+            http("GET", "/users/42?x=1", Some(200)),
             SpanKind::Server,
             256,
         );
@@ -342,8 +344,11 @@ mod tests {
     fn name_with_route_and_unknown_method() {
         let mut ex = http("GET", "/users/42", Some(200));
         ex.route = Some("/users/{id}".into());
-        assert_eq!(describe(&ex, SpanKind::Server, 256).name, "GET /users/{id}");
-        let d = describe(&http("FOO", "/", Some(200)), SpanKind::Server, 256);
+        assert_eq!(
+            describe(ex.clone(), SpanKind::Server, 256).name,
+            "GET /users/{id}"
+        );
+        let d = describe(http("FOO", "/", Some(200)), SpanKind::Server, 256);
         assert_eq!(d.name, "HTTP");
         assert_eq!(s(&d, "http.request.method").as_deref(), Some("_OTHER"));
         assert_eq!(
@@ -368,7 +373,7 @@ mod tests {
         for &(status, from_upstream, kind, want, why) in STATUS {
             let mut ex = http("GET", "/", status);
             ex.envoy.from_upstream = from_upstream;
-            let d = describe(&ex, kind, 256);
+            let d = describe(ex.clone(), kind, 256);
             assert_eq!(s(&d, "error.type").as_deref(), want, "{why}");
             let err = if want.is_some() {
                 StatusCode::Error
@@ -391,7 +396,7 @@ mod tests {
 
     #[test]
     fn grpc_spans() {
-        let d = describe(&grpc_ex(Some(0)), SpanKind::Server, 256);
+        let d = describe(grpc_ex(Some(0)), SpanKind::Server, 256);
         assert_eq!(d.name, "helloworld.Greeter/SayHello");
         assert_eq!(s(&d, "rpc.system.name").as_deref(), Some("grpc"));
         assert_eq!(
@@ -409,7 +414,7 @@ mod tests {
         );
         assert_eq!(d.status, StatusCode::Unset);
 
-        let d = describe(&grpc_ex(Some(5)), SpanKind::Server, 256);
+        let d = describe(grpc_ex(Some(5)), SpanKind::Server, 256);
         assert_eq!(
             s(&d, "rpc.response.status_code").as_deref(),
             Some("NOT_FOUND")
@@ -419,7 +424,7 @@ mod tests {
             StatusCode::Unset,
             "NOT_FOUND is not a server error"
         );
-        let d = describe(&grpc_ex(Some(5)), SpanKind::Client, 256);
+        let d = describe(grpc_ex(Some(5)), SpanKind::Client, 256);
         assert_eq!(
             d.status,
             StatusCode::Error,
@@ -427,13 +432,13 @@ mod tests {
         );
         assert_eq!(s(&d, "error.type").as_deref(), Some("NOT_FOUND"));
         assert_eq!(d.status_message, "boom");
-        let d = describe(&grpc_ex(Some(14)), SpanKind::Server, 256);
+        let d = describe(grpc_ex(Some(14)), SpanKind::Server, 256);
         assert_eq!(
             (d.status, s(&d, "error.type").as_deref()),
             (StatusCode::Error, Some("UNAVAILABLE"))
         );
 
-        let d = describe(&grpc_ex(None), SpanKind::Server, 256);
+        let d = describe(grpc_ex(None), SpanKind::Server, 256);
         assert_eq!(d.status, StatusCode::Error, "missing status is not OK");
         assert_eq!(
             s(&d, "aetherflow.grpc.status_missing").as_deref(),
@@ -451,7 +456,7 @@ mod tests {
         ex.envoy.route_name = Some("r1".into());
         ex.envoy.response_flags = Some("-".into());
         ex.envoy.request_id = Some("abc".into());
-        let d = describe(&ex, SpanKind::Client, 16);
+        let d = describe(ex.clone(), SpanKind::Client, 16);
         assert_eq!(
             s(&d, "http.request.header.x-user").unwrap().len(),
             16,

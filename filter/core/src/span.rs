@@ -130,6 +130,16 @@ impl Attributes {
         });
     }
 
+    /// Adds a string attribute the caller owns, capped in place (no copy).
+    pub fn string(&mut self, key: impl Into<Cow<'static, str>>, mut v: String) {
+        let keep = truncate_utf8(&v, self.max_len).len();
+        v.truncate(keep);
+        self.list.push(Attribute {
+            key: key.into(),
+            value: Value::Str(v),
+        });
+    }
+
     /// Adds an integer attribute.
     pub fn int(&mut self, key: &'static str, v: i64) {
         self.list.push(Attribute {
@@ -169,7 +179,9 @@ mod tests {
         let mut a = Attributes::new(4);
         a.str("k", "abcdef");
         a.int("n", 3);
+        a.string("o", "h\u{e9}llo".to_owned());
         assert_eq!(a.get("k"), Some(&Value::Str("abcd".into())));
+        assert_eq!(a.get("o"), Some(&Value::Str("h\u{e9}l".into())));
         assert_eq!(a.get("n"), Some(&Value::Int(3)));
         assert_eq!(a.get("x"), None);
     }
