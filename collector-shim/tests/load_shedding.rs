@@ -11,6 +11,8 @@
 //! budget here is one request's worth of spans and several connections send at once: a request
 //! that arrives while the sampler is still taking the previous one is shed. The backend stalls
 //! meanwhile to show that what the shim accepted is held, not lost, until it recovers.
+//!
+//! The OTLP/gRPC receiver sheds the same way with `UNAVAILABLE` (which OTLP gRPC clients retry).
 mod pipeline_support;
 
 use std::collections::HashSet;
@@ -126,7 +128,10 @@ struct RpcStatus {
 /// The real binary, stopped (SIGTERM, then SIGKILL) when dropped.
 struct ShimProcess {
     child: Child,
+    /// OTLP/HTTP (and admin) address.
     addr: String,
+    /// OTLP/gRPC address, when the config enables it.
+    grpc: Option<String>,
     log: std::sync::mpsc::Receiver<String>,
 }
 
@@ -168,6 +173,7 @@ fn start_shim(config: &str) -> (ShimProcess, tempfile::NamedTempFile) {
     let mut shim = ShimProcess {
         child,
         addr: String::new(),
+        grpc: None,
         log: rx,
     };
     // The ready line names the bound address (port 0 was asked for).
@@ -177,6 +183,9 @@ fn start_shim(config: &str) -> (ShimProcess, tempfile::NamedTempFile) {
         log.push('\n');
         if let Some(rest) = line.split("listen=").nth(1) {
             shim.addr = rest.split_whitespace().next().unwrap_or("").to_string();
+            if let Some(g) = line.split("grpc_listen=").nth(1) {
+                shim.grpc = g.split_whitespace().next().map(str::to_string);
+            }
             return (shim, file);
         }
     }
@@ -345,11 +354,21 @@ async fn a_full_budget_answers_503_with_retry_after_and_nothing_accepted_is_lost
     );
     assert_eq!(backend.count(), 0);
 
-    // After Retry-After, with the pressure gone, the same requests are accepted.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // With the pressure gone, the same requests are accepted, sent as an OTLP client would:
+    // one at a time, waiting Retry-After whenever the sampler has not yet taken the previous
+    // one (a request is the whole budget here). Bounded.
     for (req, _, _) in &refused {
-        let resp = send(&client, &addr, req).await;
-        assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+        let mut answer = None;
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let resp = send(&client, &addr, req).await;
+            answer = Some(resp.status());
+            if resp.status() == 200 {
+                break;
+            }
+            assert_eq!(resp.status(), 503, "{:?}", resp.text().await);
+        }
+        assert_eq!(answer.map(|s| s.as_u16()), Some(200), "never accepted");
         seen.accepted.lock().unwrap().extend(span_keys(req));
     }
     let accepted: Vec<_> = std::mem::take(&mut *seen.accepted.lock().unwrap());
@@ -388,4 +407,93 @@ async fn a_full_budget_answers_503_with_retry_after_and_nothing_accepted_is_lost
         "{text}"
     );
     drop(shim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_sheds_with_unavailable_and_accepts_the_same_request_afterwards() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+
+    let backend = StallingBackend::start().await;
+    backend.release.send(true).unwrap();
+    let (shim, _config) = start_shim(&format!(
+        "receiver: {{ http_listen: '127.0.0.1:0', grpc_listen: '127.0.0.1:0', max_pending_spans: {BUDGET} }}\n\
+         sampling:\n  tail:\n    decision_wait: 100ms\n    num_traces: 400000\n    max_spans: 400000\n    policies: [ {{ type: error }} ]\n\
+         batch: {{ max_queue_size: 200000, batch_timeout: 100ms }}\n\
+         exporters: [ {{ type: otlp, endpoint: 'http://{}/v1/traces' }} ]\n",
+        backend.addr
+    ));
+    let grpc = format!(
+        "http://{}",
+        shim.grpc.clone().expect("grpc_listen in the ready line")
+    );
+    let next = Arc::new(AtomicU32::new(1));
+    let refused: Arc<Mutex<Vec<(ExportTraceServiceRequest, tonic::Status)>>> = Arc::default();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|_| {
+            let (grpc, next, refused, accepted) = (
+                grpc.clone(),
+                next.clone(),
+                refused.clone(),
+                accepted.clone(),
+            );
+            tokio::spawn(async move {
+                let mut client = TraceServiceClient::connect(grpc).await.unwrap();
+                while refused.lock().unwrap().is_empty()
+                    && Instant::now() < deadline
+                    && accepted.load(Ordering::SeqCst) < MAX_ACCEPTED
+                {
+                    let req = numbered_request(next.fetch_add(1, Ordering::SeqCst));
+                    match client.export(req.clone()).await {
+                        Ok(_) => {
+                            accepted.fetch_add(BUDGET as usize, Ordering::SeqCst);
+                        }
+                        Err(status) => refused.lock().unwrap().push((req, status)),
+                    }
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.await.unwrap();
+    }
+    let refused = std::mem::take(&mut *refused.lock().unwrap());
+    assert!(
+        !refused.is_empty(),
+        "no gRPC request was shed; shim log:\n{}",
+        shim.log()
+    );
+    for (_, status) in &refused {
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
+        assert!(status.message().contains("queue full"), "{status}");
+    }
+    let client = reqwest::Client::new();
+    assert_eq!(
+        metric_value(
+            &metrics(&client, &shim.addr).await,
+            "shim_requests_refused_total{reason=\"queue_full\"}"
+        ),
+        refused.len() as f64
+    );
+    // Once the pressure is gone the same requests go through, and everything accepted arrives.
+    let mut client = TraceServiceClient::connect(grpc).await.unwrap();
+    for (req, _) in &refused {
+        let mut outcome = Err(tonic::Status::unknown("not sent"));
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            outcome = client.export(req.clone()).await;
+            match &outcome {
+                Ok(_) => break,
+                Err(status) => assert_eq!(status.code(), tonic::Code::Unavailable, "{status}"),
+            }
+        }
+        outcome.expect("never accepted");
+    }
+    let total = accepted.load(Ordering::SeqCst) + refused.len() * BUDGET as usize;
+    let until = Instant::now() + Duration::from_secs(120);
+    while backend.count() < total && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(backend.count(), total);
 }
