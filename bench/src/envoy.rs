@@ -24,6 +24,9 @@ use crate::loadgen::Workload;
 pub enum Tracer {
     /// No tracing at all: the baseline.
     Baseline,
+    /// A proxy-wasm module that does nothing (`bench/wasm-floor`): what any Wasm filter costs
+    /// before its first host call.
+    WasmFloor,
     /// `trace_filter.wasm` exporting OTLP to collector-shim.
     Filter,
     /// Envoy's native `envoy.tracers.opentelemetry`, OTLP/HTTP to the same shim.
@@ -34,8 +37,9 @@ pub enum Tracer {
 
 impl Tracer {
     /// All configurations, baseline first.
-    pub const ALL: [Tracer; 4] = [
+    pub const ALL: [Tracer; 5] = [
         Tracer::Baseline,
+        Tracer::WasmFloor,
         Tracer::Filter,
         Tracer::NativeOtel,
         Tracer::NativeZipkin,
@@ -45,6 +49,7 @@ impl Tracer {
     pub fn name(self) -> &'static str {
         match self {
             Tracer::Baseline => "baseline",
+            Tracer::WasmFloor => "wasm-floor",
             Tracer::Filter => "filter",
             Tracer::NativeOtel => "native-otel",
             Tracer::NativeZipkin => "native-zipkin",
@@ -55,7 +60,7 @@ impl Tracer {
     /// `spawn_upstream_span: false`, the filter makes one span per stream).
     pub fn spans_per_request(self) -> u64 {
         match self {
-            Tracer::Baseline => 0,
+            Tracer::Baseline | Tracer::WasmFloor => 0,
             _ => 1,
         }
     }
@@ -82,6 +87,8 @@ pub struct Setup<'a> {
     pub flush_interval_ms: u32,
     /// The filter module.
     pub wasm: &'a Path,
+    /// The no-op module of the `wasm-floor` configuration.
+    pub wasm_floor: &'a Path,
     /// Extra filter configuration keys, merged over the defaults above (for experiments such
     /// as `{"record_unsampled": false}`; empty in the standard runs).
     pub filter_overrides: &'a serde_json::Map<String, serde_json::Value>,
@@ -119,7 +126,7 @@ impl Setup<'_> {
     pub fn render(&self) -> String {
         let percent = self.sample_ratio * 100.0;
         let tracing = match self.tracer {
-            Tracer::Baseline | Tracer::Filter => String::new(),
+            Tracer::Baseline | Tracer::WasmFloor | Tracer::Filter => String::new(),
             Tracer::NativeOtel => format!(
                 r#"
           tracing:
@@ -150,7 +157,12 @@ impl Setup<'_> {
                 collector_endpoint_version: HTTP_JSON"#
                 .replace("PERCENT", &percent.to_string()),
         };
-        let wasm_filter = if self.tracer == Tracer::Filter {
+        let module = match self.tracer {
+            Tracer::Filter => Some(self.wasm),
+            Tracer::WasmFloor => Some(self.wasm_floor),
+            _ => None,
+        };
+        let wasm_filter = if let Some(module) = module {
             let mut config = serde_json::json!({
                 "service_name": "bench-envoy",
                 "sample_ratio": self.sample_ratio,
@@ -176,7 +188,7 @@ impl Setup<'_> {
                 configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: {config}"#,
-                wasm = serde_json::to_string(&self.wasm.display().to_string()).unwrap_or_default(),
+                wasm = serde_json::to_string(&module.display().to_string()).unwrap_or_default(),
                 config = serde_json::to_string(&config.to_string()).unwrap_or_default(),
             )
         } else {

@@ -92,6 +92,8 @@ pub struct Components {
     pub envoy: PathBuf,
     /// `trace_filter.wasm`.
     pub wasm: PathBuf,
+    /// The no-op module (`aetherflow_wasm_floor.wasm`).
+    pub wasm_floor: PathBuf,
     /// The collector-shim binary; None sends OTLP straight to the sink.
     pub shim: Option<PathBuf>,
     /// Scratch directory for configs and logs.
@@ -245,6 +247,7 @@ impl Harness {
             batch_spans: BATCH_SPANS,
             flush_interval_ms: FLUSH_INTERVAL_MS,
             wasm: &self.components.wasm,
+            wasm_floor: &self.components.wasm_floor,
             filter_overrides: &self.components.filter_overrides,
         };
         let envoy = Envoy::start(&self.components.envoy, &setup.render(), &dir).await?;
@@ -294,7 +297,7 @@ impl Harness {
         let served_since_rss: u64 = phases[1..].iter().map(|r| r.ok + r.failed).sum();
         let soak = match tracer {
             Tracer::Baseline | Tracer::Filter => p.soak,
-            Tracer::NativeOtel | Tracer::NativeZipkin => p.soak_native,
+            Tracer::WasmFloor | Tracer::NativeOtel | Tracer::NativeZipkin => p.soak_native,
         };
         if round + 1 == p.rounds && workload == Workload::Http1 && soak > served_since_rss {
             phases

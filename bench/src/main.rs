@@ -16,7 +16,8 @@
 //! - `BENCH_QUICK=1`: the quick profile (the smoke check, under 2 minutes);
 //! - `BENCH_OUT`: where `harness.json` and `harness.png` go (default `bench/results`, or
 //!   `target/bench-quick` in quick mode so the committed results stay those of a full run);
-//! - `BENCH_CONFIGS`: a comma list among `baseline,filter,native-otel,native-zipkin` (default all);
+//! - `BENCH_CONFIGS`: a comma list among `baseline,wasm-floor,filter,native-otel,native-zipkin`
+//!   (default all; `wasm-floor` is a no-op proxy-wasm module, `AETHERFLOW_WASM_FLOOR`);
 //! - `BENCH_WORKLOADS`: a comma list among `http1,grpc` (default both);
 //! - `BENCH_ROUNDS`, `BENCH_RATE` (req/s), `BENCH_SOAK` / `BENCH_SOAK_NATIVE` (requests between
 //!   the RSS readings with the baseline and filter / the native tracers): override the profile;
@@ -76,7 +77,7 @@ fn configure() -> Result<Plan, String> {
     if let Some(s) = env_num("BENCH_SOAK_NATIVE")? {
         profile.soak_native = s;
     }
-    let tracers = match env_list("BENCH_CONFIGS") {
+    let mut tracers: Vec<Tracer> = match env_list("BENCH_CONFIGS") {
         None => Tracer::ALL.to_vec(),
         Some(names) => names
             .iter()
@@ -109,12 +110,24 @@ fn configure() -> Result<Plan, String> {
         );
         None
     };
+    let wasm_floor = path_from_env(
+        "AETHERFLOW_WASM_FLOOR",
+        "target/wasm32-wasip1/release/aetherflow_wasm_floor.wasm",
+    );
+    if !wasm_floor.exists() && tracers.contains(&Tracer::WasmFloor) {
+        eprintln!(
+            "bench: {} not found (make wasm builds it): skipping the wasm-floor configuration",
+            wasm_floor.display()
+        );
+        tracers.retain(|t| *t != Tracer::WasmFloor);
+    }
     let components = Components {
         envoy: path_from_env("AETHERFLOW_ENVOY", ".tools/bin/envoy"),
         wasm: path_from_env(
             "AETHERFLOW_WASM",
             "target/wasm32-wasip1/release/trace_filter.wasm",
         ),
+        wasm_floor,
         shim,
         work_dir: std::env::temp_dir().join(format!("aetherflow-bench-{}", std::process::id())),
         filter_overrides: match std::env::var("BENCH_FILTER_CONFIG") {

@@ -23,8 +23,9 @@ const FONT_PATHS: &[&str] = &[
 ];
 
 /// Colors per configuration, in `Tracer::ALL` order.
-const COLORS: [RGBColor; 4] = [
+const COLORS: [RGBColor; 5] = [
     RGBColor(140, 140, 140),
+    RGBColor(190, 190, 190),
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),

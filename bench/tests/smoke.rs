@@ -23,6 +23,11 @@ fn quick_profile_serves_every_request_and_delivers_every_span() {
             "target/wasm32-wasip1/release/trace_filter.wasm",
             "run `make wasm`",
         ),
+        wasm_floor: component(
+            "AETHERFLOW_WASM_FLOOR",
+            "target/wasm32-wasip1/release/aetherflow_wasm_floor.wasm",
+            "run `make wasm`",
+        ),
         shim: Some(component(
             "AETHERFLOW_SHIM_BIN",
             "target/debug/collector-shim",
