@@ -259,15 +259,30 @@ impl HttpContext for HttpTrace {
                 .filter(|c| (100..1000).contains(c))
                 .map(|c| c as u16);
         }
-        ex.protocol = host::property_str(b"request\0protocol");
-        ex.client_address =
-            host::property_str(b"source\0address").map(|a| envoy::address_ip(&a).to_owned());
+        // One host call per attribute: `envoy_attributes` leaves out those a deployment
+        // does not need.
+        let want = sh.cfg.envoy_attributes;
+        if want.has("network.protocol.version") {
+            ex.protocol = host::property_str(b"request\0protocol");
+        }
+        if want.has("client.address") {
+            ex.client_address =
+                host::property_str(b"source\0address").map(|a| envoy::address_ip(&a).to_owned());
+        }
         let e = &mut ex.envoy;
-        e.route_name = host::property_str(b"xds\0route_name");
-        e.upstream_cluster = host::property_str(b"xds\0cluster_name");
-        e.upstream_address = host::property_str(b"upstream\0address");
-        e.response_flags =
-            host::property_int(b"response\0flags").and_then(|f| envoy::response_flags(f as u64));
+        if want.has("envoy.route_name") {
+            e.route_name = host::property_str(b"xds\0route_name");
+        }
+        if want.has("envoy.upstream.cluster") {
+            e.upstream_cluster = host::property_str(b"xds\0cluster_name");
+        }
+        if want.has("envoy.upstream.address") {
+            e.upstream_address = host::property_str(b"upstream\0address");
+        }
+        if want.has("envoy.response_flags") {
+            e.response_flags = host::property_int(b"response\0flags")
+                .and_then(|f| envoy::response_flags(f as u64));
+        }
         // Whether the response came from upstream only matters for an error status, or a gRPC
         // response without grpc-status (see `semconv`): skip the property call otherwise.
         let may_be_local = match ex.status {

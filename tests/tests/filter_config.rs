@@ -52,7 +52,9 @@ fn every_documented_key_with_its_default_is_accepted() {
         "trace_id_response_header": "x-trace-id", "traceresponse_header": false, "span_kind": "server",
         "record_request_headers": ["x-a"], "record_response_headers": ["x-b"], "baggage_to_attributes": ["user.id"],
         "resource_attributes": {"k8s.pod.name": "p"}, "grpc_message_counting": true, "max_attribute_length": 256,
-        "http_routes": ["/api/orders/{id}", "/static/{*path}"]
+        "http_routes": ["/api/orders/{id}", "/static/{*path}"],
+        "envoy_attributes": ["client.address", "network.protocol.version", "envoy.route_name",
+                             "envoy.upstream.cluster", "envoy.upstream.address", "envoy.response_flags"]
     });
     for (name, text) in [
         ("all keys", all.to_string()),
@@ -77,6 +79,10 @@ const BAD: &[(&str, &str)] = &[
         "inbound_formats",
     ),
     (r#"{"outbound_formats": ["xray"]}"#, "outbound_formats"),
+    (
+        r#"{"envoy_attributes": ["peer.address"]}"#,
+        "envoy_attributes",
+    ),
     (r#"{"outbound_formats": "w3c"}"#, "outbound_formats"),
     (r#"{"max_batch_spans": 0}"#, "max_batch_spans"),
     (r#"{"max_buffered_spans": -1}"#, "max_buffered_spans"),

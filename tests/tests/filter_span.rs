@@ -377,3 +377,42 @@ async fn sample_ratio_zero_forced_sampling_and_record_only() {
     );
     stack.envoy.assert_no_wasm_failures().await;
 }
+
+/// `envoy_attributes` picks which Envoy properties become span attributes (one host call each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_attributes_choose_the_properties_read() {
+    let stack = StackBuilder::new()
+        .ingress_filter(|c| {
+            c.insert(
+                "envoy_attributes".into(),
+                json!(["envoy.upstream.cluster", "client.address"]),
+            );
+        })
+        .start()
+        .await;
+    let ex = stack.ingress(ClientRequest::get("/orders/7")).await;
+    assert_eq!(ex.response.status, 200);
+    let span = stack.span_of(&ex).await;
+    assert_eq!(
+        span.attr_str("envoy.upstream.cluster").as_deref(),
+        Some("demo_http")
+    );
+    assert_eq!(
+        span.attr_str("client.address").as_deref(),
+        Some("127.0.0.1")
+    );
+    for left_out in [
+        "envoy.route_name",
+        "envoy.upstream.address",
+        "network.protocol.version",
+    ] {
+        assert_eq!(
+            span.attr_str(left_out),
+            None,
+            "{left_out} was not asked for"
+        );
+    }
+    // What headers and callbacks give is kept whatever the list.
+    assert_eq!(span.attr_int("http.response.status_code"), Some(200));
+    assert!(span.attr_str("envoy.request_id").is_some());
+}
