@@ -89,6 +89,8 @@ pub struct Setup<'a> {
     pub wasm: &'a Path,
     /// The no-op module of the `wasm-floor` configuration.
     pub wasm_floor: &'a Path,
+    /// The `wasm-floor` module's configuration (`BENCH_FLOOR_CONFIG`: host-call calibration).
+    pub floor_overrides: &'a serde_json::Map<String, serde_json::Value>,
     /// Extra filter configuration keys, merged over the defaults above (for experiments such
     /// as `{"record_unsampled": false}`; empty in the standard runs).
     pub filter_overrides: &'a serde_json::Map<String, serde_json::Value>,
@@ -163,15 +165,20 @@ impl Setup<'_> {
             _ => None,
         };
         let wasm_filter = if let Some(module) = module {
-            let mut config = serde_json::json!({
-                "service_name": "bench-envoy",
-                "sample_ratio": self.sample_ratio,
-                "max_batch_spans": self.batch_spans,
-                "flush_interval_ms": self.flush_interval_ms,
-            });
-            if let Some(map) = config.as_object_mut() {
-                map.extend(self.filter_overrides.clone());
-            }
+            let config = if self.tracer == Tracer::Filter {
+                let mut config = serde_json::json!({
+                    "service_name": "bench-envoy",
+                    "sample_ratio": self.sample_ratio,
+                    "max_batch_spans": self.batch_spans,
+                    "flush_interval_ms": self.flush_interval_ms,
+                });
+                if let Some(map) = config.as_object_mut() {
+                    map.extend(self.filter_overrides.clone());
+                }
+                config
+            } else {
+                serde_json::Value::Object(self.floor_overrides.clone())
+            };
             format!(
                 r#"
           - name: envoy.filters.http.wasm

@@ -100,6 +100,8 @@ pub struct Components {
     pub work_dir: PathBuf,
     /// Filter configuration keys merged over the harness's (`BENCH_FILTER_CONFIG`).
     pub filter_overrides: serde_json::Map<String, serde_json::Value>,
+    /// The `wasm-floor` module's configuration (`BENCH_FLOOR_CONFIG`).
+    pub floor_overrides: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One configuration in one round.
@@ -248,6 +250,7 @@ impl Harness {
             flush_interval_ms: FLUSH_INTERVAL_MS,
             wasm: &self.components.wasm,
             wasm_floor: &self.components.wasm_floor,
+            floor_overrides: &self.components.floor_overrides,
             filter_overrides: &self.components.filter_overrides,
         };
         let envoy = Envoy::start(&self.components.envoy, &setup.render(), &dir).await?;

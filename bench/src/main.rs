@@ -23,6 +23,9 @@
 //!   the RSS readings with the baseline and filter / the native tracers): override the profile;
 //! - `BENCH_FILTER_CONFIG`: a JSON object merged into the filter's configuration (experiments;
 //!   spans expected still assume every request is sampled);
+//! - `BENCH_FLOOR_CONFIG`: the `wasm-floor` module's configuration, e.g.
+//!   `{"host_call": "property", "repeat": 40}` to measure one host call's cost (see
+//!   `bench/wasm-floor`);
 //! - `AETHERFLOW_ENVOY`, `AETHERFLOW_WASM`, `AETHERFLOW_SHIM_BIN`: the components (see README).
 
 use std::process::ExitCode;
@@ -133,6 +136,11 @@ fn configure() -> Result<Plan, String> {
         filter_overrides: match std::env::var("BENCH_FILTER_CONFIG") {
             Ok(v) if !v.trim().is_empty() => serde_json::from_str(&v)
                 .map_err(|e| format!("BENCH_FILTER_CONFIG: not a JSON object: {e}"))?,
+            _ => Default::default(),
+        },
+        floor_overrides: match std::env::var("BENCH_FLOOR_CONFIG") {
+            Ok(v) if !v.trim().is_empty() => serde_json::from_str(&v)
+                .map_err(|e| format!("BENCH_FLOOR_CONFIG: not a JSON object: {e}"))?,
             _ => Default::default(),
         },
     };

@@ -34,6 +34,7 @@ fn quick_profile_serves_every_request_and_delivers_every_span() {
             "run `cargo build -p collector-shim`",
         )),
         filter_overrides: Default::default(),
+        floor_overrides: Default::default(),
         work_dir: std::env::temp_dir()
             .join(format!("aetherflow-bench-smoke-{}", std::process::id())),
     };
