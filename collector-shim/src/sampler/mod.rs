@@ -19,6 +19,7 @@ use prometheus_client::metrics::counter::Counter;
 use crate::metrics::{Metrics, SampleLabel};
 use crate::model::SpanRecord;
 
+mod arena;
 pub mod consistent;
 pub mod dynamic;
 pub mod policy;

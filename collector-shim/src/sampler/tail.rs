@@ -5,10 +5,11 @@
 //! Held spans are kept in their protobuf encoding, not as decoded `Span`s: the window is what
 //! the shim's memory grows with under tail sampling (at 50 k spans/s a 2 s window holds 100 000
 //! spans), and a decoded span with the filter's 14 attributes takes ~1.9 KB of heap in ~35
-//! allocations (~2.7 KB of RSS with malloc's overhead) against ~0.7 KB in one allocation
-//! encoded. The price is an encode when a span is held and a decode when its trace is decided
-//! (`tests/tail_memory.rs` bounds the per-span heap; `aetherflow-bench shim-soak` measures RSS
-//! and CPU per span).
+//! allocations (~2.7 KB of RSS with malloc's overhead) against ~0.7 KB encoded. The encodings
+//! are appended to the chunks of an [`Arena`] rather than allocated one by one (no allocation
+//! per held span: see `arena.rs` for why). The price is an encode when a span is held and a
+//! decode when its trace is decided (`tests/tail_memory.rs` bounds the per-span heap and
+//! allocations; `aetherflow-bench shim-soak` measures RSS and CPU per span).
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -18,36 +19,40 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use tokio::time::Instant;
 
+use super::arena::{Arena, Slot};
 use crate::config::TailConfig;
 use crate::model::SpanRecord;
 
-/// One held span: its resource and scope (shared) and the span encoded.
+/// One held span: its resource and scope (shared) and where its encoding is.
 #[derive(Debug)]
 struct Packed {
     /// The resource the span arrived with.
     resource: Arc<Resource>,
     /// The scope the span arrived with.
     scope: Arc<InstrumentationScope>,
-    /// `Span` in protobuf, exactly sized.
-    span: Box<[u8]>,
+    /// `Span` in protobuf, in the arena.
+    span: Slot,
 }
 
 impl Packed {
-    fn pack(r: SpanRecord) -> Packed {
+    fn pack(r: SpanRecord, arena: &mut Arena) -> Packed {
+        let len = r.span.encoded_len();
         Packed {
+            span: arena.put(len, |buf| r.span.encode_raw(buf)),
             resource: r.resource,
             scope: r.scope,
-            span: r.span.encode_to_vec().into_boxed_slice(),
         }
     }
 
-    /// The record back; `None` only if the bytes did not decode, which cannot happen for
-    /// bytes prost encoded itself (the caller logs it rather than panic).
-    fn unpack(self) -> Option<SpanRecord> {
+    /// The record back, its bytes released; `None` only if the bytes did not decode, which
+    /// cannot happen for bytes prost encoded itself (the caller logs it rather than panic).
+    fn unpack(self, arena: &mut Arena) -> Option<SpanRecord> {
+        let span = Span::decode(arena.get(self.span));
+        arena.release(self.span);
         Some(SpanRecord {
             resource: self.resource,
             scope: self.scope,
-            span: Span::decode(&self.span[..]).ok()?,
+            span: span.ok()?,
         })
     }
 }
@@ -85,6 +90,8 @@ pub struct TailBuffer {
     decided: HashMap<[u8; 16], bool>,
     /// Order of `decided`, to forget the oldest.
     decided_order: VecDeque<[u8; 16]>,
+    /// The held spans' bytes.
+    arena: Arena,
 }
 
 impl TailBuffer {
@@ -97,6 +104,7 @@ impl TailBuffer {
             spans_held: 0,
             decided: HashMap::new(),
             decided_order: VecDeque::new(),
+            arena: Arena::default(),
         }
     }
 
@@ -129,7 +137,7 @@ impl TailBuffer {
 
     /// Holds a span; pushes onto `evicted` the traces decided early to stay within bounds.
     pub fn hold(&mut self, id: [u8; 16], span: SpanRecord, now: Instant, evicted: &mut Vec<Due>) {
-        let span = Packed::pack(span);
+        let span = Packed::pack(span, &mut self.arena);
         match self.traces.get_mut(&id) {
             Some(h) => h.spans.push(span),
             None => {
@@ -151,7 +159,12 @@ impl TailBuffer {
         let held = self.traces.remove(&id)?;
         self.spans_held -= held.spans.len();
         let n = held.spans.len();
-        let spans: Vec<SpanRecord> = held.spans.into_iter().filter_map(Packed::unpack).collect();
+        let arena = &mut self.arena;
+        let spans: Vec<SpanRecord> = held
+            .spans
+            .into_iter()
+            .filter_map(|p| p.unpack(arena))
+            .collect();
         if spans.len() < n {
             tracing::error!(
                 lost = n - spans.len(),
