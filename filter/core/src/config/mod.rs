@@ -6,9 +6,16 @@
 
 use crate::json::{self, Json};
 use crate::propagation::{InboundFormat, OutboundFormat};
-use crate::route::{RouteTable, MAX_ROUTES};
+use crate::route::RouteTable;
 use crate::sampling::Threshold;
 use std::fmt;
+
+mod read;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use read::{boolean, err, invalid_type, size, string, strings, uint, unknown_variant};
 
 /// Span kind of the proxy span.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,78 +204,6 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn err(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.to_owned(),
-        reason: reason.into(),
-    }
-}
-
-/// RFC 7230 token characters, lowercase only (Envoy lowercases header names).
-fn is_header_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|c| !c.is_ascii_uppercase() && crate::propagation::baggage::is_tchar(c))
-}
-
-fn invalid_type(key: &str, v: &Json, expected: &str) -> ConfigError {
-    err(
-        key,
-        format!("invalid type: {}, expected {expected}", v.kind()),
-    )
-}
-
-fn unknown_variant(key: &str, got: &str, expected: &str) -> ConfigError {
-    err(
-        key,
-        format!("unknown variant {got:?}, expected one of {expected}"),
-    )
-}
-
-fn string(key: &str, v: &Json) -> Result<String, ConfigError> {
-    match v {
-        Json::String(s) => Ok(s.clone()),
-        _ => Err(invalid_type(key, v, "a string")),
-    }
-}
-
-fn boolean(key: &str, v: &Json) -> Result<bool, ConfigError> {
-    match v {
-        Json::Bool(b) => Ok(*b),
-        _ => Err(invalid_type(key, v, "a boolean")),
-    }
-}
-
-fn uint(key: &str, v: &Json) -> Result<u64, ConfigError> {
-    match v {
-        Json::Number(_) => v
-            .as_u64()
-            .ok_or_else(|| err(key, "invalid value: expected a non-negative integer")),
-        _ => Err(invalid_type(key, v, "a non-negative integer")),
-    }
-}
-
-fn size(key: &str, v: &Json) -> Result<usize, ConfigError> {
-    usize::try_from(uint(key, v)?).map_err(|_| err(key, "invalid value: too large"))
-}
-
-fn strings(key: &str, v: &Json) -> Result<Vec<String>, ConfigError> {
-    let Json::Array(items) = v else {
-        return Err(invalid_type(key, v, "an array of strings"));
-    };
-    items
-        .iter()
-        .map(|i| match i {
-            Json::String(s) => Ok(s.clone()),
-            _ => Err(invalid_type(key, i, "an array of strings")),
-        })
-        .collect()
-}
-
-/// Upper bounds that keep a typo from asking for gigabytes or hours.
-const MAX_BUFFERED_LIMIT: usize = 1_000_000;
-const MAX_INTERVAL_MS: u64 = 3_600_000;
-
 impl Config {
     /// Parses and validates the plugin configuration. Empty input (no configuration) gives
     /// the defaults.
@@ -389,102 +324,6 @@ impl Config {
         }
         Ok(())
     }
-
-    /// Checks values that types alone do not constrain.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.service_name.is_empty() {
-            return Err(err("service_name", "must not be empty"));
-        }
-        if self.collector_cluster.is_empty() {
-            return Err(err("collector_cluster", "must not be empty"));
-        }
-        if self.collector_authority.is_empty() {
-            return Err(err("collector_authority", "must not be empty"));
-        }
-        if !self.collector_path.starts_with('/') {
-            return Err(err("collector_path", "must start with '/'"));
-        }
-        for (key, v) in [
-            ("collector_timeout_ms", self.collector_timeout_ms),
-            ("flush_interval_ms", self.flush_interval_ms),
-        ] {
-            if v == 0 || v > MAX_INTERVAL_MS {
-                return Err(err(key, format!("must be between 1 and {MAX_INTERVAL_MS}")));
-            }
-        }
-        if self.max_buffered_spans == 0 || self.max_buffered_spans > MAX_BUFFERED_LIMIT {
-            return Err(err(
-                "max_buffered_spans",
-                format!("must be between 1 and {MAX_BUFFERED_LIMIT}"),
-            ));
-        }
-        if self.max_batch_spans == 0 || self.max_batch_spans > self.max_buffered_spans {
-            return Err(err(
-                "max_batch_spans",
-                "must be between 1 and max_buffered_spans",
-            ));
-        }
-        if self.max_inflight_dispatches == 0 || self.max_inflight_dispatches > 1024 {
-            return Err(err("max_inflight_dispatches", "must be between 1 and 1024"));
-        }
-        if !(0.0..=1.0).contains(&self.sample_ratio) {
-            return Err(err("sample_ratio", "must be a number between 0 and 1"));
-        }
-        if !self.force_sample_header.is_empty() && !is_header_name(&self.force_sample_header) {
-            return Err(err(
-                "force_sample_header",
-                "must be a lowercase header name or \"\"",
-            ));
-        }
-        if !self.trace_id_response_header.is_empty()
-            && !is_header_name(&self.trace_id_response_header)
-        {
-            return Err(err(
-                "trace_id_response_header",
-                "must be a lowercase header name or \"\"",
-            ));
-        }
-        if self.inbound_formats.is_empty() {
-            return Err(err("inbound_formats", "must name at least one format"));
-        }
-        for (key, list) in [
-            ("record_request_headers", &self.record_request_headers),
-            ("record_response_headers", &self.record_response_headers),
-        ] {
-            if let Some(bad) = list.iter().find(|h| !is_header_name(h)) {
-                return Err(err(key, format!("{bad:?} is not a lowercase header name")));
-            }
-        }
-        if let Some(bad) = self.baggage_to_attributes.iter().find(|k| {
-            k.is_empty()
-                || !k
-                    .bytes()
-                    .all(|c| c.is_ascii_graphic() && !b"(),/:;<=>?@[\\]{}\"".contains(&c))
-        }) {
-            return Err(err(
-                "baggage_to_attributes",
-                format!("{bad:?} is not a baggage key"),
-            ));
-        }
-        if let Some((bad, _)) = self.resource_attributes.iter().find(|(k, _)| k.is_empty()) {
-            return Err(err(
-                "resource_attributes",
-                format!("{bad:?}: keys must not be empty"),
-            ));
-        }
-        if self.max_attribute_length < 16 || self.max_attribute_length > 65_536 {
-            return Err(err("max_attribute_length", "must be between 16 and 65536"));
-        }
-        if self.http_routes.len() > MAX_ROUTES {
-            return Err(err(
-                "http_routes",
-                format!("at most {MAX_ROUTES} templates"),
-            ));
-        }
-        self.routes()?;
-        Ok(())
-    }
-
     /// `http_routes` compiled for matching; an invalid template is named `http_routes[i]`.
     pub fn routes(&self) -> Result<RouteTable, ConfigError> {
         RouteTable::compile(&self.http_routes).map_err(|e| {
@@ -538,126 +377,5 @@ impl Config {
             }
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn empty_and_empty_object_give_defaults() {
-        assert_eq!(Config::from_json(b"").unwrap(), Config::default());
-        assert_eq!(Config::from_json(b" {} ").unwrap(), Config::default());
-        let d = Config::default();
-        assert_eq!(
-            d.inbound(),
-            vec![InboundFormat::W3c, InboundFormat::B3, InboundFormat::Jaeger]
-        );
-        assert!(d.outbound().is_empty());
-        assert_eq!(d.threshold(), Threshold::ALWAYS);
-    }
-
-    #[test]
-    fn every_key_parses() {
-        let json = br#"{
-            "service_name": "edge", "deployment_environment": "prod",
-            "collector_cluster": "c", "collector_authority": "a", "collector_path": "/p",
-            "collector_timeout_ms": 500, "flush_interval_ms": 200, "max_batch_spans": 10,
-            "max_buffered_spans": 100, "max_inflight_dispatches": 2, "sample_ratio": 0.25,
-            "record_unsampled": false, "force_sample_header": "x-debug",
-            "trust_incoming_context": false, "inbound_formats": ["jaeger", "w3c"],
-            "outbound_formats": ["w3c", "b3", "b3single", "jaeger"],
-            "trace_id_response_header": "", "traceresponse_header": true, "span_kind": "client",
-            "record_request_headers": ["x-user"], "record_response_headers": ["server"],
-            "baggage_to_attributes": ["tenant"], "resource_attributes": {"k8s.pod.name": "p"},
-            "grpc_message_counting": false, "max_attribute_length": 64,
-            "http_routes": ["/api/orders/{id}", "/static/{*path}"],
-            "envoy_attributes": ["envoy.upstream.cluster", "envoy.response_flags"]
-        }"#;
-        let c = Config::from_json(json).unwrap();
-        assert_eq!(c.span_kind, SpanKindConfig::Client);
-        assert_eq!(c.inbound(), vec![InboundFormat::W3c, InboundFormat::Jaeger]);
-        assert_eq!(
-            c.outbound(),
-            vec![
-                OutboundFormat::B3,
-                OutboundFormat::B3Single,
-                OutboundFormat::Jaeger
-            ]
-        );
-        assert_eq!(c.threshold().to_th().as_deref(), Some("c"));
-        assert_eq!(
-            c.routes().unwrap().find("/api/orders/7?a=b"),
-            Some("/api/orders/{id}")
-        );
-        assert_eq!(
-            c.resource_attributes,
-            vec![("k8s.pod.name".to_string(), "p".to_string())]
-        );
-        assert!(c.envoy_attributes.has("envoy.upstream.cluster"));
-        assert!(c.envoy_attributes.has("envoy.response_flags"));
-        assert!(!c.envoy_attributes.has("client.address"));
-        assert!(!c.envoy_attributes.has("envoy.route_name"));
-        let d = Config::default();
-        assert!(EnvoyAttributes::NAMES
-            .iter()
-            .all(|n| d.envoy_attributes.has(n)));
-        let none = Config::from_json(br#"{"envoy_attributes": []}"#).unwrap();
-        assert_eq!(none.envoy_attributes, EnvoyAttributes::NONE);
-    }
-
-    #[rustfmt::skip]
-    const BAD: &[(&str, &str, &str)] = &[
-        (r#"{"sample_rate": 1}"#,               "sample_rate",            "unknown key"),
-        (r#"{"sample_ratio": "1"}"#,            "sample_ratio",           "invalid type"),
-        (r#"{"sample_ratio": 1.5}"#,            "sample_ratio",           "between 0 and 1"),
-        (r#"{"max_batch_spans": -1}"#,          "max_batch_spans",        "invalid value"),
-        (r#"{"max_batch_spans": 1.5}"#,         "max_batch_spans",        "non-negative integer"),
-        (r#"{"sample_ratio": 1, "sample_ratio": 0}"#, "sample_ratio",     "duplicate key"),
-        (r#"{"max_batch_spans": 0}"#,           "max_batch_spans",        "between 1"),
-        (r#"{"max_batch_spans": 10, "max_buffered_spans": 5}"#, "max_batch_spans", "max_buffered_spans"),
-        (r#"{"flush_interval_ms": 0}"#,         "flush_interval_ms",      "between 1"),
-        (r#"{"collector_timeout_ms": 0}"#,      "collector_timeout_ms",   "between 1"),
-        (r#"{"max_inflight_dispatches": 0}"#,   "max_inflight_dispatches","between 1"),
-        (r#"{"span_kind": "proxy"}"#,           "span_kind",              "unknown variant"),
-        (r#"{"inbound_formats": ["zipkin"]}"#,  "inbound_formats",        "unknown variant"),
-        (r#"{"inbound_formats": []}"#,          "inbound_formats",        "at least one"),
-        (r#"{"outbound_formats": "b3"}"#,       "outbound_formats",       "invalid type"),
-        (r#"{"collector_path": "v1/traces"}"#,  "collector_path",         "start with '/'"),
-        (r#"{"service_name": ""}"#,             "service_name",           "must not be empty"),
-        (r#"{"collector_cluster": ""}"#,        "collector_cluster",      "must not be empty"),
-        (r#"{"force_sample_header": "X Debug"}"#, "force_sample_header",  "header name"),
-        (r#"{"record_request_headers": ["A"]}"#, "record_request_headers", "header name"),
-        (r#"{"baggage_to_attributes": ["a b"]}"#, "baggage_to_attributes", "baggage key"),
-        (r#"{"resource_attributes": {"k": 1}}"#, "resource_attributes",   "invalid type"),
-        (r#"{"max_attribute_length": 0}"#,      "max_attribute_length",   "between 16"),
-        (r#"{"record_unsampled": "yes"}"#,      "record_unsampled",       "invalid type"),
-        (r#"{"http_routes": "/a"}"#,            "http_routes",            "invalid type"),
-        (r#"{"http_routes": ["/a", 1]}"#,       "http_routes",            "invalid type"),
-        (r#"{"http_routes": ["/a", "b/{id}"]}"#, "http_routes[1]",        "\"b/{id}\": must start with '/'"),
-        (r#"{"http_routes": ["/a/{id}.json"]}"#, "http_routes[0]",        "not allowed in a literal"),
-        (r#"{"http_routes": ["/{*p}/x"]}"#,     "http_routes[0]",         "last segment"),
-        (r#"{"envoy_attributes": ["upstream"]}"#, "envoy_attributes",     "unknown variant \"upstream\""),
-        (r#"{"envoy_attributes": "all"}"#,      "envoy_attributes",       "invalid type"),
-        (r#"[1]"#,                              "",                       "JSON object"),
-        (r#"{"service_name": "#,               "",                       "not valid JSON"),
-    ];
-
-    #[test]
-    fn errors_name_the_key_and_the_reason() {
-        for &(json, key, reason) in BAD {
-            let e = Config::from_json(json.as_bytes()).expect_err(json);
-            assert_eq!(e.key, key, "{json}: {e}");
-            assert!(e.reason.contains(reason), "{json}: {e}");
-            assert!(e.to_string().contains(key), "{e}");
-        }
-        let many: Vec<String> = (0..=MAX_ROUTES).map(|i| format!("\"/r{i}\"")).collect();
-        let json = format!(r#"{{"http_routes": [{}]}}"#, many.join(","));
-        let e = Config::from_json(json.as_bytes()).unwrap_err();
-        assert_eq!(
-            (e.key.as_str(), e.reason.as_str()),
-            ("http_routes", "at most 256 templates")
-        );
     }
 }
