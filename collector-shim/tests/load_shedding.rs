@@ -16,9 +16,7 @@
 mod pipeline_support;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,6 +29,7 @@ use axum::Router;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use pipeline_support::shim_process::ShimProcess;
 use pipeline_support::*;
 use prost::Message;
 use tokio::sync::watch;
@@ -125,71 +124,11 @@ struct RpcStatus {
     message: String,
 }
 
-/// The real binary, stopped (SIGTERM, then SIGKILL) when dropped.
-struct ShimProcess {
-    child: Child,
-    /// OTLP/HTTP (and admin) address.
-    addr: String,
-    /// OTLP/gRPC address, when the config enables it.
-    grpc: Option<String>,
-    log: std::sync::mpsc::Receiver<String>,
-}
-
-impl ShimProcess {
-    /// Its log so far (for failure messages).
-    fn log(&self) -> String {
-        self.log.try_iter().collect::<Vec<_>>().join("\n")
-    }
-}
-
-impl Drop for ShimProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// The real binary on `config` written to a temporary file (which must outlive it).
 fn start_shim(config: &str) -> (ShimProcess, tempfile::NamedTempFile) {
     let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
     std::fs::write(file.path(), config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_collector-shim"))
-        .arg("--config")
-        .arg(file.path())
-        .arg("--log-level")
-        .arg("info")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    // Killed on drop from here on, also when it never gets ready.
-    let mut shim = ShimProcess {
-        child,
-        addr: String::new(),
-        grpc: None,
-        log: rx,
-    };
-    // The ready line names the bound address (port 0 was asked for).
-    let mut log = String::new();
-    while let Ok(line) = shim.log.recv_timeout(Duration::from_secs(60)) {
-        log.push_str(&line);
-        log.push('\n');
-        if let Some(rest) = line.split("listen=").nth(1) {
-            shim.addr = rest.split_whitespace().next().unwrap_or("").to_string();
-            if let Some(g) = line.split("grpc_listen=").nth(1) {
-                shim.grpc = g.split_whitespace().next().map(str::to_string);
-            }
-            return (shim, file);
-        }
-    }
-    panic!("no ready line in:\n{log}");
+    (ShimProcess::start(file.path()), file)
 }
 
 /// One request of `BUDGET` spans with trace and span ids unique to `n`.

@@ -3,10 +3,10 @@
 //! exit 0 and every accepted span delivered to a real OTLP backend.
 mod pipeline_support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use pipeline_support::shim_process::ShimProcess;
 use pipeline_support::*;
 use prost::Message;
 
@@ -84,35 +84,9 @@ async fn sigterm_flushes_pending_decisions_and_queues_then_exits_zero() {
         ),
         ".yaml",
     );
-    let mut child = Command::new(shim_bin())
-        .arg("--config")
-        .arg(cfg.path())
-        .arg("--log-level")
-        .arg("info")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The ready line names the bound address (port 0 was asked for).
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut addr = None;
-    let mut log = String::new();
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
-        log.push_str(&line);
-        log.push('\n');
-        if let Some(rest) = line.split("listen=").nth(1) {
-            addr = rest.split_whitespace().next().map(str::to_string);
-            break;
-        }
-    }
-    let addr = addr.unwrap_or_else(|| panic!("no ready line in:\n{log}"));
+    let mut shim = ShimProcess::start(cfg.path());
+    let addr = shim.addr.clone();
+    let mut log = std::mem::take(&mut shim.startup_log);
     let client = reqwest::Client::new();
     for r in 0..4u32 {
         let spans: Vec<_> = (0..50u32)
@@ -131,23 +105,21 @@ async fn sigterm_flushes_pending_decisions_and_queues_then_exits_zero() {
     assert_eq!(received.count(), 0);
     let status = Command::new("kill")
         .arg("-TERM")
-        .arg(child.id().to_string())
+        .arg(shim.child.id().to_string())
         .status()
         .unwrap();
     assert!(status.success());
     let mut exit = None;
     for _ in 0..600 {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = shim.child.try_wait().unwrap() {
             exit = Some(s);
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let exit = exit.unwrap_or_else(|| {
-        let _ = child.kill();
-        panic!("shim did not exit within 30 s of SIGTERM")
-    });
-    while let Ok(line) = rx.try_recv() {
+    // Dropping the process kills it if it is still running.
+    let exit = exit.unwrap_or_else(|| panic!("shim did not exit within 30 s of SIGTERM"));
+    while let Ok(line) = shim.log.try_recv() {
         log.push_str(&line);
         log.push('\n');
     }

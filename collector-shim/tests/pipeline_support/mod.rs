@@ -22,6 +22,7 @@ use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 
 pub mod otlp_backend;
+pub mod shim_process;
 
 /// 2026-11-24T06:00:00Z in nanoseconds.
 pub const T0: u64 = 1_795_500_000_000_000_000;
