@@ -13,9 +13,10 @@ pub fn text(b: Vec<u8>) -> String {
     String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-// The SDK's `get_map_bytes` allocates a String and a Vec per header line; the raw call hands
-// back the host's buffer, which `HeaderLines` indexes in place (the SDK declares the same
-// import; wasm merges identical imports).
+// Raw imports for the two hottest host results: the SDK's `get_map_bytes` allocates a String
+// and a Vec per header line (the raw call hands back the host's buffer, which `HeaderLines`
+// indexes in place), and its `get_property` builds the path anew on every call. The SDK
+// declares the same imports; wasm merges identical imports.
 extern "C" {
     fn proxy_get_property(
         path_data: *const u8,

@@ -6,6 +6,7 @@
 use crate::host::{self, RequestHeaders};
 use crate::metrics;
 use crate::root::Shared;
+use aetherflow_core::config::EnvoyAttributes;
 use aetherflow_core::envoy;
 use aetherflow_core::grpc::{self, FrameCounter};
 use aetherflow_core::head::{self, Decision};
@@ -262,24 +263,24 @@ impl HttpContext for HttpTrace {
         // One host call per attribute: `envoy_attributes` leaves out those a deployment
         // does not need.
         let want = sh.cfg.envoy_attributes;
-        if want.has("network.protocol.version") {
+        if want.contains(EnvoyAttributes::PROTOCOL) {
             ex.protocol = host::property_str(b"request\0protocol");
         }
-        if want.has("client.address") {
+        if want.contains(EnvoyAttributes::CLIENT_ADDRESS) {
             ex.client_address =
                 host::property_str(b"source\0address").map(|a| envoy::address_ip(&a).to_owned());
         }
         let e = &mut ex.envoy;
-        if want.has("envoy.route_name") {
+        if want.contains(EnvoyAttributes::ROUTE_NAME) {
             e.route_name = host::property_str(b"xds\0route_name");
         }
-        if want.has("envoy.upstream.cluster") {
+        if want.contains(EnvoyAttributes::UPSTREAM_CLUSTER) {
             e.upstream_cluster = host::property_str(b"xds\0cluster_name");
         }
-        if want.has("envoy.upstream.address") {
+        if want.contains(EnvoyAttributes::UPSTREAM_ADDRESS) {
             e.upstream_address = host::property_str(b"upstream\0address");
         }
-        if want.has("envoy.response_flags") {
+        if want.contains(EnvoyAttributes::RESPONSE_FLAGS) {
             e.response_flags = host::property_int(b"response\0flags")
                 .and_then(|f| envoy::response_flags(f as u64));
         }

@@ -66,22 +66,36 @@ impl EnvoyAttributes {
         "envoy.response_flags",
     ];
 
+    /// `client.address` (`source.address`).
+    pub const CLIENT_ADDRESS: EnvoyAttributes = EnvoyAttributes(1 << 0);
+    /// `network.protocol.version` (`request.protocol`).
+    pub const PROTOCOL: EnvoyAttributes = EnvoyAttributes(1 << 1);
+    /// `envoy.route_name` (`xds.route_name`).
+    pub const ROUTE_NAME: EnvoyAttributes = EnvoyAttributes(1 << 2);
+    /// `envoy.upstream.cluster` (`xds.cluster_name`).
+    pub const UPSTREAM_CLUSTER: EnvoyAttributes = EnvoyAttributes(1 << 3);
+    /// `envoy.upstream.address` (`upstream.address`).
+    pub const UPSTREAM_ADDRESS: EnvoyAttributes = EnvoyAttributes(1 << 4);
+    /// `envoy.response_flags` (`response.flags`).
+    pub const RESPONSE_FLAGS: EnvoyAttributes = EnvoyAttributes(1 << 5);
+
     /// Every attribute (the default).
     pub const ALL: EnvoyAttributes = EnvoyAttributes(0b11_1111);
 
     /// None: no property is read (the span keeps what headers and callbacks give).
     pub const NONE: EnvoyAttributes = EnvoyAttributes(0);
 
-    fn bit(name: &str) -> Option<u8> {
+    /// The attribute named `name` (one of [`EnvoyAttributes::NAMES`], in bit order).
+    fn named(name: &str) -> Option<EnvoyAttributes> {
         Self::NAMES
             .iter()
             .position(|n| *n == name)
-            .map(|i| 1u8 << i)
+            .map(|i| EnvoyAttributes(1 << i))
     }
 
-    /// Whether the attribute `name` (one of [`EnvoyAttributes::NAMES`]) is read.
-    pub fn has(self, name: &str) -> bool {
-        Self::bit(name).is_some_and(|b| self.0 & b != 0)
+    /// Whether every attribute of `other` is read (a bit test: this runs per span).
+    pub fn contains(self, other: EnvoyAttributes) -> bool {
+        self.0 & other.0 == other.0
     }
 }
 
@@ -307,7 +321,7 @@ impl Config {
             "envoy_attributes" => {
                 let mut set = EnvoyAttributes::NONE;
                 for name in strings(k, v)? {
-                    let Some(bit) = EnvoyAttributes::bit(&name) else {
+                    let Some(attribute) = EnvoyAttributes::named(&name) else {
                         return Err(unknown_variant(
                             k,
                             &name,
@@ -316,7 +330,7 @@ impl Config {
                              `envoy.response_flags`",
                         ));
                     };
-                    set.0 |= bit;
+                    set.0 |= attribute.0;
                 }
                 self.envoy_attributes = set;
             }

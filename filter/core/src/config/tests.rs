@@ -53,14 +53,27 @@ fn every_key_parses() {
         c.resource_attributes,
         vec![("k8s.pod.name".to_string(), "p".to_string())]
     );
-    assert!(c.envoy_attributes.has("envoy.upstream.cluster"));
-    assert!(c.envoy_attributes.has("envoy.response_flags"));
-    assert!(!c.envoy_attributes.has("client.address"));
-    assert!(!c.envoy_attributes.has("envoy.route_name"));
-    let d = Config::default();
-    assert!(EnvoyAttributes::NAMES
-        .iter()
-        .all(|n| d.envoy_attributes.has(n)));
+    let want = c.envoy_attributes;
+    assert!(want.contains(EnvoyAttributes::UPSTREAM_CLUSTER));
+    assert!(want.contains(EnvoyAttributes::RESPONSE_FLAGS));
+    assert!(!want.contains(EnvoyAttributes::CLIENT_ADDRESS));
+    assert!(!want.contains(EnvoyAttributes::ROUTE_NAME));
+    let all = Config::default().envoy_attributes;
+    for one in [
+        EnvoyAttributes::CLIENT_ADDRESS,
+        EnvoyAttributes::PROTOCOL,
+        EnvoyAttributes::ROUTE_NAME,
+        EnvoyAttributes::UPSTREAM_CLUSTER,
+        EnvoyAttributes::UPSTREAM_ADDRESS,
+        EnvoyAttributes::RESPONSE_FLAGS,
+    ] {
+        assert!(all.contains(one));
+    }
+    // Every documented name parses, in bit order.
+    let names = json_list(&EnvoyAttributes::NAMES);
+    let every =
+        Config::from_json(format!(r#"{{"envoy_attributes": {names}}}"#).as_bytes()).unwrap();
+    assert_eq!(every.envoy_attributes, EnvoyAttributes::ALL);
     let none = Config::from_json(br#"{"envoy_attributes": []}"#).unwrap();
     assert_eq!(none.envoy_attributes, EnvoyAttributes::NONE);
 }
@@ -117,4 +130,10 @@ fn errors_name_the_key_and_the_reason() {
         (e.key.as_str(), e.reason.as_str()),
         ("http_routes", "at most 256 templates")
     );
+}
+
+/// `["a","b"]` for a list of plain names.
+fn json_list(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    format!("[{}]", quoted.join(","))
 }
