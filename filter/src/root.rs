@@ -1,7 +1,7 @@
 //! The root context: configuration, the per-VM span buffer, and export to the collector.
 //!
 //! HTTP contexts push finished spans into the buffer owned here (through `Rc<Shared>`);
-//! the root ticks every [`TICK_MS`] at most and flushes a partial batch every
+//! the root ticks every `buffer::MAX_TICK_MS` at most and flushes a partial batch every
 //! `flush_interval_ms`; a full batch asks for a 1 ms tick so it leaves at once. Export is
 //! by `dispatch_http_call` from the root context (Envoy does not deliver a call's response
 //! to an HTTP context that has finished).
@@ -9,13 +9,12 @@
 use crate::host;
 use crate::http::HttpTrace;
 use crate::metrics::{self, Metrics};
-use aetherflow_core::buffer::{Pushed, SpanBuffer};
-use aetherflow_core::config::{Config, SpanKindConfig};
-use aetherflow_core::head::Policy;
+use aetherflow_core::metrics::Metric;
+use aetherflow_core::stream::Tracer;
+use aetherflow_core::buffer::{self, Pushed, SpanBuffer};
 use aetherflow_core::ids::IdGenerator;
 use aetherflow_core::otlp;
-use aetherflow_core::route::RouteTable;
-use aetherflow_core::span::{Span, SpanKind};
+use aetherflow_core::span::Span;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
@@ -24,49 +23,23 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-/// Longest tick: a full batch waits at most this long for its flush.
-pub const TICK_MS: u64 = 100;
-/// At most one log line per kind of runtime fault in this period.
-const LOG_EVERY_NS: u64 = 10_000_000_000;
-
-/// Logs a recurring fault at most once per period, with the count of suppressed repeats.
+/// Rate limit of a recurring warning (the core's lock-free limiter on the host clock).
 #[derive(Default)]
-pub struct LogLimiter {
-    last_ns: Cell<u64>,
-    suppressed: Cell<u64>,
-}
+pub struct LogLimiter(aetherflow_core::log_limit::LogLimiter);
 
 impl LogLimiter {
     /// Logs `msg` unless a line was logged less than a period ago.
     pub fn warn(&self, msg: &str) {
-        let now = host::now_nanos();
-        if self.last_ns.get() != 0 && now.saturating_sub(self.last_ns.get()) < LOG_EVERY_NS {
-            self.suppressed.set(self.suppressed.get() + 1);
-            return;
-        }
-        let n = self.suppressed.replace(0);
-        self.last_ns.set(now.max(1));
-        if n > 0 {
-            host::log(
-                LogLevel::Warn,
-                &format!("aetherflow: {msg} ({n} more since the last report)"),
-            );
-        } else {
-            host::log(LogLevel::Warn, &format!("aetherflow: {msg}"));
+        if let Some(n) = self.0.allow(host::now_nanos()) {
+            host::log(LogLevel::Warn, &aetherflow_core::log_limit::LogLimiter::line(msg, n));
         }
     }
 }
 
 /// State shared by the root and its HTTP contexts (one VM is single-threaded).
 pub struct Shared {
-    /// The parsed configuration.
-    pub cfg: Config,
-    /// Sampling policy prepared from it.
-    pub policy: Policy,
-    /// Span kind.
-    pub kind: SpanKind,
-    /// `http_routes`, compiled.
-    pub routes: RouteTable,
+    /// The configuration, prepared for the request path.
+    pub tracer: Tracer,
     /// Metric ids.
     pub metrics: Metrics,
     /// Request-path counts not yet pushed to the host (published at each root tick; one per
@@ -93,7 +66,7 @@ impl Shared {
         match buf.push(span) {
             Pushed::Dropped => {
                 drop(buf);
-                metrics::bump(&self.pending.spans_dropped_buffer_full);
+                self.pending.bump(Metric::SpansDroppedBufferFull);
                 self.drop_log
                     .warn("span buffer full, dropping spans (collector slow or unreachable?)");
             }
@@ -150,11 +123,12 @@ impl TraceRoot {
         // Counts first: a span the collector receives was counted as started.
         sh.pending.publish(&sh.metrics);
         let now = host::now_nanos();
-        let timeout = Duration::from_millis(sh.cfg.collector_timeout_ms);
+        let cfg = &sh.tracer.cfg;
+        let timeout = Duration::from_millis(cfg.collector_timeout_ms);
         if let Ok(buf) = sh.buffer.try_borrow() {
-            metrics::set(sh.metrics.buffered_spans, buf.len() as u64);
+            sh.metrics.set(Metric::BufferedSpans, buf.len() as u64);
         }
-        while self.inflight.len() < sh.cfg.max_inflight_dispatches {
+        while self.inflight.len() < cfg.max_inflight_dispatches {
             let batch = {
                 let Ok(mut buf) = sh.buffer.try_borrow_mut() else {
                     break;
@@ -162,7 +136,7 @@ impl TraceRoot {
                 let Some(batch) = buf.next_batch(now, force_partial) else {
                     break;
                 };
-                metrics::set(sh.metrics.buffered_spans, buf.len() as u64);
+                sh.metrics.set(Metric::BufferedSpans, buf.len() as u64);
                 batch
             };
             let n = batch.len();
@@ -171,13 +145,13 @@ impl TraceRoot {
             drop(batch);
             let headers = vec![
                 (":method", "POST"),
-                (":path", sh.cfg.collector_path.as_str()),
-                (":authority", sh.cfg.collector_authority.as_str()),
+                (":path", cfg.collector_path.as_str()),
+                (":authority", cfg.collector_authority.as_str()),
                 ("content-type", "application/x-protobuf"),
             ];
-            metrics::inc(sh.metrics.export_requests);
+            sh.metrics.inc(Metric::ExportRequests);
             match hostcalls::dispatch_http_call(
-                &sh.cfg.collector_cluster,
+                &cfg.collector_cluster,
                 headers,
                 Some(&body),
                 vec![],
@@ -187,11 +161,11 @@ impl TraceRoot {
                     self.inflight.insert(token, n);
                 }
                 Err(status) => {
-                    metrics::inc(sh.metrics.export_failures);
-                    metrics::add(sh.metrics.spans_dropped_export_failed, n as u64);
+                    sh.metrics.inc(Metric::ExportFailures);
+                    sh.metrics.add(Metric::SpansDroppedExportFailed, n as u64);
                     self.export_log.warn(&format!(
                         "cannot dispatch export to cluster {:?} ({status:?}); {n} spans dropped",
-                        sh.cfg.collector_cluster
+                        cfg.collector_cluster
                     ));
                     break;
                 }
@@ -214,10 +188,10 @@ impl Context for TraceRoot {
         let Some(sh) = &self.shared else { return };
         let status = host::header(MapType::HttpCallResponseHeaders, ":status");
         match status.as_deref().and_then(|s| s.parse::<u16>().ok()) {
-            Some(s) if (200..300).contains(&s) => metrics::add(sh.metrics.spans_exported, n as u64),
+            Some(s) if (200..300).contains(&s) => sh.metrics.add(Metric::SpansExported, n as u64),
             other => {
-                metrics::inc(sh.metrics.export_failures);
-                metrics::add(sh.metrics.spans_dropped_export_failed, n as u64);
+                sh.metrics.inc(Metric::ExportFailures);
+                sh.metrics.add(Metric::SpansDroppedExportFailed, n as u64);
                 let why = match other {
                     Some(s) => format!("status {s}"),
                     None => "no response (timeout or connection failure)".to_owned(),
@@ -243,34 +217,22 @@ impl RootContext for TraceRoot {
             .ok()
             .flatten()
             .unwrap_or_default();
-        let cfg = match Config::from_json(&raw) {
-            Ok(c) => c,
-            Err(e) => {
-                host::log(LogLevel::Error, &format!("aetherflow trace filter: {e}"));
+        let tracer = match Tracer::from_json(&raw) {
+            Ok(t) => t,
+            Err(line) => {
+                host::log(LogLevel::Error, &line);
                 return false;
             }
         };
+        host::log(LogLevel::Info, &tracer.summary());
+        let cfg = &tracer.cfg;
         let metrics = *self.metrics.get_or_insert_with(Metrics::define);
         let ids = match &self.shared {
             Some(old) => old.ids.borrow().clone(),
             None => IdGenerator::from_seed(seed()),
         };
-        // No float formatting here: it would add ~15 KB to the module; the threshold says it.
-        host::log(
-            LogLevel::Info,
-            &format!(
-                "aetherflow trace filter: configured: service {:?}, sampling threshold th:{}, {} spans, collector cluster {:?}",
-                cfg.service_name,
-                cfg.threshold().to_th().unwrap_or_else(|| "never".into()),
-                match cfg.span_kind {
-                    SpanKindConfig::Server => "server",
-                    SpanKindConfig::Client => "client",
-                },
-                cfg.collector_cluster,
-            ),
-        );
-        self.encoder = Some(otlp::Encoder::new(&otlp::resource(&cfg)));
-        let tick = Duration::from_millis(cfg.flush_interval_ms.clamp(1, TICK_MS));
+        self.encoder = Some(otlp::Encoder::new(&otlp::resource(cfg)));
+        let tick = Duration::from_millis(buffer::tick_ms(cfg.flush_interval_ms));
         let buffer = SpanBuffer::new(
             cfg.max_buffered_spans,
             cfg.max_batch_spans,
@@ -278,14 +240,7 @@ impl RootContext for TraceRoot {
             host::now_nanos(),
         );
         self.shared = Some(Rc::new(Shared {
-            policy: Policy::from_config(&cfg),
-            // Validated by from_json, so this cannot fail; no routes is the safe fallback.
-            routes: cfg.routes().unwrap_or_default(),
-            kind: match cfg.span_kind {
-                SpanKindConfig::Server => SpanKind::Server,
-                SpanKindConfig::Client => SpanKind::Client,
-            },
-            cfg,
+            tracer,
             metrics,
             pending: self.pending.clone(),
             ids: RefCell::new(ids),

@@ -5,6 +5,14 @@
 use crate::span::Span;
 use std::collections::VecDeque;
 
+/// Longest period between two flush checks: a full batch waits at most this long.
+pub const MAX_TICK_MS: u64 = 100;
+
+/// The period of the adapter's flush check for a `flush_interval_ms`.
+pub fn tick_ms(flush_interval_ms: u64) -> u64 {
+    flush_interval_ms.clamp(1, MAX_TICK_MS)
+}
+
 /// What happened to a pushed span.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pushed {

@@ -1,0 +1,337 @@
+//! Safe wrappers over the callbacks, for one stream: Envoy's pointers and buffers are turned
+//! into borrowed text here and nowhere else. Everything Envoy hands back is treated as
+//! untrusted bytes (a null pointer is empty; non-UTF-8 values are converted lossily).
+
+use crate::abi::{self, EnvoyBuffer, EnvoyHttpHeader, FilterEnvoyPtr, HeaderType, ModuleBuffer};
+use aetherflow_core::propagation::{Extractor, Injector};
+use aetherflow_core::stream::{HeaderSource, RequestLines, StreamFacts};
+use std::borrow::Cow;
+
+/// Text from Envoy-owned bytes: borrowed when valid UTF-8 (Envoy's header values nearly
+/// always are), a lossy copy otherwise.
+fn text(b: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(b)
+}
+
+/// Most requests carry fewer header lines than this: their view needs no heap allocation.
+const INLINE_LINES: usize = 32;
+/// A map with more lines than this is read up to this many (Envoy's default limit is 100).
+const MAX_LINES: usize = 1024;
+
+/// The request header lines, borrowed from Envoy's header map for the current hook.
+pub struct RequestHeaderView<'a> {
+    lines: Vec<(&'a str, Cow<'a, str>)>,
+}
+
+impl<'a> RequestHeaderView<'a> {
+    /// Reads every line of the request headers (two callbacks, no copy of names or values).
+    ///
+    /// # Safety
+    /// `filter` must be the pointer Envoy passed to the current hook. The lines borrow Envoy's
+    /// header map: the view must be dropped before the hook returns and before any header of
+    /// the request map is written (writes go through [`Deferred`] and are applied after).
+    pub unsafe fn read(filter: FilterEnvoyPtr) -> RequestHeaderView<'a> {
+        // SAFETY: `filter` is the pointer Envoy passed to the current hook.
+        let n = unsafe {
+            abi::envoy_dynamic_module_callback_http_get_headers_size(filter, HeaderType::RequestHeader)
+        }
+        .min(MAX_LINES);
+        let mut raw = [EnvoyHttpHeader {
+            key_ptr: std::ptr::null(),
+            key_length: 0,
+            value_ptr: std::ptr::null(),
+            value_length: 0,
+        }; INLINE_LINES];
+        let mut heap = Vec::new();
+        let slots: &mut [EnvoyHttpHeader] = if n <= INLINE_LINES {
+            &mut raw[..n]
+        } else {
+            heap.resize(n, raw[0]);
+            &mut heap[..]
+        };
+        // SAFETY: `slots` has room for the `n` lines Envoy just counted (the map cannot change
+        // between the two calls: the hook runs on the stream's thread).
+        let ok = n > 0
+            && unsafe {
+                abi::envoy_dynamic_module_callback_http_get_headers(
+                    filter,
+                    HeaderType::RequestHeader,
+                    slots.as_mut_ptr(),
+                )
+            };
+        let mut lines = Vec::with_capacity(if ok { n } else { 0 });
+        if ok {
+            for h in slots.iter() {
+                // SAFETY: Envoy filled each slot with pointers into the live header map.
+                let (k, v) = unsafe {
+                    (
+                        EnvoyBuffer { ptr: h.key_ptr, length: h.key_length }.bytes(),
+                        EnvoyBuffer { ptr: h.value_ptr, length: h.value_length }.bytes(),
+                    )
+                };
+                // Envoy's header names are tokens: a name that is not UTF-8 is skipped.
+                if let Ok(k) = std::str::from_utf8(k) {
+                    lines.push((k, text(v)));
+                }
+            }
+        }
+        RequestHeaderView { lines }
+    }
+}
+
+impl Extractor for RequestHeaderView<'_> {
+    fn get_all(&self, name: &str) -> Vec<&str> {
+        self.lines
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_ref())
+            .collect()
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.lines
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_ref())
+    }
+}
+
+impl RequestLines for RequestHeaderView<'_> {
+    fn lines(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.lines.iter().map(|(k, v)| (*k, v.as_ref()))
+    }
+}
+
+/// Header writes held back until the request's header view is gone (a write may free the
+/// memory the view borrows). The core reads the headers as received either way, exactly as
+/// the Wasm form reads its copy of them.
+#[derive(Default)]
+pub struct Deferred {
+    text: String,
+    /// (name, value) ranges into `text`; no value = remove.
+    ops: Vec<(std::ops::Range<usize>, Option<std::ops::Range<usize>>)>,
+}
+
+impl Deferred {
+    fn push(&mut self, s: &str) -> std::ops::Range<usize> {
+        let start = self.text.len();
+        self.text.push_str(s);
+        start..self.text.len()
+    }
+
+    /// Applies every write, in order.
+    pub fn apply(self, out: &mut Writer) {
+        for (k, v) in &self.ops {
+            let name = self.text.get(k.clone()).unwrap_or_default();
+            match v {
+                Some(v) => out.set(name, self.text.get(v.clone()).unwrap_or_default()),
+                None => out.remove(name),
+            }
+        }
+    }
+}
+
+impl Injector for Deferred {
+    fn set(&mut self, name: &str, value: &str) {
+        let k = self.push(name);
+        let v = self.push(value);
+        self.ops.push((k, Some(v)));
+    }
+
+    fn remove(&mut self, name: &str) {
+        let k = self.push(name);
+        self.ops.push((k, None));
+    }
+}
+
+/// Sets or removes header lines of one map.
+pub struct Writer {
+    pub filter: FilterEnvoyPtr,
+    pub map: HeaderType,
+}
+
+impl Writer {
+    fn write(&self, name: &str, value: &[u8]) {
+        // SAFETY: `filter` is the current hook's pointer; both buffers outlive the call.
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_set_header(
+                self.filter,
+                self.map,
+                ModuleBuffer::of(name.as_bytes()),
+                ModuleBuffer::of(value),
+            );
+        }
+    }
+}
+
+impl Injector for Writer {
+    fn set(&mut self, name: &str, value: &str) {
+        if value.is_empty() {
+            // Envoy reads an empty value as "remove": nothing the tracer sets is empty, but
+            // a set must never turn into a removal silently.
+            return;
+        }
+        self.write(name, value.as_bytes());
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.write(name, b"");
+    }
+}
+
+/// Reads single headers of one map (response headers or trailers).
+pub struct Reader {
+    pub filter: FilterEnvoyPtr,
+    pub map: HeaderType,
+}
+
+impl HeaderSource for Reader {
+    fn header(&self, name: &str) -> Option<String> {
+        let mut out = EnvoyBuffer::EMPTY;
+        let mut count = 0usize;
+        // SAFETY: the key outlives the call; Envoy writes one buffer and a count into locals.
+        let found = unsafe {
+            abi::envoy_dynamic_module_callback_http_get_header(
+                self.filter,
+                self.map,
+                ModuleBuffer::of(name.as_bytes()),
+                &mut out,
+                0,
+                &mut count,
+            )
+        };
+        if !found || out.ptr.is_null() {
+            return None;
+        }
+        // SAFETY: Envoy's buffer is valid during this hook; copied at once.
+        Some(text(unsafe { out.bytes() }).into_owned())
+    }
+}
+
+/// Envoy's stream attributes, read at the end of the stream.
+pub struct Attributes(pub FilterEnvoyPtr);
+
+impl Attributes {
+    fn string(&self, id: abi::AttributeId) -> Option<String> {
+        let mut out = EnvoyBuffer::EMPTY;
+        // SAFETY: Envoy writes one buffer into the local; it is copied before returning.
+        let ok = unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_get_attribute_string(self.0, id, &mut out)
+        };
+        if !ok {
+            return None;
+        }
+        // SAFETY: as above.
+        let b = unsafe { out.bytes() };
+        (!b.is_empty()).then(|| text(b).into_owned())
+    }
+
+    fn int(&self, id: abi::AttributeId) -> Option<u64> {
+        let mut out = 0u64;
+        // SAFETY: Envoy writes one integer into the local.
+        let ok = unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_get_attribute_int(self.0, id, &mut out)
+        };
+        ok.then_some(out)
+    }
+}
+
+impl StreamFacts for Attributes {
+    fn response_code(&mut self) -> Option<i64> {
+        self.int(abi::ATTR_RESPONSE_CODE)
+            .and_then(|c| i64::try_from(c).ok())
+    }
+    fn response_code_details(&mut self) -> Option<String> {
+        self.string(abi::ATTR_RESPONSE_CODE_DETAILS)
+    }
+    fn response_flags(&mut self) -> Option<u64> {
+        self.int(abi::ATTR_RESPONSE_FLAGS)
+    }
+    fn protocol(&mut self) -> Option<String> {
+        self.string(abi::ATTR_REQUEST_PROTOCOL)
+    }
+    fn source_address(&mut self) -> Option<String> {
+        self.string(abi::ATTR_SOURCE_ADDRESS)
+    }
+    fn route_name(&mut self) -> Option<String> {
+        self.string(abi::ATTR_XDS_ROUTE_NAME)
+    }
+    fn upstream_cluster(&mut self) -> Option<String> {
+        // `xds.cluster_name` is not an attribute of HTTP filters in this ABI; the routed
+        // cluster is its own callback.
+        let mut out = EnvoyBuffer::EMPTY;
+        // SAFETY: as in `string`.
+        let ok = unsafe { abi::envoy_dynamic_module_callback_http_get_cluster_name(self.0, &mut out) };
+        if !ok {
+            return None;
+        }
+        // SAFETY: as in `string`.
+        let b = unsafe { out.bytes() };
+        (!b.is_empty()).then(|| text(b).into_owned())
+    }
+    fn upstream_address(&mut self) -> Option<String> {
+        self.string(abi::ATTR_UPSTREAM_ADDRESS)
+    }
+}
+
+/// The body chunk received in the current body hook, as Envoy's slices (not copied).
+pub struct ReceivedBody<'a> {
+    slices: Vec<&'a [u8]>,
+}
+
+impl<'a> ReceivedBody<'a> {
+    /// The slices of the chunk received in this body hook.
+    ///
+    /// # Safety
+    /// `filter` must be the pointer of the current body hook; the value must be dropped
+    /// before the hook returns.
+    pub unsafe fn read(filter: FilterEnvoyPtr, body: abi::BodyType) -> ReceivedBody<'a> {
+        // SAFETY: `filter` is the current hook's pointer.
+        let n = unsafe { abi::envoy_dynamic_module_callback_http_get_body_chunks_size(filter, body) };
+        // A body chunk is a handful of slices; a count beyond this is not believed.
+        if n == 0 || n > 1 << 16 {
+            return ReceivedBody { slices: Vec::new() };
+        }
+        let mut chunks = vec![EnvoyBuffer::EMPTY; n];
+        // SAFETY: `chunks` has room for the `n` slices Envoy just counted.
+        let ok = unsafe {
+            abi::envoy_dynamic_module_callback_http_get_body_chunks(filter, body, chunks.as_mut_ptr())
+        };
+        if !ok {
+            return ReceivedBody { slices: Vec::new() };
+        }
+        // SAFETY: Envoy's slices stay valid during the body hook.
+        let slices = chunks.into_iter().map(|c| unsafe { c.bytes() }).collect();
+        ReceivedBody { slices }
+    }
+
+    /// Total length.
+    pub fn len(&self) -> usize {
+        self.slices.iter().map(|s| s.len()).sum()
+    }
+
+    /// `len` bytes at `offset` across the slices; `None` when the chunk is shorter.
+    pub fn bytes(&self, offset: usize, len: usize) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(len);
+        let mut skip = offset;
+        for b in &self.slices {
+            if out.len() == len {
+                break;
+            }
+            if skip >= b.len() {
+                skip -= b.len();
+                continue;
+            }
+            let take = (len - out.len()).min(b.len() - skip);
+            out.extend_from_slice(b.get(skip..skip + take)?);
+            skip = 0;
+        }
+        (out.len() == len).then_some(out)
+    }
+}
+
+/// Logs a line through Envoy's `dynamic_modules` logger (any thread).
+pub fn log(level: abi::LogLevel, msg: &str) {
+    // SAFETY: the message outlives the call (Envoy copies it).
+    unsafe { abi::envoy_dynamic_module_callback_log(level, ModuleBuffer::of(msg.as_bytes())) }
+}

@@ -1,0 +1,20 @@
+//! The AetherFlow trace filter as an Envoy dynamic module: a native shared library Envoy
+//! loads through `envoy.filters.http.dynamic_modules` and calls through a C ABI. Same JSON
+//! configuration, same decisions (the core's [`aetherflow_core::stream`]), same OTLP batches
+//! to the shim as the Wasm form; no VM between Envoy and the filter.
+//!
+//! - [`abi`]: our declarations of the ABI's types and callbacks (Envoy 1.40, ABI `v0.2.0`).
+//! - [`hooks`]: the exported event hooks; every one catches unwinding and fails open.
+//! - [`filter`]: one HTTP stream; [`plugin`]: one configuration, its span buffer and export.
+//! - [`host`]: safe views of Envoy's headers, bodies and attributes.
+//!
+//! Built for one Envoy minor version (the ABI is only promised to be stable from one minor
+//! release to the next); there is no sandbox, so nothing here may panic across the boundary
+//! or trust what Envoy or a client hands over.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod abi;
+pub mod filter;
+pub mod hooks;
+pub mod host;
+pub mod plugin;
