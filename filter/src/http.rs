@@ -6,8 +6,8 @@
 
 use crate::host::{self, RequestHeaders};
 use crate::root::Shared;
-use aetherflow_core::stream::{ActiveStream, Direction, HeaderSource, StreamFacts};
 use aetherflow_core::propagation::Injector;
+use aetherflow_core::stream::{ActiveStream, Direction, HeaderSource, StreamFacts};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 use std::rc::Rc;
@@ -116,7 +116,12 @@ impl HttpContext for HttpTrace {
 
     fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
         if let Some(a) = self.active.as_mut() {
-            count_frames(a, Direction::Request, BufferType::HttpRequestBody, body_size);
+            count_frames(
+                a,
+                Direction::Request,
+                BufferType::HttpRequestBody,
+                body_size,
+            );
         }
         Action::Continue
     }
@@ -134,7 +139,12 @@ impl HttpContext for HttpTrace {
 
     fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
         if let Some(a) = self.active.as_mut() {
-            count_frames(a, Direction::Response, BufferType::HttpResponseBody, body_size);
+            count_frames(
+                a,
+                Direction::Response,
+                BufferType::HttpResponseBody,
+                body_size,
+            );
         }
         Action::Continue
     }

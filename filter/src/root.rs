@@ -9,12 +9,12 @@
 use crate::host;
 use crate::http::HttpTrace;
 use crate::metrics::{self, Metrics};
-use aetherflow_core::metrics::Metric;
-use aetherflow_core::stream::Tracer;
 use aetherflow_core::buffer::{self, Pushed, SpanBuffer};
 use aetherflow_core::ids::IdGenerator;
+use aetherflow_core::metrics::Metric;
 use aetherflow_core::otlp;
 use aetherflow_core::span::Span;
+use aetherflow_core::stream::Tracer;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
@@ -31,7 +31,10 @@ impl LogLimiter {
     /// Logs `msg` unless a line was logged less than a period ago.
     pub fn warn(&self, msg: &str) {
         if let Some(n) = self.0.allow(host::now_nanos()) {
-            host::log(LogLevel::Warn, &aetherflow_core::log_limit::LogLimiter::line(msg, n));
+            host::log(
+                LogLevel::Warn,
+                &aetherflow_core::log_limit::LogLimiter::line(msg, n),
+            );
         }
     }
 }

@@ -11,6 +11,20 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::envoy_config::EnvoyConfig;
+use crate::form::Form;
+
+/// Where Envoy looks for `lib<name>.so` of a dynamic module.
+pub const MODULES_PATH_VAR: &str = "ENVOY_DYNAMIC_MODULES_SEARCH_PATH";
+
+/// The directory of the native module (set for every Envoy the harness starts: a Wasm-only
+/// configuration ignores it).
+pub fn native_module_dir() -> PathBuf {
+    let module = crate::paths::native();
+    module
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
 use crate::http_client;
 
 /// How to start Envoy.
@@ -26,6 +40,8 @@ pub struct EnvoyOptions {
     pub startup_timeout: Duration,
     /// The binary; defaults to [`crate::paths::envoy`].
     pub binary: PathBuf,
+    /// The filter form the configuration loads (where its metrics and log lines are).
+    pub form: Form,
 }
 
 impl Default for EnvoyOptions {
@@ -36,6 +52,7 @@ impl Default for EnvoyOptions {
             component_log_level: None,
             startup_timeout: Duration::from_secs(90),
             binary: crate::paths::envoy(),
+            form: Form::Wasm,
         }
     }
 }
@@ -47,6 +64,7 @@ pub struct Envoy {
     dir: tempfile::TempDir,
     admin: SocketAddr,
     listeners: BTreeMap<String, SocketAddr>,
+    form: Form,
 }
 
 impl Envoy {
@@ -74,6 +92,7 @@ impl Envoy {
             .arg(&admin_file)
             // Several Envoys run at once in the test suite: no shared-memory hot-restart region.
             .arg("--disable-hot-restart")
+            .env(MODULES_PATH_VAR, native_module_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
@@ -88,6 +107,7 @@ impl Envoy {
             dir,
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             listeners: BTreeMap::new(),
+            form: opts.form,
         };
         let deadline = Instant::now() + opts.startup_timeout;
         envoy.admin = loop {
@@ -227,9 +247,15 @@ impl Envoy {
             .unwrap_or(0)
     }
 
-    /// A filter metric: `wasmcustom.<name>`.
+    /// The filter form this Envoy runs.
+    pub fn form(&self) -> Form {
+        self.form
+    }
+
+    /// A filter metric: `wasmcustom.<name>` or `dynamicmodulescustom.<name>` by form.
     pub async fn filter_metric(&self, name: &str) -> u64 {
-        self.stat(&format!("wasmcustom.{name}")).await
+        self.stat(&format!("{}{name}", self.form.metric_prefix()))
+            .await
     }
 
     /// A filter metric once it has stopped moving: the filter may publish its counters from the
@@ -268,9 +294,14 @@ impl Envoy {
         }
     }
 
-    /// Evidence of a wasm VM failure: non-zero `wasm.*` failure stats and log lines showing a panic,
-    /// a trap or a failed VM. The filter's own log lines (`wasm log ...`) count only when they panic.
-    pub async fn wasm_failures(&self) -> Vec<String> {
+    /// Evidence of a filter failure. Wasm: non-zero `wasm.*` failure stats and log lines showing a
+    /// panic, a trap or a failed VM (the filter's own log lines count only when they panic).
+    /// Native: the process died (a fault in a native module is a proxy outage), a fault the
+    /// module caught (`aetherflow_internal_errors`, its log line), or a panic message.
+    pub async fn filter_failures(&self) -> Vec<String> {
+        if self.form == Form::Native {
+            return self.native_failures().await;
+        }
         let mut found = Vec::new();
         if let Ok(stats) = self.stats().await {
             for (name, value) in stats {
@@ -289,12 +320,47 @@ impl Envoy {
         found
     }
 
-    /// Asserts [`Envoy::wasm_failures`] is empty, printing the log tail otherwise.
-    pub async fn assert_no_wasm_failures(&self) {
-        let failures = self.wasm_failures().await;
+    /// Whether the process is still running (not exited and unreaped: a zombie is dead).
+    pub fn is_running(&self) -> bool {
+        let Some(pid) = self.pid() else { return false };
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // The state is the field after the parenthesised command name.
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state != "Z" && state != "X"),
+            Err(_) => false,
+        }
+    }
+
+    async fn native_failures(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        if !self.is_running() {
+            found.push("Envoy is no longer running (a crash in the native module?)".to_string());
+        }
+        let faults = self.filter_metric("aetherflow_internal_errors").await;
+        if faults > 0 {
+            found.push(format!("aetherflow_internal_errors = {faults}"));
+        }
+        found.extend(
+            self.log()
+                .lines()
+                .filter(|l| {
+                    let l = l.to_ascii_lowercase();
+                    l.contains("panicked") || l.contains("internal fault")
+                })
+                .map(str::to_string),
+        );
+        found
+    }
+
+    /// Asserts [`Envoy::filter_failures`] is empty, printing the log tail otherwise.
+    pub async fn assert_no_filter_failures(&self) {
+        let failures = self.filter_failures().await;
         assert!(
             failures.is_empty(),
-            "wasm VM failures: {failures:#?}\nlog tail:\n{}",
+            "{} filter failures: {failures:#?}\nlog tail:\n{}",
+            self.form,
             self.log_tail(60)
         );
     }
@@ -396,6 +462,7 @@ pub fn validate(config: &EnvoyConfig, binary: &Path) -> Result<Validation, Strin
         .arg("-l")
         .arg("info")
         .arg("--disable-hot-restart")
+        .env(MODULES_PATH_VAR, native_module_dir())
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)

@@ -178,7 +178,34 @@ impl EnvoyConfig {
         Ok(())
     }
 
-    /// The filter's JSON configuration on `listener` (the first wasm filter of its first chain).
+    /// Loads the filter in `form` on every listener. The shipped file loads the Wasm form; for
+    /// the native form each `envoy.filters.http.wasm` filter becomes the dynamic module with the
+    /// same JSON configuration (the module's failure policy is built in: it always fails open).
+    pub fn use_form(&mut self, form: crate::form::Form) -> Result<(), String> {
+        if form == crate::form::Form::Wasm {
+            return Ok(());
+        }
+        let mut replaced = 0;
+        for listener in seq_mut(&mut self.doc, "listeners")? {
+            for hf in http_filters_mut(listener) {
+                if hf["name"].as_str() != Some(WASM_FILTER) {
+                    continue;
+                }
+                let json = hf["typed_config"]["config"]["configuration"]["value"]
+                    .as_str()
+                    .unwrap_or("{}")
+                    .to_string();
+                *hf = native_filter(&json)?;
+                replaced += 1;
+            }
+        }
+        if replaced == 0 {
+            return Err("no envoy.filters.http.wasm filter to replace".into());
+        }
+        Ok(())
+    }
+
+    /// The filter's JSON configuration on `listener` (the first trace filter of its first chain).
     pub fn filter_config(&self, listener: &str) -> Result<serde_json::Value, String> {
         let text = self.filter_config_text(listener)?;
         serde_json::from_str(&text).map_err(|e| format!("filter JSON on `{listener}`: {e}"))
@@ -261,7 +288,63 @@ fn replace_wasm_path(node: &mut Value, wasm: &str) {
     }
 }
 
-/// The `configuration.value` string of the wasm HTTP filter on `listener`.
+/// The Wasm HTTP filter's name.
+const WASM_FILTER: &str = "envoy.filters.http.wasm";
+/// The dynamic-module HTTP filter's name.
+const NATIVE_FILTER: &str = "envoy.filters.http.dynamic_modules";
+
+/// The native form's filter entry carrying `json` as its configuration.
+fn native_filter(json: &str) -> Result<Value, String> {
+    let name = crate::form::NATIVE_MODULE_NAME;
+    let mut v: Value = serde_yaml::from_str(&format!(
+        r#"
+name: {NATIVE_FILTER}
+typed_config:
+  "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+  dynamic_module_config: {{ name: {name} }}
+  filter_name: {name}
+  filter_config:
+    "@type": type.googleapis.com/google.protobuf.StringValue
+"#
+    ))
+    .map_err(|e| e.to_string())?;
+    if let Some(fc) = v
+        .get_mut("typed_config")
+        .and_then(|t| t.get_mut("filter_config"))
+        .and_then(Value::as_mapping_mut)
+    {
+        fc.insert("value".into(), Value::String(json.to_string()));
+    }
+    Ok(v)
+}
+
+/// Every HTTP filter entry of a listener's chains.
+fn http_filters_mut(listener: &mut Value) -> Vec<&mut Value> {
+    let mut out = Vec::new();
+    let Some(chains) = listener
+        .get_mut("filter_chains")
+        .and_then(Value::as_sequence_mut)
+    else {
+        return out;
+    };
+    for chain in chains {
+        let Some(filters) = chain.get_mut("filters").and_then(Value::as_sequence_mut) else {
+            continue;
+        };
+        for f in filters {
+            if let Some(http_filters) = f
+                .get_mut("typed_config")
+                .and_then(|t| t.get_mut("http_filters"))
+                .and_then(Value::as_sequence_mut)
+            {
+                out.extend(http_filters.iter_mut());
+            }
+        }
+    }
+    out
+}
+
+/// The JSON configuration string of the trace filter (either form) on `listener`.
 fn wasm_configuration_value<'a>(
     doc: &'a mut Value,
     listener: &str,
@@ -271,39 +354,23 @@ fn wasm_configuration_value<'a>(
         .iter_mut()
         .find(|l| l["name"].as_str() == Some(listener))
         .ok_or_else(|| format!("no listener named `{listener}`"))?;
-    let chains = l
-        .get_mut("filter_chains")
-        .and_then(Value::as_sequence_mut)
-        .ok_or_else(|| format!("listener `{listener}` has no filter_chains"))?;
-    for chain in chains {
-        let Some(filters) = chain.get_mut("filters").and_then(Value::as_sequence_mut) else {
-            continue;
-        };
-        for f in filters {
-            let Some(http_filters) = f
+    for hf in http_filters_mut(l) {
+        let slot = match hf["name"].as_str() {
+            Some(WASM_FILTER) => hf
                 .get_mut("typed_config")
-                .and_then(|t| t.get_mut("http_filters"))
-                .and_then(Value::as_sequence_mut)
-            else {
-                continue;
-            };
-            for hf in http_filters {
-                if hf["name"].as_str() != Some("envoy.filters.http.wasm") {
-                    continue;
-                }
-                if let Some(value) = hf
-                    .get_mut("typed_config")
-                    .and_then(|t| t.get_mut("config"))
-                    .and_then(|c| c.get_mut("configuration"))
-                    .and_then(|c| c.get_mut("value"))
-                {
-                    return Ok(value);
-                }
-            }
+                .and_then(|t| t.get_mut("config"))
+                .and_then(|c| c.get_mut("configuration")),
+            Some(NATIVE_FILTER) => hf
+                .get_mut("typed_config")
+                .and_then(|t| t.get_mut("filter_config")),
+            _ => None,
+        };
+        if let Some(value) = slot.and_then(|c| c.get_mut("value")) {
+            return Ok(value);
         }
     }
     Err(format!(
-        "listener `{listener}` has no envoy.filters.http.wasm with a configuration value"
+        "listener `{listener}` has no trace filter (Wasm or native) with a configuration value"
     ))
 }
 

@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`paths`]: where the `.wasm`, Envoy, Python and the shim binary are (`AETHERFLOW_*` env vars).
+//! - [`form`]: the Wasm and native forms of the filter; [`each_form!`] runs a test against both.
 //! - [`envoy_config`]: the shipped `envoy/envoy.yaml`, with addresses/ports/paths substituted
 //!   ([`EnvoyConfig::substitute`]) and, for tests, the filter JSON edited.
 //! - [`envoy`]: start Envoy ([`Envoy::start`], kill on drop), readiness, bound ports, `/stats`,
@@ -39,6 +40,7 @@
 
 pub mod envoy;
 pub mod envoy_config;
+pub mod form;
 pub mod grpc;
 pub mod http_client;
 pub mod paths;
@@ -49,6 +51,7 @@ pub mod w3c;
 
 pub use envoy::{Envoy, EnvoyOptions};
 pub use envoy_config::{EnvoyConfig, Substitutions};
+pub use form::Form;
 pub use shim::{ExportShape, FakeShim, ReceivedSpan, ShimMode};
 pub use stack::{Stack, StackBuilder};
 pub use upstream::{RecordedRequest, ResponsePlan, UpstreamServer};

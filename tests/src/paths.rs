@@ -37,6 +37,12 @@ pub fn wasm() -> PathBuf {
     )
 }
 
+/// The native module: `AETHERFLOW_NATIVE`, default `target/release/libaetherflow_trace.so`
+/// (Envoy finds it by name in its directory, `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`).
+pub fn native() -> PathBuf {
+    from_env("AETHERFLOW_NATIVE", "target/release/libaetherflow_trace.so")
+}
+
 /// The real Envoy binary: `AETHERFLOW_ENVOY`, default `.tools/bin/envoy`.
 pub fn envoy() -> PathBuf {
     from_env("AETHERFLOW_ENVOY", ".tools/bin/envoy")

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::envoy::{Envoy, EnvoyOptions};
 use crate::envoy_config::{EnvoyConfig, Substitutions, INGRESS};
+use crate::form::Form;
 use crate::shim::FakeShim;
 use crate::upstream::UpstreamServer;
 
@@ -27,6 +28,7 @@ type ConfigEdit = Box<dyn FnOnce(&mut EnvoyConfig) -> Result<(), String> + Send>
 pub struct StackBuilder {
     config_edits: Vec<ConfigEdit>,
     options: EnvoyOptions,
+    form: Option<Form>,
 }
 
 impl StackBuilder {
@@ -66,6 +68,12 @@ impl StackBuilder {
         self
     }
 
+    /// The filter form Envoy loads (default: Wasm, as shipped).
+    pub fn form(mut self, form: Form) -> Self {
+        self.form = Some(form);
+        self
+    }
+
     /// Envoy worker count.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.options.concurrency = n;
@@ -78,10 +86,11 @@ impl StackBuilder {
         self
     }
 
-    /// Starts the upstream, the shim and Envoy (with the module at [`crate::paths::wasm`]).
-    pub async fn start(self) -> Stack {
+    /// Starts the upstream, the shim and Envoy (with the module of the chosen form).
+    pub async fn start(mut self) -> Stack {
+        let form = self.form.unwrap_or(Form::Wasm);
+        form.require_module();
         let wasm = crate::paths::wasm();
-        crate::paths::require(&wasm, "make wasm");
         let upstream = UpstreamServer::start().await;
         let shim = FakeShim::start().await;
         let mut cfg = EnvoyConfig::shipped().expect("envoy/envoy.yaml parses");
@@ -92,6 +101,8 @@ impl StackBuilder {
             shim.addr(),
         ))
         .expect("substitute addresses");
+        cfg.use_form(form).expect("filter form");
+        self.options.form = form;
         for edit in self.config_edits {
             edit(&mut cfg).expect("config edit");
         }

@@ -273,7 +273,7 @@ async fn complete_traces_reach_zipkin_and_jaeger() {
             stack.envoy.log_tail(40)
         );
     }
-    stack.envoy.assert_no_wasm_failures().await;
+    stack.envoy.assert_no_filter_failures().await;
     let shim_log = stack.shim.as_ref().map(|s| s.log()).unwrap_or_default();
     // Clean shutdown: the shim decides the traces still waiting and flushes every queue.
     assert!(
@@ -345,7 +345,7 @@ async fn traffic_flows_when_the_collector_is_down() {
     // And traffic keeps flowing afterwards.
     let again = send_all(&stack).await;
     assert_answers(&again);
-    stack.envoy.assert_no_wasm_failures().await;
+    stack.envoy.assert_no_filter_failures().await;
     stack.stop().await;
 }
 

@@ -6,9 +6,9 @@ use aetherflow_tests::http_client::ClientRequest;
 use aetherflow_tests::stack::{new_span_id, new_trace_id, StackBuilder};
 use serde_json::json;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn inbound_fallbacks_and_outbound_formats() {
-    let stack = StackBuilder::new()
+aetherflow_tests::each_form! {
+async fn inbound_fallbacks_and_outbound_formats(form) {
+    let stack = StackBuilder::new().form(form)
         .ingress_filter(|c| {
             c.insert("outbound_formats".into(), json!(["w3c", "b3", "jaeger"]));
         })
@@ -232,15 +232,16 @@ async fn inbound_fallbacks_and_outbound_formats() {
         span.resource_str("service.name").as_deref(),
         Some("envoy-egress")
     );
-    stack.envoy.assert_no_wasm_failures().await;
+    stack.envoy.assert_no_filter_failures().await;
+}
 }
 
+aetherflow_tests::each_form! {
 /// B3's sampling-only form (`b3: 0`, or `x-b3-sampled: 0` without ids) is the caller's explicit
 /// "do not sample" (openzipkin/b3-propagation: "When it is 0, do not [report]"). The proxy starts
 /// the trace but must honor that decision instead of sampling it again at `sample_ratio` 1.0.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn b3_deny_without_ids_is_honored() {
-    let stack = StackBuilder::new().start().await;
+async fn b3_deny_without_ids_is_honored(form) {
+    let stack = StackBuilder::new().form(form).start().await;
     for (name, value) in [("b3", "0"), ("x-b3-sampled", "0")] {
         let ex = stack
             .ingress(ClientRequest::get("/deny").header(name, value))
@@ -251,4 +252,5 @@ async fn b3_deny_without_ids_is_honored() {
             "{name}: {value} must not be sampled, upstream got {tp:?}"
         );
     }
+}
 }

@@ -1,21 +1,25 @@
-//! The shipped `envoy/envoy.yaml` and the filter's configuration, checked by the real Envoy:
-//! `envoy --mode validate` loads the real `.wasm` and runs `on_configure`.
+//! The shipped `envoy/envoy.yaml` and the filter's configuration, checked by the real Envoy in
+//! both forms: `envoy --mode validate` loads the real `.wasm` (and runs `on_configure`) or the
+//! real native module (and runs its config hook).
 
 use aetherflow_tests::envoy::{self, Envoy, EnvoyOptions};
 use aetherflow_tests::envoy_config::{EnvoyConfig, Substitutions, EGRESS, INGRESS};
+use aetherflow_tests::form::Form;
 use aetherflow_tests::paths;
 use serde_json::json;
 
-/// The shipped config with loopback addresses and the real module (ports are irrelevant to validate).
-fn shipped() -> EnvoyConfig {
+/// The shipped config with loopback addresses and the real module of `form` (ports are
+/// irrelevant to validate).
+fn shipped(form: Form) -> EnvoyConfig {
+    form.require_module();
     let wasm = paths::wasm();
-    paths::require(&wasm, "make wasm");
     let mut cfg = EnvoyConfig::shipped().expect("envoy/envoy.yaml parses");
     let a = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
     let mut subs = Substitutions::loopback(&wasm, a, a, a);
     subs.listener_ports.insert(INGRESS.into(), 10000);
     subs.listener_ports.insert(EGRESS.into(), 10001);
     cfg.substitute(&subs).expect("substitute");
+    cfg.use_form(form).expect("filter form");
     cfg
 }
 
@@ -24,20 +28,26 @@ fn validate(cfg: &EnvoyConfig) -> envoy::Validation {
 }
 
 #[test]
-fn shipped_envoy_yaml_validates_with_the_real_wasm() {
-    let v = validate(&shipped());
-    assert!(
-        v.accepted,
-        "envoy refused the shipped config:\n{}",
-        v.output
-    );
-    assert!(
-        envoy::wasm_failure_lines(&v.output).is_empty(),
-        "{}",
-        v.output
-    );
-    // No deprecated fields in what we ship.
-    assert!(!v.output.contains("Deprecated field"), "{}", v.output);
+fn shipped_envoy_yaml_validates_with_the_real_module_of_each_form() {
+    for form in Form::ALL {
+        let v = validate(&shipped(form));
+        assert!(
+            v.accepted,
+            "{form}: envoy refused the shipped config:\n{}",
+            v.output
+        );
+        assert!(
+            envoy::wasm_failure_lines(&v.output).is_empty(),
+            "{form}: {}",
+            v.output
+        );
+        // No deprecated fields in what we ship.
+        assert!(
+            !v.output.contains("Deprecated field"),
+            "{form}: {}",
+            v.output
+        );
+    }
 }
 
 #[test]
@@ -56,14 +66,16 @@ fn every_documented_key_with_its_default_is_accepted() {
         "envoy_attributes": ["client.address", "network.protocol.version", "envoy.route_name",
                              "envoy.upstream.cluster", "envoy.upstream.address", "envoy.response_flags"]
     });
-    for (name, text) in [
-        ("all keys", all.to_string()),
-        ("empty object", "{}".to_string()),
-    ] {
-        let mut cfg = shipped();
-        cfg.set_filter_config_text(INGRESS, &text).expect("set");
-        let v = validate(&cfg);
-        assert!(v.accepted, "{name} refused:\n{}", v.output);
+    for form in Form::ALL {
+        for (name, text) in [
+            ("all keys", all.to_string()),
+            ("empty object", "{}".to_string()),
+        ] {
+            let mut cfg = shipped(form);
+            cfg.set_filter_config_text(INGRESS, &text).expect("set");
+            let v = validate(&cfg);
+            assert!(v.accepted, "{form}: {name} refused:\n{}", v.output);
+        }
     }
 }
 
@@ -134,18 +146,23 @@ const BAD: &[(&str, &str)] = &[
     ),
 ];
 
-/// Validates `(config text, key)` cases on a few threads (each validate compiles the module in V8).
-fn validate_all(cases: &[(&str, &str)]) -> Vec<(String, String, envoy::Validation)> {
+/// Validates `(config text, key)` cases in both forms, on a few threads (each Wasm validate
+/// compiles the module in V8): `(form, text, key, outcome)`.
+fn validate_all(cases: &[(&str, &str)]) -> Vec<(Form, String, String, envoy::Validation)> {
     let mut results = Vec::new();
-    for chunk in cases.chunks(3) {
+    let all: Vec<(Form, &str, &str)> = Form::ALL
+        .iter()
+        .flat_map(|f| cases.iter().map(move |(t, k)| (*f, *t, *k)))
+        .collect();
+    for chunk in all.chunks(3) {
         std::thread::scope(|scope| {
             let handles: Vec<_> = chunk
                 .iter()
-                .map(|(text, key)| {
+                .map(|(form, text, key)| {
                     scope.spawn(move || {
-                        let mut cfg = shipped();
+                        let mut cfg = shipped(*form);
                         cfg.set_filter_config_text(INGRESS, text).expect("set");
-                        (text.to_string(), key.to_string(), validate(&cfg))
+                        (*form, text.to_string(), key.to_string(), validate(&cfg))
                     })
                 })
                 .collect();
@@ -162,16 +179,16 @@ fn validate_all(cases: &[(&str, &str)]) -> Vec<(String, String, envoy::Validatio
 #[test]
 fn every_bad_key_is_refused_with_a_message_naming_it() {
     let mut problems = Vec::new();
-    for (text, key, v) in validate_all(BAD) {
+    for (form, text, key, v) in validate_all(BAD) {
         if v.accepted {
-            problems.push(format!("{text}: accepted"));
+            problems.push(format!("{form}: {text}: accepted"));
         } else if !v
             .output
             .lines()
-            .any(|l| l.contains("wasm log") && l.contains(key.as_str()))
+            .any(|l| l.contains(form.log_marker()) && l.contains(key.as_str()))
         {
             problems.push(format!(
-                "{text}: refused, but no filter log line names `{key}`:\n{}",
+                "{form}: {text}: refused, but no filter log line names `{key}`:\n{}",
                 v.output
             ));
         }
@@ -208,19 +225,24 @@ fn malformed_json_is_refused() {
         (&deep, ""),
     ];
     let mut problems = Vec::new();
-    for (text, _, v) in validate_all(&cases) {
+    for (form, text, _, v) in validate_all(&cases) {
         let shown: String = text.chars().take(60).collect();
         if v.accepted {
-            problems.push(format!("{shown:?}: accepted"));
-        } else if !v.output.contains("wasm log") {
-            problems.push(format!("{shown:?}: refused without a filter log line"));
+            problems.push(format!("{form}: {shown:?}: accepted"));
+        } else if !v.output.contains(form.log_marker()) {
+            problems.push(format!(
+                "{form}: {shown:?}: refused without a filter log line"
+            ));
+        }
+        if v.output.contains("panicked") {
+            problems.push(format!("{form}: {shown:?}: a panic"));
         }
         let failures: Vec<String> = envoy::wasm_failure_lines(&v.output)
             .into_iter()
             .filter(|l| l.to_ascii_lowercase().contains("panic") || l.contains("proxy_on_"))
             .collect();
         if !failures.is_empty() {
-            problems.push(format!("{shown:?}: the VM failed: {failures:?}"));
+            problems.push(format!("{form}: {shown:?}: the VM failed: {failures:?}"));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -247,7 +269,7 @@ fn json_corner_cases_that_are_valid_are_accepted() {
         (r#"{"record_request_headers": []}"#, ""),
     ];
     let mut problems = Vec::new();
-    for (text, _, v) in validate_all(&cases) {
+    for (form, text, _, v) in validate_all(&cases) {
         // A UTF-8 BOM is not JSON text (RFC 8259 §8.1: MUST NOT add, MAY ignore): either way is fine.
         if text.starts_with('\u{feff}') {
             assert!(envoy::wasm_failure_lines(&v.output)
@@ -256,15 +278,15 @@ fn json_corner_cases_that_are_valid_are_accepted() {
             continue;
         }
         if !v.accepted {
-            problems.push(format!("{text:?}: refused:\n{}", v.output));
+            problems.push(format!("{form}: {text:?}: refused:\n{}", v.output));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_real_start_with_a_bad_key_fails_and_logs_the_key() {
-    let mut cfg = shipped();
+aetherflow_tests::each_form! {
+async fn a_real_start_with_a_bad_key_fails_and_logs_the_key(form) {
+    let mut cfg = shipped(form);
     let a = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
     let wasm = paths::wasm();
     cfg.substitute(&Substitutions::loopback(&wasm, a, a, a))
@@ -275,6 +297,7 @@ async fn a_real_start_with_a_bad_key_fails_and_logs_the_key() {
     .expect("edit");
     let opts = EnvoyOptions {
         startup_timeout: std::time::Duration::from_secs(60),
+        form,
         ..Default::default()
     };
     match Envoy::start(&cfg, &opts).await {
@@ -283,19 +306,20 @@ async fn a_real_start_with_a_bad_key_fails_and_logs_the_key() {
             assert!(e.contains("exited"), "{e}");
             assert!(
                 e.lines()
-                    .any(|l| l.contains("wasm log") && l.contains("no_such_option")),
+                    .any(|l| l.contains(form.log_marker()) && l.contains("no_such_option")),
                 "no filter log line names the key:\n{e}"
             );
         }
     }
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_string_escapes_are_decoded() {
+aetherflow_tests::each_form! {
+async fn json_string_escapes_are_decoded(form) {
     use aetherflow_tests::http_client::ClientRequest;
     use aetherflow_tests::stack::StackBuilder;
     let text = r#"{"service_name": "caf\u00e9 \ud83d\ude00 \"q\"\t\\", "flush_interval_ms": 200}"#;
-    let stack = StackBuilder::new()
+    let stack = StackBuilder::new().form(form)
         .config(move |cfg| cfg.set_filter_config_text(INGRESS, text))
         .start()
         .await;
@@ -305,4 +329,5 @@ async fn json_string_escapes_are_decoded() {
         span.resource_str("service.name").as_deref(),
         Some("caf\u{e9} \u{1f600} \"q\"\t\\")
     );
+}
 }

@@ -24,9 +24,9 @@ async fn traffic_unharmed(addr: std::net::SocketAddr, n: usize, what: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shim_unreachable_slow_or_failing_never_harms_traffic() {
-    let stack = StackBuilder::new()
+aetherflow_tests::each_form! {
+async fn shim_unreachable_slow_or_failing_never_harms_traffic(form) {
+    let stack = StackBuilder::new().form(form)
         .ingress_filter(|c| {
             c.insert("collector_timeout_ms".into(), json!(300));
         })
@@ -75,7 +75,7 @@ async fn shim_unreachable_slow_or_failing_never_harms_traffic() {
     let filter_lines = log
         .lines()
         .filter(|l| {
-            l.contains("wasm log") && (l.contains("][warning][") || l.contains("][error]["))
+            l.contains(form.log_marker()) && (l.contains("][warning][") || l.contains("][error]["))
         })
         .count();
     assert!(
@@ -133,12 +133,13 @@ async fn shim_unreachable_slow_or_failing_never_harms_traffic() {
     tokio::time::sleep(Duration::from_secs(2)).await; // let slow in-flight calls finish
     let ex = stack.ingress(ClientRequest::get("/after")).await;
     stack.span_of(&ex).await;
-    stack.envoy.assert_no_wasm_failures().await;
+    stack.envoy.assert_no_filter_failures().await;
+}
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_buffer_drops_and_counts() {
-    let stack = StackBuilder::new()
+aetherflow_tests::each_form! {
+async fn full_buffer_drops_and_counts(form) {
+    let stack = StackBuilder::new().form(form)
         .ingress_filter(|c| {
             c.insert("max_buffered_spans".into(), json!(8));
             c.insert("max_batch_spans".into(), json!(4));
@@ -194,12 +195,13 @@ async fn full_buffer_drops_and_counts() {
         1,
         "max_inflight_dispatches 1: one hanging export, no second one"
     );
-    stack.envoy.assert_no_wasm_failures().await;
+    stack.envoy.assert_no_filter_failures().await;
+}
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batches_respect_max_batch_spans_and_the_otlp_shape() {
-    let stack = StackBuilder::new()
+aetherflow_tests::each_form! {
+async fn batches_respect_max_batch_spans_and_the_otlp_shape(form) {
+    let stack = StackBuilder::new().form(form)
         .ingress_filter(|c| {
             c.insert("max_batch_spans".into(), json!(4));
             // Long enough that only full batches trigger a flush during the test.
@@ -254,12 +256,13 @@ async fn batches_respect_max_batch_spans_and_the_otlp_shape() {
         0
     );
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_collector_cluster_is_counted_not_fatal() {
+aetherflow_tests::each_form! {
+async fn unknown_collector_cluster_is_counted_not_fatal(form) {
     // A typo in collector_cluster cannot be seen at configure time; at run time every export
     // fails, is counted, and traffic is untouched.
-    let stack = StackBuilder::new()
+    let stack = StackBuilder::new().form(form)
         .ingress_filter(|c| {
             c.insert("collector_cluster".into(), json!("no_such_cluster"));
         })
@@ -286,5 +289,6 @@ async fn unknown_collector_cluster_is_counted_not_fatal() {
         "aetherflow_spans_dropped_export_failed {dropped:?}"
     );
     assert_eq!(stack.shim.request_count(), 0);
-    stack.envoy.assert_no_wasm_failures().await;
+    stack.envoy.assert_no_filter_failures().await;
+}
 }

@@ -8,9 +8,9 @@ use aetherflow_tests::stack::StackBuilder;
 
 const STATUS_ERROR: i32 = 2;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grpc_status_and_message_counts() {
-    let stack = StackBuilder::new().start().await;
+aetherflow_tests::each_form! {
+async fn grpc_status_and_message_counts(form) {
+    let stack = StackBuilder::new().form(form).start().await;
 
     // (mode, code, server span is an error?)
     let cases: &[(&str, u32, bool)] = &[
@@ -149,12 +149,13 @@ async fn grpc_status_and_message_counts() {
     let span = stack.span_of(&ex).await;
     assert_eq!(span.attr_int("aetherflow.grpc.request_messages"), Some(50));
     assert_eq!(span.attr_int("aetherflow.grpc.response_messages"), Some(1));
-    stack.envoy.assert_no_wasm_failures().await;
+    stack.envoy.assert_no_filter_failures().await;
+}
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grpc_message_counting_can_be_switched_off() {
-    let stack = StackBuilder::new()
+aetherflow_tests::each_form! {
+async fn grpc_message_counting_can_be_switched_off(form) {
+    let stack = StackBuilder::new().form(form)
         .ingress_filter(|c| {
             c.insert("grpc_message_counting".into(), false.into());
         })
@@ -171,11 +172,12 @@ async fn grpc_message_counting_can_be_switched_off() {
     assert_eq!(span.attr_int("aetherflow.grpc.request_messages"), None);
     assert_eq!(span.attr_int("aetherflow.grpc.response_messages"), None);
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_kind_grpc_errors() {
+aetherflow_tests::each_form! {
+async fn client_kind_grpc_errors(form) {
     // Point the egress example (CLIENT spans) at the gRPC cluster for this test.
-    let stack = StackBuilder::new()
+    let stack = StackBuilder::new().form(form)
         .filter(aetherflow_tests::envoy_config::EGRESS, |c| {
             c.insert("flush_interval_ms".into(), 200.into());
         })
@@ -208,4 +210,5 @@ async fn client_kind_grpc_errors() {
         let err = span.span.status.as_ref().map(|s| s.code) == Some(STATUS_ERROR);
         assert_eq!(err, is_error, "client span, grpc-status {code}");
     }
+}
 }

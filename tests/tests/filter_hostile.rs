@@ -18,9 +18,9 @@ fn raw_get(extra_headers: &[u8]) -> Vec<u8> {
     r
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_inputs_never_fail_the_vm() {
-    let stack = StackBuilder::new()
+aetherflow_tests::each_form! {
+async fn hostile_inputs_never_fail_the_vm(form) {
+    let stack = StackBuilder::new().form(form)
         .concurrency(2)
         .filter(INGRESS, |c| {
             c.insert(
@@ -208,5 +208,6 @@ async fn hostile_inputs_never_fail_the_vm() {
             }
         }
     }
-    stack.envoy.assert_no_wasm_failures().await;
+    stack.envoy.assert_no_filter_failures().await;
+}
 }

@@ -8,9 +8,9 @@ use aetherflow_tests::paths;
 use aetherflow_tests::stack::{new_span_id, new_trace_id, StackBuilder};
 use serde_json::json;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn matched_templates_name_the_span_and_set_http_route() {
-    let stack = StackBuilder::new()
+aetherflow_tests::each_form! {
+async fn matched_templates_name_the_span_and_set_http_route(form) {
+    let stack = StackBuilder::new().form(form)
         .ingress_filter(|c| {
             c.insert(
                 "http_routes".into(),
@@ -63,14 +63,15 @@ async fn matched_templates_name_the_span_and_set_http_route() {
             "{path}: the query is recorded but not matched"
         );
     }
-    stack.envoy.assert_no_wasm_failures().await;
+    stack.envoy.assert_no_filter_failures().await;
+}
 }
 
+aetherflow_tests::each_form! {
 /// The shipped ingress lists the demo service's templates: its proxy spans carry the same
 /// `http.route` as the demo's own spans.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_shipped_ingress_names_the_demo_routes() {
-    let stack = StackBuilder::new().start().await;
+async fn the_shipped_ingress_names_the_demo_routes(form) {
+    let stack = StackBuilder::new().form(form).start().await;
     for (path, route) in [
         ("/api/orders/17", Some("/api/orders/{id}")),
         ("/api/orders", Some("/api/orders")),
@@ -85,15 +86,17 @@ async fn the_shipped_ingress_names_the_demo_routes() {
         assert_eq!(span.span.name, name, "{path}");
     }
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bad_template_stops_envoy_and_names_the_key() {
+aetherflow_tests::each_form! {
+async fn a_bad_template_stops_envoy_and_names_the_key(form) {
+    form.require_module();
     let wasm = paths::wasm();
-    paths::require(&wasm, "make wasm");
     let mut cfg = EnvoyConfig::shipped().expect("envoy/envoy.yaml parses");
     let a = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
     cfg.substitute(&Substitutions::loopback(&wasm, a, a, a))
         .expect("loopback ports");
+    cfg.use_form(form).expect("filter form");
     cfg.update_filter_config(INGRESS, |c| {
         c.insert(
             "http_routes".into(),
@@ -103,6 +106,7 @@ async fn a_bad_template_stops_envoy_and_names_the_key() {
     .expect("edit");
     let opts = EnvoyOptions {
         startup_timeout: std::time::Duration::from_secs(60),
+        form,
         ..Default::default()
     };
     match Envoy::start(&cfg, &opts).await {
@@ -110,7 +114,7 @@ async fn a_bad_template_stops_envoy_and_names_the_key() {
         Err(e) => {
             assert!(e.contains("exited"), "{e}");
             assert!(
-                e.lines().any(|l| l.contains("wasm log")
+                e.lines().any(|l| l.contains(form.log_marker())
                     && l.contains("`http_routes[1]`")
                     && l.contains("/api/files/{name}.json")
                     && l.contains("not allowed in a literal")),
@@ -118,6 +122,7 @@ async fn a_bad_template_stops_envoy_and_names_the_key() {
             );
         }
     }
+}
 }
 
 /// Inbound legacy context headers of every kind, naming the caller's span `caller`.
@@ -142,9 +147,9 @@ const LEGACY: [&str; 7] = [
     "uber-trace-id",
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stale_legacy_headers_do_not_reach_the_upstream() {
-    let stack = StackBuilder::new()
+aetherflow_tests::each_form! {
+async fn stale_legacy_headers_do_not_reach_the_upstream(form) {
+    let stack = StackBuilder::new().form(form)
         .filter(EGRESS, |c| {
             c.insert("outbound_formats".into(), json!(["w3c", "b3"]));
             c.insert("flush_interval_ms".into(), json!(200));
@@ -234,5 +239,6 @@ async fn stale_legacy_headers_do_not_reach_the_upstream() {
         ex.upstream.header("uberctx-tenant").as_deref(),
         Some("acme")
     );
-    stack.envoy.assert_no_wasm_failures().await;
+    stack.envoy.assert_no_filter_failures().await;
+}
 }

@@ -14,9 +14,9 @@ use serde_json::json;
 
 const RATIO: f64 = 0.5;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn same_trace_id_same_decision_on_every_worker() {
-    let stack = StackBuilder::new()
+aetherflow_tests::each_form! {
+async fn same_trace_id_same_decision_on_every_worker(form) {
+    let stack = StackBuilder::new().form(form)
         .concurrency(2)
         .ingress_filter(|c| {
             c.insert("sample_ratio".into(), json!(RATIO));
@@ -157,7 +157,8 @@ async fn same_trace_id_same_decision_on_every_worker() {
         )
         .await;
     assert_eq!(exported, Ok(total as u64));
-    stack.envoy.assert_no_wasm_failures().await;
+    stack.envoy.assert_no_filter_failures().await;
+}
 }
 
 /// The threshold a tracestate carries (`ot=th:<hex>`), widened to 56 bits.
@@ -174,12 +175,12 @@ fn threshold_in(tracestate: &str) -> Option<u64> {
     u64::from_str_radix(&format!("{th:0<14}"), 16).ok()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn decisions_agree_with_the_threshold_in_tracestate() {
+aetherflow_tests::each_form! {
+async fn decisions_agree_with_the_threshold_in_tracestate(form) {
     // 0.1 is not a power of two: the encoded threshold's precision matters; whatever the filter
     // writes, its decisions must agree with it (that is what the shim and SDKs will use).
     const LOW: f64 = 0.1;
-    let stack = StackBuilder::new()
+    let stack = StackBuilder::new().form(form)
         .concurrency(2)
         .ingress_filter(|c| {
             c.insert("sample_ratio".into(), json!(LOW));
@@ -219,5 +220,6 @@ async fn decisions_agree_with_the_threshold_in_tracestate() {
             tp.trace_id
         );
     }
-    stack.envoy.assert_no_wasm_failures().await;
+    stack.envoy.assert_no_filter_failures().await;
+}
 }

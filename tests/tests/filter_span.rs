@@ -18,9 +18,9 @@ fn unix_nanos() -> u64 {
         .unwrap_or(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn span_content_and_response_headers() {
-    let stack = StackBuilder::new()
+aetherflow_tests::each_form! {
+async fn span_content_and_response_headers(form) {
+    let stack = StackBuilder::new().form(form)
         .ingress_filter(|c| {
             c.insert("record_request_headers".into(), json!(["x-tenant"]));
             c.insert("record_response_headers".into(), json!(["content-type"]));
@@ -238,12 +238,13 @@ async fn span_content_and_response_headers() {
         "{:?}",
         stack.shim.decode_errors()
     );
-    stack.envoy.assert_no_wasm_failures().await;
+    stack.envoy.assert_no_filter_failures().await;
+}
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sample_ratio_zero_forced_sampling_and_record_only() {
-    let stack = StackBuilder::new()
+aetherflow_tests::each_form! {
+async fn sample_ratio_zero_forced_sampling_and_record_only(form) {
+    let stack = StackBuilder::new().form(form)
         .ingress_filter(|c| {
             c.insert("sample_ratio".into(), json!(0.0));
         })
@@ -375,13 +376,14 @@ async fn sample_ratio_zero_forced_sampling_and_record_only() {
             .all(|s| s.trace_id() != unsampled_trace),
         "record_unsampled=false exported an unsampled span"
     );
-    stack.envoy.assert_no_wasm_failures().await;
+    stack.envoy.assert_no_filter_failures().await;
+}
 }
 
+aetherflow_tests::each_form! {
 /// `envoy_attributes` picks which Envoy properties become span attributes (one host call each).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn envoy_attributes_choose_the_properties_read() {
-    let stack = StackBuilder::new()
+async fn envoy_attributes_choose_the_properties_read(form) {
+    let stack = StackBuilder::new().form(form)
         .ingress_filter(|c| {
             c.insert(
                 "envoy_attributes".into(),
@@ -415,4 +417,5 @@ async fn envoy_attributes_choose_the_properties_read() {
     // What headers and callbacks give is kept whatever the list.
     assert_eq!(span.attr_int("http.response.status_code"), Some(200));
     assert!(span.attr_str("envoy.request_id").is_some());
+}
 }

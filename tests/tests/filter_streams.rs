@@ -8,11 +8,11 @@ use aetherflow_tests::stack::{new_span_id, new_trace_id, StackBuilder};
 
 const STATUS_ERROR: i32 = 2;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resets_cancellations_and_http2() {
+aetherflow_tests::each_form! {
+async fn resets_cancellations_and_http2(form) {
     use aetherflow_tests::http_client::Protocol;
     use tokio::io::AsyncWriteExt;
-    let stack = StackBuilder::new().start().await;
+    let stack = StackBuilder::new().form(form).start().await;
 
     // Upstream resets before answering: Envoy's local 503; the span is an error with a reason.
     let ex = stack
@@ -82,14 +82,15 @@ async fn resets_cancellations_and_http2() {
         .await;
     assert_eq!(started, 3, "three requests, three spans");
     assert_eq!(sampled, 3);
-    stack.envoy.assert_no_wasm_failures().await;
+    stack.envoy.assert_no_filter_failures().await;
+}
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn multiplexed_h2_streams_keep_their_own_context() {
+aetherflow_tests::each_form! {
+async fn multiplexed_h2_streams_keep_their_own_context(form) {
     use aetherflow_tests::http_client::send_h2_multiplexed;
     use aetherflow_tests::stack::REQUEST_TIMEOUT;
-    let stack = StackBuilder::new().start().await;
+    let stack = StackBuilder::new().form(form).start().await;
     // 30 interleaved streams on one connection, each with its own parent and its own delay (so
     // their filter callbacks interleave), half gRPC.
     let mut reqs = Vec::new();
@@ -151,12 +152,13 @@ async fn multiplexed_h2_streams_keep_their_own_context() {
             );
         }
     }
-    stack.envoy.assert_no_wasm_failures().await;
+    stack.envoy.assert_no_filter_failures().await;
+}
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keep_alive_requests_on_one_connection_are_separate_spans() {
-    let stack = StackBuilder::new().start().await;
+aetherflow_tests::each_form! {
+async fn keep_alive_requests_on_one_connection_are_separate_spans(form) {
+    let stack = StackBuilder::new().form(form).start().await;
     // Three pipelined requests on one HTTP/1.1 connection, each with its own parent.
     let ids: Vec<(String, String)> = (0..3).map(|_| (new_trace_id(), new_span_id())).collect();
     let mut raw = Vec::new();
@@ -205,11 +207,12 @@ async fn keep_alive_requests_on_one_connection_are_separate_spans() {
         );
     }
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retried_upstream_attempts_share_the_proxy_span_as_parent() {
+aetherflow_tests::each_form! {
+async fn retried_upstream_attempts_share_the_proxy_span_as_parent(form) {
     // Give the HTTP route a retry policy: Envoy re-sends the request after a 503.
-    let stack = StackBuilder::new()
+    let stack = StackBuilder::new().form(form)
         .config(|cfg| {
             let listeners = cfg.doc_mut()["static_resources"]["listeners"]
                 .as_sequence_mut()
@@ -279,4 +282,5 @@ async fn retried_upstream_attempts_share_the_proxy_span_as_parent() {
         1,
         "one proxy span for the retried request"
     );
+}
 }

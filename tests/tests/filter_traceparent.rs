@@ -68,9 +68,9 @@ fn with_tp(tp: &str) -> ClientRequest {
         .header("tracestate", "caller=keep")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn traceparent_rules() {
-    let stack = StackBuilder::new().start().await;
+aetherflow_tests::each_form! {
+async fn traceparent_rules(form) {
+    let stack = StackBuilder::new().form(form).start().await;
 
     // Valid version 00, sampled; and unsampled (flags copied, parent-based: stays unsampled).
     let (t, p) = (new_trace_id(), new_span_id());
@@ -231,12 +231,13 @@ async fn traceparent_rules() {
         None,
         "deployment_environment defaults to unset"
     );
-    stack.envoy.assert_no_wasm_failures().await;
+    stack.envoy.assert_no_filter_failures().await;
+}
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn untrusted_incoming_context_starts_a_new_trace_with_a_link() {
-    let stack = StackBuilder::new()
+aetherflow_tests::each_form! {
+async fn untrusted_incoming_context_starts_a_new_trace_with_a_link(form) {
+    let stack = StackBuilder::new().form(form)
         .ingress_filter(|c| {
             c.insert("trust_incoming_context".into(), false.into());
         })
@@ -274,11 +275,12 @@ async fn untrusted_incoming_context_starts_a_new_trace_with_a_link() {
     assert_eq!(aetherflow_tests::shim::hex(&link.trace_id), t);
     assert_eq!(aetherflow_tests::shim::hex(&link.span_id), s);
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn untrusted_parent_does_not_decide_sampling() {
+aetherflow_tests::each_form! {
+async fn untrusted_parent_does_not_decide_sampling(form) {
     // Internet-facing: a caller cannot force us to sample by sending flags 01.
-    let stack = StackBuilder::new()
+    let stack = StackBuilder::new().form(form)
         .ingress_filter(|c| {
             c.insert("trust_incoming_context".into(), false.into());
             c.insert("sample_ratio".into(), 0.0.into());
@@ -293,4 +295,5 @@ async fn untrusted_parent_does_not_decide_sampling() {
         !tp.sampled(),
         "sample_ratio 0 decides, not the untrusted caller's flag"
     );
+}
 }

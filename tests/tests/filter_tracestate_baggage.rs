@@ -24,9 +24,9 @@ fn foreign(members: &[String]) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tracestate_rules() {
-    let stack = StackBuilder::new().start().await;
+aetherflow_tests::each_form! {
+async fn tracestate_rules(form) {
+    let stack = StackBuilder::new().form(form).start().await;
 
     // Several header lines combine in order.
     let ex = stack
@@ -163,12 +163,13 @@ async fn tracestate_rules() {
         "span trace_state {:?}",
         span.span.trace_state
     );
-    stack.envoy.assert_no_wasm_failures().await;
+    stack.envoy.assert_no_filter_failures().await;
+}
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn baggage_rules() {
-    let stack = StackBuilder::new()
+aetherflow_tests::each_form! {
+async fn baggage_rules(form) {
+    let stack = StackBuilder::new().form(form)
         .ingress_filter(|c| {
             c.insert(
                 "baggage_to_attributes".into(),
@@ -234,5 +235,6 @@ async fn baggage_rules() {
             .all(|m| big.iter().any(|b| b == m)),
         "partial member forwarded"
     );
-    stack.envoy.assert_no_wasm_failures().await;
+    stack.envoy.assert_no_filter_failures().await;
+}
 }

@@ -114,7 +114,7 @@ async fn harness_works_through_plain_envoy() {
             >= 4
     );
     assert!(envoy.log().contains("starting main dispatch loop"));
-    envoy.assert_no_wasm_failures().await;
+    envoy.assert_no_filter_failures().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

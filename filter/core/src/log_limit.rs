@@ -64,7 +64,10 @@ mod tests {
         assert_eq!(l.allow(6), None);
         assert_eq!(l.allow(PERIOD_NS), None);
         assert_eq!(l.allow(PERIOD_NS + 5), Some(2));
-        assert_eq!(LogLimiter::line("x", 2), "aetherflow: x (2 more since the last report)");
+        assert_eq!(
+            LogLimiter::line("x", 2),
+            "aetherflow: x (2 more since the last report)"
+        );
         assert_eq!(LogLimiter::line("x", 0), "aetherflow: x");
     }
 }

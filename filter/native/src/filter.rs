@@ -5,7 +5,7 @@
 //! the span needs.
 
 use crate::abi::{self, FilterEnvoyPtr, HeaderType};
-use crate::host::{Attributes, Deferred, ReceivedBody, Reader, RequestHeaderView, Writer};
+use crate::host::{Attributes, Deferred, Reader, ReceivedBody, RequestHeaderView, Writer};
 use crate::plugin::{now_ns, Plugin};
 use aetherflow_core::ids::IdGenerator;
 use aetherflow_core::metrics::Metric;

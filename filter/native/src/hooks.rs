@@ -32,7 +32,12 @@ fn report_fault(limiter: &LogLimiter, hook: &str) {
 }
 
 /// Runs `f` on the stream's state; a panic abandons tracing for the stream.
-fn on_stream(filter: FilterEnvoyPtr, module: FilterModulePtr, hook: &str, f: impl FnOnce(&mut Filter)) {
+fn on_stream(
+    filter: FilterEnvoyPtr,
+    module: FilterModulePtr,
+    hook: &str,
+    f: impl FnOnce(&mut Filter),
+) {
     if filter.is_null() || module.is_null() {
         return;
     }
@@ -160,8 +165,16 @@ unsafe fn status_of(headers: *const EnvoyHttpHeader, n: usize) -> Option<u16> {
         // SAFETY: each header points into Envoy's response map, valid for this call.
         let (k, v) = unsafe {
             (
-                EnvoyBuffer { ptr: h.key_ptr, length: h.key_length }.bytes(),
-                EnvoyBuffer { ptr: h.value_ptr, length: h.value_length }.bytes(),
+                EnvoyBuffer {
+                    ptr: h.key_ptr,
+                    length: h.key_length,
+                }
+                .bytes(),
+                EnvoyBuffer {
+                    ptr: h.value_ptr,
+                    length: h.value_length,
+                }
+                .bytes(),
             )
         };
         (k == b":status")

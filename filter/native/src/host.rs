@@ -33,7 +33,10 @@ impl<'a> RequestHeaderView<'a> {
     pub unsafe fn read(filter: FilterEnvoyPtr) -> RequestHeaderView<'a> {
         // SAFETY: `filter` is the pointer Envoy passed to the current hook.
         let n = unsafe {
-            abi::envoy_dynamic_module_callback_http_get_headers_size(filter, HeaderType::RequestHeader)
+            abi::envoy_dynamic_module_callback_http_get_headers_size(
+                filter,
+                HeaderType::RequestHeader,
+            )
         }
         .min(MAX_LINES);
         let mut raw = [EnvoyHttpHeader {
@@ -65,8 +68,16 @@ impl<'a> RequestHeaderView<'a> {
                 // SAFETY: Envoy filled each slot with pointers into the live header map.
                 let (k, v) = unsafe {
                     (
-                        EnvoyBuffer { ptr: h.key_ptr, length: h.key_length }.bytes(),
-                        EnvoyBuffer { ptr: h.value_ptr, length: h.value_length }.bytes(),
+                        EnvoyBuffer {
+                            ptr: h.key_ptr,
+                            length: h.key_length,
+                        }
+                        .bytes(),
+                        EnvoyBuffer {
+                            ptr: h.value_ptr,
+                            length: h.value_length,
+                        }
+                        .bytes(),
                     )
                 };
                 // Envoy's header names are tokens: a name that is not UTF-8 is skipped.
@@ -216,7 +227,9 @@ impl Attributes {
         let mut out = EnvoyBuffer::EMPTY;
         // SAFETY: Envoy writes one buffer into the local; it is copied before returning.
         let ok = unsafe {
-            abi::envoy_dynamic_module_callback_http_filter_get_attribute_string(self.0, id, &mut out)
+            abi::envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                self.0, id, &mut out,
+            )
         };
         if !ok {
             return None;
@@ -261,7 +274,8 @@ impl StreamFacts for Attributes {
         // cluster is its own callback.
         let mut out = EnvoyBuffer::EMPTY;
         // SAFETY: as in `string`.
-        let ok = unsafe { abi::envoy_dynamic_module_callback_http_get_cluster_name(self.0, &mut out) };
+        let ok =
+            unsafe { abi::envoy_dynamic_module_callback_http_get_cluster_name(self.0, &mut out) };
         if !ok {
             return None;
         }
@@ -287,7 +301,8 @@ impl<'a> ReceivedBody<'a> {
     /// before the hook returns.
     pub unsafe fn read(filter: FilterEnvoyPtr, body: abi::BodyType) -> ReceivedBody<'a> {
         // SAFETY: `filter` is the current hook's pointer.
-        let n = unsafe { abi::envoy_dynamic_module_callback_http_get_body_chunks_size(filter, body) };
+        let n =
+            unsafe { abi::envoy_dynamic_module_callback_http_get_body_chunks_size(filter, body) };
         // A body chunk is a handful of slices; a count beyond this is not believed.
         if n == 0 || n > 1 << 16 {
             return ReceivedBody { slices: Vec::new() };
@@ -295,7 +310,11 @@ impl<'a> ReceivedBody<'a> {
         let mut chunks = vec![EnvoyBuffer::EMPTY; n];
         // SAFETY: `chunks` has room for the `n` slices Envoy just counted.
         let ok = unsafe {
-            abi::envoy_dynamic_module_callback_http_get_body_chunks(filter, body, chunks.as_mut_ptr())
+            abi::envoy_dynamic_module_callback_http_get_body_chunks(
+                filter,
+                body,
+                chunks.as_mut_ptr(),
+            )
         };
         if !ok {
             return ReceivedBody { slices: Vec::new() };

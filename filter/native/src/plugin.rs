@@ -67,20 +67,24 @@ impl Metrics {
             // the call and Envoy writes the id into the local.
             let r = unsafe {
                 match m.kind() {
-                    Kind::Counter => abi::envoy_dynamic_module_callback_http_filter_config_define_counter(
-                        config,
-                        name,
-                        std::ptr::null(),
-                        0,
-                        &mut id,
-                    ),
-                    Kind::Gauge => abi::envoy_dynamic_module_callback_http_filter_config_define_gauge(
-                        config,
-                        name,
-                        std::ptr::null(),
-                        0,
-                        &mut id,
-                    ),
+                    Kind::Counter => {
+                        abi::envoy_dynamic_module_callback_http_filter_config_define_counter(
+                            config,
+                            name,
+                            std::ptr::null(),
+                            0,
+                            &mut id,
+                        )
+                    }
+                    Kind::Gauge => {
+                        abi::envoy_dynamic_module_callback_http_filter_config_define_gauge(
+                            config,
+                            name,
+                            std::ptr::null(),
+                            0,
+                            &mut id,
+                        )
+                    }
                 }
             };
             if r == abi::METRICS_SUCCESS {
@@ -188,7 +192,8 @@ impl Plugin {
         );
         let tick = Duration::from_millis(buffer::tick_ms(cfg.flush_interval_ms));
         // SAFETY: `config` is the pointer of the running config_new hook.
-        let sched = unsafe { abi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(config) };
+        let sched =
+            unsafe { abi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(config) };
         if sched.is_null() {
             return Err("aetherflow trace filter: Envoy gave no config scheduler; spans could not be exported".into());
         }
@@ -219,7 +224,9 @@ impl Plugin {
             }
             Err(e) => {
                 plugin.shutdown();
-                Err(format!("aetherflow trace filter: cannot start the flush ticker thread: {e}"))
+                Err(format!(
+                    "aetherflow trace filter: cannot start the flush ticker thread: {e}"
+                ))
             }
         }
     }
@@ -246,7 +253,11 @@ impl Plugin {
             if let Some(ptr) = s.0 {
                 // SAFETY: the scheduler is alive while it is in the mutex; commit is
                 // thread-safe.
-                unsafe { abi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(ptr, event) };
+                unsafe {
+                    abi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+                        ptr, event,
+                    )
+                };
             }
         }
     }
@@ -265,7 +276,9 @@ impl Plugin {
             let mut s = lock(&self.scheduler);
             if let Some(ptr) = s.0.take() {
                 // SAFETY: created in `start`, deleted once, under the lock commit takes.
-                unsafe { abi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(ptr) };
+                unsafe {
+                    abi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(ptr)
+                };
             }
         }
         let left = lock(&self.buffer).len();
@@ -288,7 +301,10 @@ impl Plugin {
                 if let Some(n) = self.drop_log.allow(now_ns()) {
                     host::log(
                         abi::LogLevel::Warn,
-                        &LogLimiter::line("span buffer full, dropping spans (collector slow or unreachable?)", n),
+                        &LogLimiter::line(
+                            "span buffer full, dropping spans (collector slow or unreachable?)",
+                            n,
+                        ),
                     );
                 }
             }
@@ -386,7 +402,8 @@ impl Plugin {
     fn account(&self, n: usize, status: Option<u16>) {
         match status {
             Some(s) if (200..300).contains(&s) => {
-                self.metrics.add(self.envoy, Metric::SpansExported, n as u64)
+                self.metrics
+                    .add(self.envoy, Metric::SpansExported, n as u64)
             }
             other => {
                 let why = match other {
