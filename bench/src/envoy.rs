@@ -29,6 +29,10 @@ pub enum Tracer {
     WasmFloor,
     /// `trace_filter.wasm` exporting OTLP to collector-shim.
     Filter,
+    /// A dynamic module that does nothing (`bench/native-floor`): what any native module costs.
+    NativeFloor,
+    /// The filter as a dynamic module (`libaetherflow_trace.so`), OTLP to collector-shim.
+    Native,
     /// Envoy's native `envoy.tracers.opentelemetry`, OTLP/HTTP to the same shim.
     NativeOtel,
     /// Envoy's native `envoy.tracers.zipkin`, Zipkin v2 JSON straight to the sink.
@@ -37,10 +41,12 @@ pub enum Tracer {
 
 impl Tracer {
     /// All configurations, baseline first.
-    pub const ALL: [Tracer; 5] = [
+    pub const ALL: [Tracer; 7] = [
         Tracer::Baseline,
         Tracer::WasmFloor,
         Tracer::Filter,
+        Tracer::NativeFloor,
+        Tracer::Native,
         Tracer::NativeOtel,
         Tracer::NativeZipkin,
     ];
@@ -51,6 +57,8 @@ impl Tracer {
             Tracer::Baseline => "baseline",
             Tracer::WasmFloor => "wasm-floor",
             Tracer::Filter => "filter",
+            Tracer::NativeFloor => "native-floor",
+            Tracer::Native => "native",
             Tracer::NativeOtel => "native-otel",
             Tracer::NativeZipkin => "native-zipkin",
         }
@@ -60,7 +68,7 @@ impl Tracer {
     /// `spawn_upstream_span: false`, the filter makes one span per stream).
     pub fn spans_per_request(self) -> u64 {
         match self {
-            Tracer::Baseline | Tracer::WasmFloor => 0,
+            Tracer::Baseline | Tracer::WasmFloor | Tracer::NativeFloor => 0,
             _ => 1,
         }
     }
@@ -89,6 +97,9 @@ pub struct Setup<'a> {
     pub wasm: &'a Path,
     /// The no-op module of the `wasm-floor` configuration.
     pub wasm_floor: &'a Path,
+    /// The directory of `libaetherflow_trace.so` and `libaetherflow_native_floor.so` (Envoy's
+    /// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`; set by [`Envoy::start`]).
+    pub native_dir: &'a Path,
     /// The `wasm-floor` module's configuration (`BENCH_FLOOR_CONFIG`: host-call calibration).
     pub floor_overrides: &'a serde_json::Map<String, serde_json::Value>,
     /// Extra filter configuration keys, merged over the defaults above (for experiments such
@@ -128,7 +139,11 @@ impl Setup<'_> {
     pub fn render(&self) -> String {
         let percent = self.sample_ratio * 100.0;
         let tracing = match self.tracer {
-            Tracer::Baseline | Tracer::WasmFloor | Tracer::Filter => String::new(),
+            Tracer::Baseline
+            | Tracer::WasmFloor
+            | Tracer::Filter
+            | Tracer::NativeFloor
+            | Tracer::Native => String::new(),
             Tracer::NativeOtel => format!(
                 r#"
           tracing:
@@ -164,18 +179,36 @@ impl Setup<'_> {
             Tracer::WasmFloor => Some(self.wasm_floor),
             _ => None,
         };
-        let wasm_filter = if let Some(module) = module {
+        let mut filter_config = serde_json::json!({
+            "service_name": "bench-envoy",
+            "sample_ratio": self.sample_ratio,
+            "max_batch_spans": self.batch_spans,
+            "flush_interval_ms": self.flush_interval_ms,
+        });
+        if let Some(map) = filter_config.as_object_mut() {
+            map.extend(self.filter_overrides.clone());
+        }
+        let native_module = match self.tracer {
+            Tracer::Native => Some(("aetherflow_trace", filter_config.to_string())),
+            Tracer::NativeFloor => Some(("aetherflow_native_floor", String::new())),
+            _ => None,
+        };
+        let wasm_filter = if let Some((name, config)) = native_module {
+            format!(
+                r#"
+          - name: envoy.filters.http.dynamic_modules
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+              dynamic_module_config: {{ name: {name} }}
+              filter_name: {name}
+              filter_config:
+                "@type": type.googleapis.com/google.protobuf.StringValue
+                value: {config}"#,
+                config = serde_json::to_string(&config).unwrap_or_default(),
+            )
+        } else if let Some(module) = module {
             let config = if self.tracer == Tracer::Filter {
-                let mut config = serde_json::json!({
-                    "service_name": "bench-envoy",
-                    "sample_ratio": self.sample_ratio,
-                    "max_batch_spans": self.batch_spans,
-                    "flush_interval_ms": self.flush_interval_ms,
-                });
-                if let Some(map) = config.as_object_mut() {
-                    map.extend(self.filter_overrides.clone());
-                }
-                config
+                filter_config
             } else {
                 serde_json::Value::Object(self.floor_overrides.clone())
             };
@@ -264,7 +297,12 @@ pub struct Envoy {
 impl Envoy {
     /// Starts `envoy` with one worker thread on `bootstrap` (written into `dir`) and waits,
     /// bounded, until it is ready and its listener is bound.
-    pub async fn start(envoy: &Path, bootstrap: &str, dir: &Path) -> Result<Self, String> {
+    pub async fn start(
+        envoy: &Path,
+        bootstrap: &str,
+        dir: &Path,
+        native_dir: &Path,
+    ) -> Result<Self, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let config = dir.join("envoy.yaml");
         let admin_file = dir.join("admin-address.txt");
@@ -285,6 +323,7 @@ impl Envoy {
             .arg(&log)
             .arg("--admin-address-path")
             .arg(&admin_file)
+            .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", native_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -94,6 +94,8 @@ pub struct Components {
     pub wasm: PathBuf,
     /// The no-op module (`aetherflow_wasm_floor.wasm`).
     pub wasm_floor: PathBuf,
+    /// The directory of the native modules (`libaetherflow_trace.so`, the native floor).
+    pub native_dir: PathBuf,
     /// The collector-shim binary; None sends OTLP straight to the sink.
     pub shim: Option<PathBuf>,
     /// Scratch directory for configs and logs.
@@ -149,7 +151,7 @@ pub struct Sample {
     pub spans_expected: u64,
     /// Spans the sink decoded.
     pub spans_received: u64,
-    /// Tracer counters from Envoy's `/stats` (wasmcustom.*, tracing.*, trace cluster requests).
+    /// Tracer counters from Envoy's `/stats` (wasmcustom.*, dynamicmodulescustom.*, tracing.*, trace cluster requests).
     pub envoy_stats: BTreeMap<String, u64>,
     /// Error lines from Envoy's log.
     pub envoy_log_errors: Vec<String>,
@@ -234,7 +236,7 @@ impl Harness {
         let label = format!("{}-{:?}-r{round}", tracer.name(), workload).to_lowercase();
         let dir = self.components.work_dir.join(&label);
         let sink = Sink::start().await.map_err(|e| format!("sink: {e}"))?;
-        let uses_otlp = matches!(tracer, Tracer::Filter | Tracer::NativeOtel);
+        let uses_otlp = matches!(tracer, Tracer::Filter | Tracer::Native | Tracer::NativeOtel);
         let shim = match (&self.components.shim, uses_otlp) {
             (Some(bin), true) => Some(Shim::start(bin, sink.addr, &dir.join("shim")).await?),
             _ => None,
@@ -250,10 +252,17 @@ impl Harness {
             flush_interval_ms: FLUSH_INTERVAL_MS,
             wasm: &self.components.wasm,
             wasm_floor: &self.components.wasm_floor,
+            native_dir: &self.components.native_dir,
             floor_overrides: &self.components.floor_overrides,
             filter_overrides: &self.components.filter_overrides,
         };
-        let envoy = Envoy::start(&self.components.envoy, &setup.render(), &dir).await?;
+        let envoy = Envoy::start(
+            &self.components.envoy,
+            &setup.render(),
+            &dir,
+            &self.components.native_dir,
+        )
+        .await?;
         let target = envoy.listener;
         let shim_pid = shim.as_ref().map(Shim::pid);
         let (lanes, measure) = match workload {
@@ -299,8 +308,10 @@ impl Harness {
         // Memory: the last round runs on until `soak` requests separate the two RSS readings.
         let served_since_rss: u64 = phases[1..].iter().map(|r| r.ok + r.failed).sum();
         let soak = match tracer {
-            Tracer::Baseline | Tracer::Filter => p.soak,
-            Tracer::WasmFloor | Tracer::NativeOtel | Tracer::NativeZipkin => p.soak_native,
+            Tracer::Baseline | Tracer::Filter | Tracer::Native => p.soak,
+            Tracer::WasmFloor | Tracer::NativeFloor | Tracer::NativeOtel | Tracer::NativeZipkin => {
+                p.soak_native
+            }
         };
         if round + 1 == p.rounds && workload == Workload::Http1 && soak > served_since_rss {
             phases
@@ -319,6 +330,7 @@ impl Harness {
         let envoy_stats = envoy
             .stats(&[
                 "wasmcustom.",
+                "dynamicmodulescustom.",
                 "tracing.",
                 "cluster.trace_shim.upstream_rq_",
                 "cluster.zipkin_sink.upstream_rq_",

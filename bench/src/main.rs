@@ -16,8 +16,11 @@
 //! - `BENCH_QUICK=1`: the quick profile (the smoke check, under 2 minutes);
 //! - `BENCH_OUT`: where `harness.json` and `harness.png` go (default `bench/results`, or
 //!   `target/bench-quick` in quick mode so the committed results stay those of a full run);
-//! - `BENCH_CONFIGS`: a comma list among `baseline,wasm-floor,filter,native-otel,native-zipkin`
-//!   (default all; `wasm-floor` is a no-op proxy-wasm module, `AETHERFLOW_WASM_FLOOR`);
+//! - `BENCH_CONFIGS`: a comma list among
+//!   `baseline,wasm-floor,filter,native-floor,native,native-otel,native-zipkin` (default all;
+//!   `wasm-floor` is a no-op proxy-wasm module, `AETHERFLOW_WASM_FLOOR`; `native` is the filter as
+//!   a dynamic module and `native-floor` a no-op one, both from the directory of
+//!   `AETHERFLOW_NATIVE`, default `target/release/libaetherflow_trace.so`);
 //! - `BENCH_WORKLOADS`: a comma list among `http1,grpc` (default both);
 //! - `BENCH_ROUNDS`, `BENCH_RATE` (req/s), `BENCH_SOAK` / `BENCH_SOAK_NATIVE` (requests between
 //!   the RSS readings with the baseline and filter / the native tracers): override the profile;
@@ -124,7 +127,26 @@ fn configure() -> Result<Plan, String> {
         );
         tracers.retain(|t| *t != Tracer::WasmFloor);
     }
+    let native = path_from_env("AETHERFLOW_NATIVE", "target/release/libaetherflow_trace.so");
+    let native_dir = native
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    for (tracer, file) in [
+        (Tracer::Native, native.clone()),
+        (Tracer::NativeFloor, native_dir.join("libaetherflow_native_floor.so")),
+    ] {
+        if !file.exists() && tracers.contains(&tracer) {
+            eprintln!(
+                "bench: {} not found (make native builds it): skipping the {} configuration",
+                file.display(),
+                tracer.name()
+            );
+            tracers.retain(|t| *t != tracer);
+        }
+    }
     let components = Components {
+        native_dir,
         envoy: path_from_env("AETHERFLOW_ENVOY", ".tools/bin/envoy"),
         wasm: path_from_env(
             "AETHERFLOW_WASM",

@@ -23,10 +23,12 @@ const FONT_PATHS: &[&str] = &[
 ];
 
 /// Colors per configuration, in `Tracer::ALL` order.
-const COLORS: [RGBColor; 5] = [
+const COLORS: [RGBColor; 7] = [
     RGBColor(140, 140, 140),
     RGBColor(190, 190, 190),
     RGBColor(31, 119, 180),
+    RGBColor(214, 214, 214),
+    RGBColor(148, 103, 189),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
 ];

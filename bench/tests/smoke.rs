@@ -1,5 +1,5 @@
 //! The benchmark harness's smoke check (`make test` runs it once): the quick profile over every
-//! configuration and both workloads, with the real Envoy, the real `trace_filter.wasm` and the
+//! configuration and both workloads, with the real Envoy, the real `trace_filter.wasm`, the real native module and the
 //! real collector-shim. It asserts only that every configuration served all its requests and that
 //! every span arrived at the sink, never on timings (the machine may be busy).
 
@@ -28,6 +28,14 @@ fn quick_profile_serves_every_request_and_delivers_every_span() {
             "target/wasm32-wasip1/release/aetherflow_wasm_floor.wasm",
             "run `make wasm`",
         ),
+        native_dir: component(
+            "AETHERFLOW_NATIVE",
+            "target/release/libaetherflow_trace.so",
+            "run `make native`",
+        )
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default(),
         shim: Some(component(
             "AETHERFLOW_SHIM_BIN",
             "target/debug/collector-shim",
@@ -83,7 +91,7 @@ fn quick_profile_serves_every_request_and_delivers_every_span() {
             s.envoy_stats,
             s.envoy_log_errors
         );
-        if s.tracer == Tracer::Filter || s.tracer == Tracer::NativeOtel {
+        if matches!(s.tracer, Tracer::Filter | Tracer::Native | Tracer::NativeOtel) {
             assert!(s.via_shim, "{what}: spans went through collector-shim");
         }
         if s.workload == Workload::Http1 {
