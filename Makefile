@@ -83,11 +83,12 @@ bench: tools wasm native
 	BENCH_QUICK=$(BENCH_QUICK) AETHERFLOW_SHIM_BIN=$(ROOT)/target/release/collector-shim $(ROOT)/target/release/aetherflow-bench shim-soak
 
 ## demo: the whole pipeline on loopback without Docker, printing trace trees
-## (`make demo DEMO_KEEP=1` keeps it running for manual curl/grpcurl requests)
+## (`make demo DEMO_KEEP=1` keeps it running for manual curl/grpcurl requests;
+##  `make demo FILTER=native` runs the native module instead of the Wasm one)
 demo: tools wasm native
 	@echo "==> make demo: building collector-shim and the demo services (the first build takes a few minutes)"
 	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) build -p collector-shim -p aetherflow-demo --bins
-	@$(ROOT)/target/debug/aetherflow-demo
+	@FILTER=$(FILTER) $(ROOT)/target/debug/aetherflow-demo
 
 ## up/down: the docker-compose stack in envoy/ (needs Docker)
 up: wasm

@@ -303,13 +303,42 @@ impl Envoy {
         dir: &Path,
         native_dir: &Path,
     ) -> Result<Self, String> {
+        Self::start_with(
+            envoy,
+            bootstrap,
+            dir,
+            native_dir,
+            &[],
+            Duration::from_secs(60),
+        )
+        .await
+    }
+
+    /// [`Envoy::start`] under a wrapper command (e.g. `valgrind --tool=callgrind ...`: the
+    /// wrapper's process is Envoy's), ready within `ready_within`.
+    pub async fn start_with(
+        envoy: &Path,
+        bootstrap: &str,
+        dir: &Path,
+        native_dir: &Path,
+        wrapper: &[String],
+        ready_within: Duration,
+    ) -> Result<Self, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let config = dir.join("envoy.yaml");
         let admin_file = dir.join("admin-address.txt");
         let log = dir.join("envoy.log");
         let _ = std::fs::remove_file(&admin_file);
         std::fs::write(&config, bootstrap).map_err(|e| format!("write config: {e}"))?;
-        let child = Command::new(envoy)
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(envoy);
+                c
+            }
+            None => Command::new(envoy),
+        };
+        let child = cmd
             .arg("-c")
             .arg(&config)
             .args([
@@ -335,7 +364,7 @@ impl Envoy {
             listener: SocketAddr::from(([127, 0, 0, 1], 0)),
             log,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + ready_within;
         loop {
             if let Ok(Some(status)) = envoy.child.try_wait() {
                 return Err(format!(
@@ -344,7 +373,11 @@ impl Envoy {
                 ));
             }
             if Instant::now() > deadline {
-                return Err(format!("envoy not ready within 60 s: {}", envoy.log_tail()));
+                return Err(format!(
+                    "envoy not ready within {} s: {}",
+                    ready_within.as_secs(),
+                    envoy.log_tail()
+                ));
             }
             if envoy.admin.port() == 0 {
                 if let Some(addr) = std::fs::read_to_string(&admin_file)

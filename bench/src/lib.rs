@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`harness`]: the run: for each round, each configuration in turn, the same phases;
+//! - [`instructions`]: Envoy instructions per request under callgrind (noise-free comparisons);
 //! - [`envoy`]: the Envoy bootstrap of each configuration, the process and its admin API;
 //! - [`shim`]: collector-shim as a process exporting to the sink;
 //! - [`upstream`]: the HTTP/1.1 + h2c + gRPC upstream service;
@@ -17,6 +18,7 @@
 
 pub mod envoy;
 pub mod harness;
+pub mod instructions;
 pub mod loadgen;
 pub mod micro;
 pub mod otlp_load;

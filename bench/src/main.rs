@@ -134,7 +134,10 @@ fn configure() -> Result<Plan, String> {
         .unwrap_or_default();
     for (tracer, file) in [
         (Tracer::Native, native.clone()),
-        (Tracer::NativeFloor, native_dir.join("libaetherflow_native_floor.so")),
+        (
+            Tracer::NativeFloor,
+            native_dir.join("libaetherflow_native_floor.so"),
+        ),
     ] {
         if !file.exists() && tracers.contains(&tracer) {
             eprintln!(
@@ -273,11 +276,101 @@ async fn shim_soak() -> Result<bool, String> {
     Ok(report.sound())
 }
 
+/// `aetherflow-bench instructions`: Envoy instructions per request under callgrind, every
+/// configuration of `BENCH_CONFIGS` and workload of `BENCH_WORKLOADS` (see `instructions.rs`).
+async fn instructions() -> Result<bool, String> {
+    use aetherflow_bench::instructions::{self, Plan, Tools};
+    if !instructions::available() {
+        eprintln!("bench: valgrind not installed: skipping the instruction counts");
+        return Ok(true);
+    }
+    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1" || v == "true");
+    let mut plan = if quick { Plan::quick() } else { Plan::full() };
+    if let Some(n) = env_num("BENCH_CG_REQUESTS")? {
+        plan.requests = n;
+    }
+    if let Some(n) = env_num("BENCH_CG_RUNS")? {
+        plan.runs = n;
+    }
+    let c = configure()?;
+    let tools = Tools {
+        envoy: c.components.envoy.clone(),
+        wasm: c.components.wasm.clone(),
+        wasm_floor: c.components.wasm_floor.clone(),
+        native_dir: c.components.native_dir.clone(),
+        shim: c
+            .components
+            .shim
+            .clone()
+            .ok_or("the instruction counts need the release collector-shim")?,
+        work_dir: std::env::temp_dir().join(format!("aetherflow-cg-{}", std::process::id())),
+    };
+    let tracers: Vec<Tracer> = c
+        .tracers
+        .iter()
+        .copied()
+        .filter(|t| *t != Tracer::NativeZipkin)
+        .collect();
+    eprintln!(
+        "bench: instructions per request under callgrind: {} requests after {} warm-up, {} run(s) of {:?}",
+        plan.requests,
+        plan.warmup,
+        plan.runs,
+        tracers.iter().map(|t| t.name()).collect::<Vec<_>>()
+    );
+    let counts = instructions::run_all(&tools, &tracers, &c.workloads, &plan, |n| {
+        eprintln!(
+            "bench: {:<13} {:<5} {:>9.0} instructions/req ({} requests, {} failed)",
+            n.tracer.name(),
+            format!("{:?}", n.workload).to_lowercase(),
+            n.per_request(),
+            n.requests,
+            n.failed
+        );
+    })
+    .await;
+    if std::env::var_os("BENCH_CG_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&tools.work_dir);
+    }
+    let counts = counts?;
+    for w in &c.workloads {
+        println!("\n{w:?}: Envoy instructions per request (callgrind)\n");
+        println!("{}", instructions::table(&counts, *w));
+    }
+    std::fs::create_dir_all(&c.out).map_err(|e| format!("{}: {e}", c.out.display()))?;
+    let path = c.out.join("instructions.json");
+    let json = serde_json::to_string_pretty(&counts).map_err(|e| e.to_string())?;
+    std::fs::write(&path, json + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!("bench: wrote {}", path.display());
+    Ok(counts.iter().all(|c| c.failed == 0))
+}
+
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("micro") {
         return micro();
     }
-    let soak = std::env::args().nth(1).as_deref() == Some("shim-soak");
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    if mode == "instructions" {
+        return match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => match rt.block_on(instructions()) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("bench: {e}");
+                    ExitCode::from(2)
+                }
+            },
+            Err(e) => {
+                eprintln!("bench: tokio runtime: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let soak = mode == "shim-soak";
     let plan = if soak {
         None
     } else {

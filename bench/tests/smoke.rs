@@ -91,7 +91,10 @@ fn quick_profile_serves_every_request_and_delivers_every_span() {
             s.envoy_stats,
             s.envoy_log_errors
         );
-        if matches!(s.tracer, Tracer::Filter | Tracer::Native | Tracer::NativeOtel) {
+        if matches!(
+            s.tracer,
+            Tracer::Filter | Tracer::Native | Tracer::NativeOtel
+        ) {
             assert!(s.via_shim, "{what}: spans went through collector-shim");
         }
         if s.workload == Workload::Http1 {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use aetherflow_tests::envoy::{Envoy, EnvoyOptions};
 use aetherflow_tests::envoy_config::{EnvoyConfig, Substitutions};
+use aetherflow_tests::form::Form;
 use aetherflow_tests::paths;
 use serde_yaml::Value;
 use tokio::net::TcpListener;
@@ -253,6 +254,8 @@ pub struct StackOptions {
     pub service_listen: String,
     /// Envoy worker threads.
     pub envoy_concurrency: usize,
+    /// Which form of the filter Envoy loads (`make demo FILTER=native`).
+    pub form: Form,
 }
 
 impl Default for StackOptions {
@@ -263,6 +266,7 @@ impl Default for StackOptions {
             filter_edit: None,
             service_listen: "127.0.0.1:0".to_owned(),
             envoy_concurrency: 1,
+            form: Form::Wasm,
         }
     }
 }
@@ -288,8 +292,8 @@ impl Stack {
         opts: StackOptions,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Stack, String> {
+        opts.form.require_module();
         let wasm = paths::wasm();
-        paths::require(&wasm, "make wasm");
         let dir = tempfile::Builder::new()
             .prefix("aetherflow-demo-")
             .tempdir()
@@ -321,14 +325,19 @@ impl Stack {
         let subs =
             Substitutions::loopback(&wasm, loopback(http.addr), loopback(grpc.addr), shim_addr);
         config.substitute(&subs)?;
+        config.use_form(opts.form)?;
         if let Some(edit) = opts.filter_edit {
             config.update_filter_config(aetherflow_tests::envoy_config::INGRESS, edit)?;
         }
-        progress(
-            "starting Envoy with trace_filter.wasm (V8 compiles the module; this can take a while)",
-        );
+        progress(match opts.form {
+            Form::Wasm => {
+                "starting Envoy with trace_filter.wasm (V8 compiles the module; this can take a while)"
+            }
+            Form::Native => "starting Envoy with the native module libaetherflow_trace.so",
+        });
         let envoy_opts = EnvoyOptions {
             concurrency: opts.envoy_concurrency,
+            form: opts.form,
             ..Default::default()
         };
         let envoy = Envoy::start(&config, &envoy_opts).await?;

@@ -47,7 +47,8 @@ fn envoy_native_yaml_validates_with_the_real_module() {
     let v = envoy::validate(&cfg, &paths::envoy()).expect("run envoy --mode validate");
     assert!(v.accepted, "envoy refused envoy-native.yaml:\n{}", v.output);
     assert!(
-        v.output.contains("Dynamic module ABI version v0.2.0 matched"),
+        v.output
+            .contains("Dynamic module ABI version v0.2.0 matched"),
         "{}",
         v.output
     );

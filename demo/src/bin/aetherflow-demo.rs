@@ -11,6 +11,7 @@ use aetherflow_demo::client::DemoClient;
 use aetherflow_demo::scenarios::{self, Sent};
 use aetherflow_demo::stack::{Stack, StackOptions};
 use aetherflow_demo::trace_view;
+use aetherflow_tests::form::Form;
 
 /// The shim configuration of the demo: the embedded exporters (a JSON-lines file the runner
 /// renders, and the console trees), an error and a latency tail policy, short timers.
@@ -41,10 +42,21 @@ async fn main() {
     let keep = std::env::args().any(|a| a == "--keep-running")
         || std::env::var("DEMO_KEEP").is_ok_and(|v| v == "1" || v == "true");
     if std::env::args().any(|a| a == "--help" || a == "-h") {
-        println!("usage: aetherflow-demo [--keep-running]   (or DEMO_KEEP=1)");
+        println!(
+            "usage: aetherflow-demo [--keep-running] [--native]   (or DEMO_KEEP=1, FILTER=native)"
+        );
         return;
     }
-    match run(keep).await {
+    let form = match std::env::var("FILTER").as_deref() {
+        _ if std::env::args().any(|a| a == "--native") => Form::Native,
+        Ok("native") => Form::Native,
+        Ok("wasm") | Ok("") | Err(_) => Form::Wasm,
+        Ok(other) => {
+            eprintln!("FILTER={other}: expected `wasm` (the default) or `native`");
+            std::process::exit(2);
+        }
+    };
+    match run(keep, form).await {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
         Err(e) => {
@@ -54,9 +66,13 @@ async fn main() {
     }
 }
 
-async fn run(keep: bool) -> Result<bool, String> {
+async fn run(keep: bool, form: Form) -> Result<bool, String> {
     let started = Instant::now();
-    println!("AetherFlow demo: real Envoy 1.40 + trace_filter.wasm + collector-shim + demo services, all on 127.0.0.1\n");
+    let module = match form {
+        Form::Wasm => "trace_filter.wasm",
+        Form::Native => "the native module libaetherflow_trace.so",
+    };
+    println!("AetherFlow demo: real Envoy 1.40 + {module} + collector-shim + demo services, all on 127.0.0.1\n");
     let spans_dir = tempfile::Builder::new()
         .prefix("aetherflow-demo-spans-")
         .tempdir()
@@ -65,6 +81,7 @@ async fn run(keep: bool) -> Result<bool, String> {
     let opts = StackOptions {
         shim_config: Some(shim_config(&spans_file)),
         shim_inherit_stdout: keep,
+        form,
         ..Default::default()
     };
     let mut step = 0;
@@ -269,12 +286,13 @@ The stack keeps running; the shim prints each trace as its tree below. Try:
   grpcurl -plaintext -import-path {proto} -proto greeter.proto -d '{{"name":"bob","count":3}}' \
       {authority} demo.v1.Greeter/StreamGreetings        (if grpcurl is installed)
 
-  Envoy admin: curl -s http://{admin}/stats | grep wasmcustom.aetherflow
+  Envoy admin: curl -s http://{admin}/stats | grep {prefix}aetherflow
   Shim metrics: curl -s http://{shim}/metrics
 
 Press Ctrl-C to stop."#,
         proto = proto.display(),
         admin = stack.envoy.admin_addr(),
+        prefix = stack.envoy.form().metric_prefix(),
         shim = stack
             .shim
             .as_ref()

@@ -130,8 +130,9 @@ fn span_len(s: &Span) -> usize {
     n + 2 + 4 // flags: field 16 takes a two-byte key
 }
 
-fn put_span(out: &mut Vec<u8>, s: &Span) {
-    put_ld_header(out, 2, span_len(s));
+/// Writes one span whose encoded length (`span_len`) the caller already computed.
+fn put_span(out: &mut Vec<u8>, s: &Span, len: usize) {
+    put_ld_header(out, 2, len);
     put_ld(out, 1, &s.trace_id.0);
     put_ld(out, 2, &s.span_id.0);
     put_str(out, 3, &s.trace_state);
@@ -168,7 +169,9 @@ fn put_span(out: &mut Vec<u8>, s: &Span) {
 /// Writes an `ExportTraceServiceRequest` with one `ResourceSpans` (the already encoded
 /// `resource` message), one `ScopeSpans` (the already encoded `scope` message) and `spans`.
 pub fn export_request(resource: &[u8], scope: &[u8], schema_url: &str, spans: &[Span]) -> Vec<u8> {
-    let spans_len: usize = spans.iter().map(|s| ld_len(span_len(s))).sum();
+    // Each span's length once: it is needed for the enclosing lengths and its own header.
+    let lens: Vec<usize> = spans.iter().map(span_len).collect();
+    let spans_len: usize = lens.iter().map(|n| ld_len(*n)).sum();
     let scope_spans_len = ld_len(scope.len()) + spans_len + str_len(schema_url);
     let resource_spans_len = ld_len(resource.len()) + ld_len(scope_spans_len) + str_len(schema_url);
     let mut out = Vec::with_capacity(ld_len(resource_spans_len));
@@ -176,8 +179,8 @@ pub fn export_request(resource: &[u8], scope: &[u8], schema_url: &str, spans: &[
     put_ld(&mut out, 1, resource);
     put_ld_header(&mut out, 2, scope_spans_len);
     put_ld(&mut out, 1, scope);
-    for s in spans {
-        put_span(&mut out, s);
+    for (s, len) in spans.iter().zip(lens) {
+        put_span(&mut out, s, len);
     }
     put_str(&mut out, 3, schema_url); // ScopeSpans.schema_url closes the scope spans,
     put_str(&mut out, 3, schema_url); // then ResourceSpans.schema_url.

@@ -226,6 +226,14 @@ extern "C" {
         value: ModuleBuffer,
     ) -> bool;
 
+    /// Appends a line (an existing line of `key` stays): cheaper than a set when the map has
+    /// no line of `key`.
+    pub fn envoy_dynamic_module_callback_http_add_header(
+        filter: FilterEnvoyPtr,
+        header_type: HeaderType,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    ) -> bool;
     pub fn envoy_dynamic_module_callback_http_get_body_chunks_size(
         filter: FilterEnvoyPtr,
         body_type: BodyType,

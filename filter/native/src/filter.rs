@@ -5,10 +5,11 @@
 //! the span needs.
 
 use crate::abi::{self, FilterEnvoyPtr, HeaderType};
-use crate::host::{Attributes, Deferred, Reader, ReceivedBody, RequestHeaderView, Writer};
+use crate::host::{Attributes, Deferred, Op, Reader, ReceivedBody, RequestHeaderView, Writer};
 use crate::plugin::{now_ns, Plugin};
 use aetherflow_core::ids::IdGenerator;
 use aetherflow_core::metrics::Metric;
+use aetherflow_core::propagation::{Extractor, Injector};
 use aetherflow_core::stream::{ActiveStream, Direction};
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -29,6 +30,53 @@ fn seed() -> [u8; 32] {
         s[8..16].copy_from_slice(&here.to_le_bytes());
     }
     s
+}
+
+/// Request header writes planned against the headers as received: a header the request does
+/// not carry is added (Envoy's set first searches the map to remove it) and never removed
+/// (the core removes `tracestate` whenever it has none to send). Measured with callgrind, a
+/// set costs Envoy about 2 600 instructions; this saves one or two per request.
+struct Planned<'a, 'v> {
+    lines: &'a RequestHeaderView<'v>,
+    writes: &'a mut Deferred,
+}
+
+impl Injector for Planned<'_, '_> {
+    fn set(&mut self, name: &str, value: &str) {
+        let op = if self.lines.get(name).is_some() {
+            Op::Set
+        } else {
+            Op::Add
+        };
+        self.writes.push(op, name, value);
+    }
+
+    fn remove(&mut self, name: &str) {
+        if self.lines.get(name).is_some() {
+            self.writes.push(Op::Remove, name, "");
+        }
+    }
+}
+
+/// Response header writes: a header the response lacks is added rather than set (a lookup
+/// plus an add costs Envoy about 700 instructions less than a set, measured with callgrind).
+struct ResponseWriter<'a> {
+    reader: &'a Reader,
+    out: Writer,
+}
+
+impl Injector for ResponseWriter<'_> {
+    fn set(&mut self, name: &str, value: &str) {
+        if self.reader.has(name) {
+            self.out.set(name, value);
+        } else {
+            self.out.add(name, value);
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.out.remove(name);
+    }
 }
 
 /// The module's state for one stream.
@@ -73,7 +121,11 @@ impl Filter {
             // SAFETY: `filter` is this hook's pointer; the view is dropped at the end of this
             // closure, before any write to the request headers.
             let lines = unsafe { RequestHeaderView::read(filter) };
-            Some(p.tracer.start(&lines, &mut writes, ids, now_ns(), |e| {
+            let mut out = Planned {
+                lines: &lines,
+                writes: &mut writes,
+            };
+            Some(p.tracer.start(&lines, &mut out, ids, now_ns(), |e| {
                 p.metrics.add_from_stream(filter, e.metric(), 1)
             }))
         });
@@ -106,15 +158,19 @@ impl Filter {
         let (Some(p), Some(a)) = (self.plugin.as_deref(), self.active.as_mut()) else {
             return;
         };
+        let reader = Reader {
+            filter,
+            map: HeaderType::ResponseHeader,
+        };
         a.on_response_headers(
             &p.tracer,
-            &Reader {
-                filter,
-                map: HeaderType::ResponseHeader,
-            },
-            &mut Writer {
-                filter,
-                map: HeaderType::ResponseHeader,
+            &reader,
+            &mut ResponseWriter {
+                reader: &reader,
+                out: Writer {
+                    filter,
+                    map: HeaderType::ResponseHeader,
+                },
             },
         );
     }

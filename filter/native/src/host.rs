@@ -8,9 +8,13 @@ use aetherflow_core::stream::{HeaderSource, RequestLines, StreamFacts};
 use std::borrow::Cow;
 
 /// Text from Envoy-owned bytes: borrowed when valid UTF-8 (Envoy's header values nearly
-/// always are), a lossy copy otherwise.
+/// always are), a lossy copy otherwise. (`from_utf8` first: its validation is several times
+/// cheaper than the lossy decoder's chunk iteration, measured with callgrind.)
 fn text(b: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(b)
+    match std::str::from_utf8(b) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(String::from_utf8_lossy(b).into_owned()),
+    }
 }
 
 /// Most requests carry fewer header lines than this: their view needs no heap allocation.
@@ -113,45 +117,62 @@ impl RequestLines for RequestHeaderView<'_> {
     }
 }
 
+/// One held-back header write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Replace every line of the header.
+    Set,
+    /// Append a line: for a header the map does not have (same result as a set, cheaper).
+    Add,
+    /// Remove every line.
+    Remove,
+}
+
 /// Header writes held back until the request's header view is gone (a write may free the
 /// memory the view borrows). The core reads the headers as received either way, exactly as
 /// the Wasm form reads its copy of them.
-#[derive(Default)]
 pub struct Deferred {
     text: String,
-    /// (name, value) ranges into `text`; no value = remove.
-    ops: Vec<(std::ops::Range<usize>, Option<std::ops::Range<usize>>)>,
+    /// (op, name, value) with ranges into `text`.
+    ops: Vec<(Op, std::ops::Range<usize>, std::ops::Range<usize>)>,
+}
+
+impl Default for Deferred {
+    /// Sized for the usual writes (`traceparent`, perhaps `tracestate` and a legacy format)
+    /// so that no write grows them.
+    fn default() -> Deferred {
+        Deferred {
+            text: String::with_capacity(256),
+            ops: Vec::with_capacity(4),
+        }
+    }
 }
 
 impl Deferred {
-    fn push(&mut self, s: &str) -> std::ops::Range<usize> {
+    fn push_str(&mut self, s: &str) -> std::ops::Range<usize> {
         let start = self.text.len();
         self.text.push_str(s);
         start..self.text.len()
     }
 
+    /// Holds one write back.
+    pub fn push(&mut self, op: Op, name: &str, value: &str) {
+        let k = self.push_str(name);
+        let v = self.push_str(value);
+        self.ops.push((op, k, v));
+    }
+
     /// Applies every write, in order.
     pub fn apply(self, out: &mut Writer) {
-        for (k, v) in &self.ops {
+        for (op, k, v) in &self.ops {
             let name = self.text.get(k.clone()).unwrap_or_default();
-            match v {
-                Some(v) => out.set(name, self.text.get(v.clone()).unwrap_or_default()),
-                None => out.remove(name),
+            let value = self.text.get(v.clone()).unwrap_or_default();
+            match op {
+                Op::Set => out.set(name, value),
+                Op::Add => out.add(name, value),
+                Op::Remove => out.remove(name),
             }
         }
-    }
-}
-
-impl Injector for Deferred {
-    fn set(&mut self, name: &str, value: &str) {
-        let k = self.push(name);
-        let v = self.push(value);
-        self.ops.push((k, Some(v)));
-    }
-
-    fn remove(&mut self, name: &str) {
-        let k = self.push(name);
-        self.ops.push((k, None));
     }
 }
 
@@ -162,6 +183,22 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// Appends a line of `name` (the caller knows the map has none).
+    pub fn add(&mut self, name: &str, value: &str) {
+        if value.is_empty() {
+            return;
+        }
+        // SAFETY: `filter` is the current hook's pointer; both buffers outlive the call.
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_add_header(
+                self.filter,
+                self.map,
+                ModuleBuffer::of(name.as_bytes()),
+                ModuleBuffer::of(value.as_bytes()),
+            );
+        }
+    }
+
     fn write(&self, name: &str, value: &[u8]) {
         // SAFETY: `filter` is the current hook's pointer; both buffers outlive the call.
         unsafe {
@@ -196,8 +233,14 @@ pub struct Reader {
     pub map: HeaderType,
 }
 
-impl HeaderSource for Reader {
-    fn header(&self, name: &str) -> Option<String> {
+impl Reader {
+    /// Whether the map has a line of `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.first(name).is_some()
+    }
+
+    /// The first value of `name`, borrowed from Envoy's map (valid until the map changes).
+    fn first(&self, name: &str) -> Option<EnvoyBuffer> {
         let mut out = EnvoyBuffer::EMPTY;
         let mut count = 0usize;
         // SAFETY: the key outlives the call; Envoy writes one buffer and a count into locals.
@@ -211,11 +254,15 @@ impl HeaderSource for Reader {
                 &mut count,
             )
         };
-        if !found || out.ptr.is_null() {
-            return None;
-        }
+        (found && !out.ptr.is_null()).then_some(out)
+    }
+}
+
+impl HeaderSource for Reader {
+    fn header(&self, name: &str) -> Option<String> {
         // SAFETY: Envoy's buffer is valid during this hook; copied at once.
-        Some(text(unsafe { out.bytes() }).into_owned())
+        self.first(name)
+            .map(|b| text(unsafe { b.bytes() }).into_owned())
     }
 }
 
