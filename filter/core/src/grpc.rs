@@ -91,11 +91,38 @@ impl FrameCounter {
         FrameCounter::default()
     }
 
-    /// Feeds a chunk held in memory.
+    /// Feeds a chunk held in memory (no copy: prefix bytes are read in place).
     pub fn feed(&mut self, chunk: &[u8]) {
-        self.feed_with(chunk.len(), |off, len| {
-            chunk.get(off..off + len).map(<[u8]>::to_vec)
-        });
+        let mut rest = chunk;
+        while !rest.is_empty() && !self.lost {
+            if self.skip > 0 {
+                let n = self.skip.min(rest.len() as u64);
+                self.skip -= n;
+                rest = rest.get(n as usize..).unwrap_or_default();
+                continue;
+            }
+            let want = (5 - self.have).min(rest.len());
+            let (bytes, after) = rest.split_at(want);
+            self.take_prefix(bytes);
+            rest = after;
+        }
+    }
+
+    /// Adds prefix bytes; a complete prefix counts a message and sets its payload to skip.
+    fn take_prefix(&mut self, bytes: &[u8]) {
+        self.prefix[self.have..self.have + bytes.len()].copy_from_slice(bytes);
+        self.have += bytes.len();
+        if self.have == 5 {
+            self.have = 0;
+            self.messages += 1;
+            let l = [
+                self.prefix[1],
+                self.prefix[2],
+                self.prefix[3],
+                self.prefix[4],
+            ];
+            self.skip = u64::from(u32::from_be_bytes(l));
+        }
     }
 
     /// Feeds a chunk of `len` bytes that `read(offset, len)` can fetch piecewise (the filter
@@ -114,20 +141,8 @@ impl FrameCounter {
                 self.lost = true;
                 return;
             };
-            self.prefix[self.have..self.have + want].copy_from_slice(&bytes);
-            self.have += want;
+            self.take_prefix(&bytes);
             pos += want;
-            if self.have == 5 {
-                self.have = 0;
-                self.messages += 1;
-                let l = [
-                    self.prefix[1],
-                    self.prefix[2],
-                    self.prefix[3],
-                    self.prefix[4],
-                ];
-                self.skip = u64::from(u32::from_be_bytes(l));
-            }
         }
     }
 }

@@ -349,6 +349,24 @@ impl ActiveStream {
         }
     }
 
+    /// A body chunk held in memory as consecutive slices (the native form reads Envoy's
+    /// buffer in place).
+    pub fn on_body_slices<'s>(
+        &mut self,
+        dir: Direction,
+        slices: impl IntoIterator<Item = &'s [u8]>,
+    ) {
+        let counter = match dir {
+            Direction::Request => self.req_frames.as_mut(),
+            Direction::Response => self.resp_frames.as_mut(),
+        };
+        if let Some(c) = counter {
+            for s in slices {
+                c.feed(s);
+            }
+        }
+    }
+
     /// The end of the stream: the finished span, or `None` when this request records none.
     /// Envoy facts are read here, lazily and only those the span needs.
     pub fn finish(self, t: &Tracer, facts: &mut impl StreamFacts, end_ns: u64) -> Option<Span> {

@@ -5,7 +5,7 @@
 //! the span needs.
 
 use crate::abi::{self, FilterEnvoyPtr, HeaderType};
-use crate::host::{Attributes, Deferred, Op, Reader, ReceivedBody, RequestHeaderView, Writer};
+use crate::host::{with_received_body, Attributes, Deferred, HeaderView, Op, Writer};
 use crate::plugin::{now_ns, Plugin};
 use aetherflow_core::ids::IdGenerator;
 use aetherflow_core::metrics::Metric;
@@ -32,12 +32,12 @@ fn seed() -> [u8; 32] {
     s
 }
 
-/// Request header writes planned against the headers as received: a header the request does
-/// not carry is added (Envoy's set first searches the map to remove it) and never removed
+/// Header writes planned against the map as received: a header the map does not carry is
+/// added (Envoy's set first searches the map to remove it) and never removed
 /// (the core removes `tracestate` whenever it has none to send). Measured with callgrind, a
 /// set costs Envoy about 2 600 instructions; this saves one or two per request.
 struct Planned<'a, 'v> {
-    lines: &'a RequestHeaderView<'v>,
+    lines: &'a HeaderView<'v>,
     writes: &'a mut Deferred,
 }
 
@@ -55,27 +55,6 @@ impl Injector for Planned<'_, '_> {
         if self.lines.get(name).is_some() {
             self.writes.push(Op::Remove, name, "");
         }
-    }
-}
-
-/// Response header writes: a header the response lacks is added rather than set (a lookup
-/// plus an add costs Envoy about 700 instructions less than a set, measured with callgrind).
-struct ResponseWriter<'a> {
-    reader: &'a Reader,
-    out: Writer,
-}
-
-impl Injector for ResponseWriter<'_> {
-    fn set(&mut self, name: &str, value: &str) {
-        if self.reader.has(name) {
-            self.out.set(name, value);
-        } else {
-            self.out.add(name, value);
-        }
-    }
-
-    fn remove(&mut self, name: &str) {
-        self.out.remove(name);
     }
 }
 
@@ -120,7 +99,7 @@ impl Filter {
             let ids = ids.get_or_insert_with(|| IdGenerator::from_seed(seed()));
             // SAFETY: `filter` is this hook's pointer; the view is dropped at the end of this
             // closure, before any write to the request headers.
-            let lines = unsafe { RequestHeaderView::read(filter) };
+            let lines = unsafe { HeaderView::read(filter, HeaderType::RequestHeader) };
             let mut out = Planned {
                 lines: &lines,
                 writes: &mut writes,
@@ -148,40 +127,38 @@ impl Filter {
             Direction::Request => abi::BodyType::ReceivedRequestBody,
             Direction::Response => abi::BodyType::ReceivedResponseBody,
         };
-        // SAFETY: this is the body hook of `filter`; the slices are dropped before it returns.
-        let chunk = unsafe { ReceivedBody::read(filter, body) };
-        a.on_body(dir, chunk.len(), |off, n| chunk.bytes(off, n));
+        // SAFETY: this is the body hook of `filter`; the slices are used within it.
+        unsafe { with_received_body(filter, body, |slices| a.on_body_slices(dir, slices)) };
     }
 
-    /// Response headers: trace id headers for the client; status for the span.
+    /// Response headers: trace id headers for the client; status for the span. The map is read
+    /// once (one view instead of three or four single reads), the writes applied after.
     pub fn on_response_headers(&mut self, filter: FilterEnvoyPtr) {
         let (Some(p), Some(a)) = (self.plugin.as_deref(), self.active.as_mut()) else {
             return;
         };
-        let reader = Reader {
+        let mut writes = Deferred::default();
+        {
+            // SAFETY: this hook's pointer; the view is dropped before the writes.
+            let view = unsafe { HeaderView::read(filter, HeaderType::ResponseHeader) };
+            let mut out = Planned {
+                lines: &view,
+                writes: &mut writes,
+            };
+            a.on_response_headers(&p.tracer, &view, &mut out);
+        }
+        writes.apply(&mut Writer {
             filter,
             map: HeaderType::ResponseHeader,
-        };
-        a.on_response_headers(
-            &p.tracer,
-            &reader,
-            &mut ResponseWriter {
-                reader: &reader,
-                out: Writer {
-                    filter,
-                    map: HeaderType::ResponseHeader,
-                },
-            },
-        );
+        });
     }
 
     /// Response trailers: the gRPC status.
     pub fn on_response_trailers(&mut self, filter: FilterEnvoyPtr) {
         if let Some(a) = self.active.as_mut() {
-            a.on_response_trailers(&Reader {
-                filter,
-                map: HeaderType::ResponseTrailer,
-            });
+            // SAFETY: this hook's pointer; the view is dropped before the hook returns.
+            let view = unsafe { HeaderView::read(filter, HeaderType::ResponseTrailer) };
+            a.on_response_trailers(&view);
         }
     }
 

@@ -22,19 +22,20 @@ const INLINE_LINES: usize = 32;
 /// A map with more lines than this is read up to this many (Envoy's default limit is 100).
 const MAX_LINES: usize = 1024;
 
-/// The request header lines, borrowed from Envoy's header map for the current hook.
-pub struct RequestHeaderView<'a> {
+/// The lines of one header map, borrowed from Envoy's map for the current hook.
+pub struct HeaderView<'a> {
     lines: Vec<(&'a str, Cow<'a, str>)>,
 }
 
-impl<'a> RequestHeaderView<'a> {
-    /// Reads every line of the request headers (two callbacks, no copy of names or values).
+impl<'a> HeaderView<'a> {
+    /// Reads every line of a header map (two callbacks, no copy of names or values): cheaper
+    /// than two single-header reads.
     ///
     /// # Safety
     /// `filter` must be the pointer Envoy passed to the current hook. The lines borrow Envoy's
     /// header map: the view must be dropped before the hook returns and before any header of
-    /// the request map is written (writes go through [`Deferred`] and are applied after).
-    pub unsafe fn read(filter: FilterEnvoyPtr) -> RequestHeaderView<'a> {
+    /// that map is written (writes go through [`Deferred`] and are applied after).
+    pub unsafe fn read(filter: FilterEnvoyPtr, map: HeaderType) -> HeaderView<'a> {
         // SAFETY: `filter` is the pointer Envoy passed to the current hook.
         let n = unsafe {
             abi::envoy_dynamic_module_callback_http_get_headers_size(
@@ -60,11 +61,7 @@ impl<'a> RequestHeaderView<'a> {
         // between the two calls: the hook runs on the stream's thread).
         let ok = n > 0
             && unsafe {
-                abi::envoy_dynamic_module_callback_http_get_headers(
-                    filter,
-                    HeaderType::RequestHeader,
-                    slots.as_mut_ptr(),
-                )
+                abi::envoy_dynamic_module_callback_http_get_headers(filter, map, slots.as_mut_ptr())
             };
         let mut lines = Vec::with_capacity(if ok { n } else { 0 });
         if ok {
@@ -90,11 +87,11 @@ impl<'a> RequestHeaderView<'a> {
                 }
             }
         }
-        RequestHeaderView { lines }
+        HeaderView { lines }
     }
 }
 
-impl Extractor for RequestHeaderView<'_> {
+impl Extractor for HeaderView<'_> {
     fn get_all(&self, name: &str) -> Vec<&str> {
         self.lines
             .iter()
@@ -111,7 +108,7 @@ impl Extractor for RequestHeaderView<'_> {
     }
 }
 
-impl RequestLines for RequestHeaderView<'_> {
+impl RequestLines for HeaderView<'_> {
     fn lines(&self) -> impl Iterator<Item = (&str, &str)> {
         self.lines.iter().map(|(k, v)| (*k, v.as_ref()))
     }
@@ -128,7 +125,13 @@ pub enum Op {
     Remove,
 }
 
-/// Header writes held back until the request's header view is gone (a write may free the
+impl HeaderSource for HeaderView<'_> {
+    fn header(&self, name: &str) -> Option<String> {
+        self.get(name).map(str::to_owned)
+    }
+}
+
+/// Header writes held back until the map's header view is gone (a write may free the
 /// memory the view borrows). The core reads the headers as received either way, exactly as
 /// the Wasm form reads its copy of them.
 pub struct Deferred {
@@ -227,45 +230,6 @@ impl Injector for Writer {
     }
 }
 
-/// Reads single headers of one map (response headers or trailers).
-pub struct Reader {
-    pub filter: FilterEnvoyPtr,
-    pub map: HeaderType,
-}
-
-impl Reader {
-    /// Whether the map has a line of `name`.
-    pub fn has(&self, name: &str) -> bool {
-        self.first(name).is_some()
-    }
-
-    /// The first value of `name`, borrowed from Envoy's map (valid until the map changes).
-    fn first(&self, name: &str) -> Option<EnvoyBuffer> {
-        let mut out = EnvoyBuffer::EMPTY;
-        let mut count = 0usize;
-        // SAFETY: the key outlives the call; Envoy writes one buffer and a count into locals.
-        let found = unsafe {
-            abi::envoy_dynamic_module_callback_http_get_header(
-                self.filter,
-                self.map,
-                ModuleBuffer::of(name.as_bytes()),
-                &mut out,
-                0,
-                &mut count,
-            )
-        };
-        (found && !out.ptr.is_null()).then_some(out)
-    }
-}
-
-impl HeaderSource for Reader {
-    fn header(&self, name: &str) -> Option<String> {
-        // SAFETY: Envoy's buffer is valid during this hook; copied at once.
-        self.first(name)
-            .map(|b| text(unsafe { b.bytes() }).into_owned())
-    }
-}
-
 /// Envoy's stream attributes, read at the end of the stream.
 pub struct Attributes(pub FilterEnvoyPtr);
 
@@ -335,65 +299,44 @@ impl StreamFacts for Attributes {
     }
 }
 
-/// The body chunk received in the current body hook, as Envoy's slices (not copied).
-pub struct ReceivedBody<'a> {
-    slices: Vec<&'a [u8]>,
-}
+/// Most body chunks are a handful of slices: no heap allocation to read them.
+const INLINE_SLICES: usize = 8;
 
-impl<'a> ReceivedBody<'a> {
-    /// The slices of the chunk received in this body hook.
-    ///
-    /// # Safety
-    /// `filter` must be the pointer of the current body hook; the value must be dropped
-    /// before the hook returns.
-    pub unsafe fn read(filter: FilterEnvoyPtr, body: abi::BodyType) -> ReceivedBody<'a> {
-        // SAFETY: `filter` is the current hook's pointer.
-        let n =
-            unsafe { abi::envoy_dynamic_module_callback_http_get_body_chunks_size(filter, body) };
-        // A body chunk is a handful of slices; a count beyond this is not believed.
-        if n == 0 || n > 1 << 16 {
-            return ReceivedBody { slices: Vec::new() };
-        }
-        let mut chunks = vec![EnvoyBuffer::EMPTY; n];
-        // SAFETY: `chunks` has room for the `n` slices Envoy just counted.
-        let ok = unsafe {
+/// Calls `f` with the slices of the body chunk received in the current body hook, read in
+/// place (no copy); an unreadable chunk is an empty list.
+///
+/// # Safety
+/// `filter` must be the pointer of the current body hook.
+pub unsafe fn with_received_body<R>(
+    filter: FilterEnvoyPtr,
+    body: abi::BodyType,
+    f: impl FnOnce(&mut dyn Iterator<Item = &[u8]>) -> R,
+) -> R {
+    // SAFETY: `filter` is the current hook's pointer.
+    let n = unsafe { abi::envoy_dynamic_module_callback_http_get_body_chunks_size(filter, body) };
+    let mut inline = [EnvoyBuffer::EMPTY; INLINE_SLICES];
+    let mut heap = Vec::new();
+    // A body chunk is a handful of slices; a count beyond this is not believed.
+    let n = if n > 1 << 16 { 0 } else { n };
+    let slots: &mut [EnvoyBuffer] = if n <= INLINE_SLICES {
+        &mut inline[..n]
+    } else {
+        heap.resize(n, EnvoyBuffer::EMPTY);
+        &mut heap[..]
+    };
+    // SAFETY: `slots` has room for the `n` slices Envoy just counted.
+    let ok = n > 0
+        && unsafe {
             abi::envoy_dynamic_module_callback_http_get_body_chunks(
                 filter,
                 body,
-                chunks.as_mut_ptr(),
+                slots.as_mut_ptr(),
             )
         };
-        if !ok {
-            return ReceivedBody { slices: Vec::new() };
-        }
-        // SAFETY: Envoy's slices stay valid during the body hook.
-        let slices = chunks.into_iter().map(|c| unsafe { c.bytes() }).collect();
-        ReceivedBody { slices }
-    }
-
-    /// Total length.
-    pub fn len(&self) -> usize {
-        self.slices.iter().map(|s| s.len()).sum()
-    }
-
-    /// `len` bytes at `offset` across the slices; `None` when the chunk is shorter.
-    pub fn bytes(&self, offset: usize, len: usize) -> Option<Vec<u8>> {
-        let mut out = Vec::with_capacity(len);
-        let mut skip = offset;
-        for b in &self.slices {
-            if out.len() == len {
-                break;
-            }
-            if skip >= b.len() {
-                skip -= b.len();
-                continue;
-            }
-            let take = (len - out.len()).min(b.len() - skip);
-            out.extend_from_slice(b.get(skip..skip + take)?);
-            skip = 0;
-        }
-        (out.len() == len).then_some(out)
-    }
+    let used = if ok { n } else { 0 };
+    // SAFETY: Envoy's slices stay valid during the body hook, which outlives `f`.
+    let mut slices = slots[..used].iter().map(|c| unsafe { c.bytes() });
+    f(&mut slices)
 }
 
 /// Logs a line through Envoy's `dynamic_modules` logger (any thread).
