@@ -24,7 +24,7 @@ fn token() -> *const c_void {
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const u8 {
-    b"v0.2.0\0".as_ptr()
+    c"v0.2.0".as_ptr().cast()
 }
 
 #[no_mangle]

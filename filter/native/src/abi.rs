@@ -6,12 +6,15 @@
 //! Naming: `envoy_dynamic_module_type_*` types become the short Rust names below; hooks are
 //! defined in [`crate::hooks`]; callbacks are the `extern "C"` block at the end.
 #![allow(non_camel_case_types)]
+// The enums mirror the header's complete value lists (their discriminants are the ABI), also
+// the values this module does not pass today.
+#![allow(dead_code)]
 
 use std::ffi::c_void;
 
 /// The ABI version this module is built against (Envoy 1.40 reports `v0.2.0`; a mismatch is
 /// only a warning in Envoy's log).
-pub const ABI_VERSION: &[u8] = b"v0.2.0\0";
+pub const ABI_VERSION: &std::ffi::CStr = c"v0.2.0";
 
 /// A buffer owned by Envoy (valid for the duration the callback documents).
 #[repr(C)]
@@ -99,8 +102,9 @@ pub enum HeaderType {
     ResponseTrailer = 3,
 }
 
-/// Which body (`envoy_dynamic_module_type_http_body_type`).
+/// Which body (`envoy_dynamic_module_type_http_body_type`; the header's names).
 #[repr(C)]
+#[allow(clippy::enum_variant_names)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyType {
     ReceivedRequestBody = 0,

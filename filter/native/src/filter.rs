@@ -5,7 +5,7 @@
 //! the span needs.
 
 use crate::abi::{self, FilterEnvoyPtr, HeaderType};
-use crate::host::{with_received_body, Attributes, Deferred, HeaderView, Op, Writer};
+use crate::host::{with_received_body, Attributes, Deferred, HeaderView, Op, Reader, Writer};
 use crate::plugin::{now_ns, Plugin};
 use aetherflow_core::ids::IdGenerator;
 use aetherflow_core::metrics::Metric;
@@ -153,12 +153,14 @@ impl Filter {
         });
     }
 
-    /// Response trailers: the gRPC status.
+    /// Response trailers: the gRPC status (one or two single reads: cheaper here than a view
+    /// of the map, measured with callgrind).
     pub fn on_response_trailers(&mut self, filter: FilterEnvoyPtr) {
         if let Some(a) = self.active.as_mut() {
-            // SAFETY: this hook's pointer; the view is dropped before the hook returns.
-            let view = unsafe { HeaderView::read(filter, HeaderType::ResponseTrailer) };
-            a.on_response_trailers(&view);
+            a.on_response_trailers(&Reader {
+                filter,
+                map: HeaderType::ResponseTrailer,
+            });
         }
     }
 

@@ -230,6 +230,35 @@ impl Injector for Writer {
     }
 }
 
+/// Reads single headers of one map.
+pub struct Reader {
+    pub filter: FilterEnvoyPtr,
+    pub map: HeaderType,
+}
+
+impl HeaderSource for Reader {
+    fn header(&self, name: &str) -> Option<String> {
+        let mut out = EnvoyBuffer::EMPTY;
+        let mut count = 0usize;
+        // SAFETY: the key outlives the call; Envoy writes one buffer and a count into locals.
+        let found = unsafe {
+            abi::envoy_dynamic_module_callback_http_get_header(
+                self.filter,
+                self.map,
+                ModuleBuffer::of(name.as_bytes()),
+                &mut out,
+                0,
+                &mut count,
+            )
+        };
+        if !found || out.ptr.is_null() {
+            return None;
+        }
+        // SAFETY: Envoy's buffer is valid during this hook; copied at once.
+        Some(text(unsafe { out.bytes() }).into_owned())
+    }
+}
+
 /// Envoy's stream attributes, read at the end of the stream.
 pub struct Attributes(pub FilterEnvoyPtr);
 

@@ -13,8 +13,19 @@
 //! or trust what Envoy or a client hands over.
 #![deny(unsafe_op_in_unsafe_fn)]
 
-pub mod abi;
-pub mod filter;
-pub mod hooks;
-pub mod host;
-pub mod plugin;
+/// Spans are built on Envoy's workers and freed on its main thread after export: with glibc's
+/// allocator those cross-thread frees cost about 3 700 instructions per span (callgrind, under
+/// load), and every allocation of the request path goes through the general-purpose arenas.
+/// mimalloc frees across threads without a lock and allocates from per-thread pages. Only the
+/// module's own memory uses it; Envoy's stays with Envoy's allocator (nothing is freed across
+/// the boundary).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+// Private: the module's interface is the C ABI of `hooks` (its `#[no_mangle]` functions are
+// exported whatever the module's visibility), not a Rust API.
+mod abi;
+mod filter;
+mod hooks;
+mod host;
+mod plugin;
