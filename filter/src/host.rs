@@ -130,7 +130,13 @@ pub struct RequestHeaders<'a>(pub &'a HeaderLines);
 
 impl Injector for RequestHeaders<'_> {
     fn set(&mut self, name: &str, value: &str) {
-        set_header(MapType::HttpRequestHeaders, name, value);
+        // Envoy's replace first searches the map to remove the header: a header the request
+        // does not carry (`traceparent` on an edge proxy) is added instead, the same result.
+        if self.0.contains(name) {
+            set_header(MapType::HttpRequestHeaders, name, value);
+        } else {
+            let _ = hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value);
+        }
     }
 
     fn remove(&mut self, name: &str) {

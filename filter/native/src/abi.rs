@@ -71,6 +71,34 @@ pub struct EnvoyHttpHeader {
     pub value_length: usize,
 }
 
+impl EnvoyHttpHeader {
+    /// A header with no name and no value (slots Envoy fills).
+    pub const EMPTY: EnvoyHttpHeader = EnvoyHttpHeader {
+        key_ptr: std::ptr::null(),
+        key_length: 0,
+        value_ptr: std::ptr::null(),
+        value_length: 0,
+    };
+
+    /// The name and the value.
+    ///
+    /// # Safety
+    /// Both pointers must describe readable memory for the returned lifetime (Envoy's
+    /// guarantee for the hook that produced the header).
+    pub unsafe fn name_value<'a>(&self) -> (&'a [u8], &'a [u8]) {
+        let name = EnvoyBuffer {
+            ptr: self.key_ptr,
+            length: self.key_length,
+        };
+        let value = EnvoyBuffer {
+            ptr: self.value_ptr,
+            length: self.value_length,
+        };
+        // SAFETY: per the contract above.
+        unsafe { (name.bytes(), value.bytes()) }
+    }
+}
+
 /// A header owned by the module (callout requests).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

@@ -166,20 +166,7 @@ unsafe fn status_of(headers: *const EnvoyHttpHeader, n: usize) -> Option<u16> {
     let headers = unsafe { std::slice::from_raw_parts(headers, n) };
     headers.iter().find_map(|h| {
         // SAFETY: each header points into Envoy's response map, valid for this call.
-        let (k, v) = unsafe {
-            (
-                EnvoyBuffer {
-                    ptr: h.key_ptr,
-                    length: h.key_length,
-                }
-                .bytes(),
-                EnvoyBuffer {
-                    ptr: h.value_ptr,
-                    length: h.value_length,
-                }
-                .bytes(),
-            )
-        };
+        let (k, v) = unsafe { h.name_value() };
         (k == b":status")
             .then(|| std::str::from_utf8(v).ok()?.trim().parse().ok())
             .flatten()

@@ -44,17 +44,12 @@ impl<'a> HeaderView<'a> {
             )
         }
         .min(MAX_LINES);
-        let mut raw = [EnvoyHttpHeader {
-            key_ptr: std::ptr::null(),
-            key_length: 0,
-            value_ptr: std::ptr::null(),
-            value_length: 0,
-        }; INLINE_LINES];
+        let mut raw = [EnvoyHttpHeader::EMPTY; INLINE_LINES];
         let mut heap = Vec::new();
         let slots: &mut [EnvoyHttpHeader] = if n <= INLINE_LINES {
             &mut raw[..n]
         } else {
-            heap.resize(n, raw[0]);
+            heap.resize(n, EnvoyHttpHeader::EMPTY);
             &mut heap[..]
         };
         // SAFETY: `slots` has room for the `n` lines Envoy just counted (the map cannot change
@@ -67,20 +62,7 @@ impl<'a> HeaderView<'a> {
         if ok {
             for h in slots.iter() {
                 // SAFETY: Envoy filled each slot with pointers into the live header map.
-                let (k, v) = unsafe {
-                    (
-                        EnvoyBuffer {
-                            ptr: h.key_ptr,
-                            length: h.key_length,
-                        }
-                        .bytes(),
-                        EnvoyBuffer {
-                            ptr: h.value_ptr,
-                            length: h.value_length,
-                        }
-                        .bytes(),
-                    )
-                };
+                let (k, v) = unsafe { h.name_value() };
                 // Envoy's header names are tokens: a name that is not UTF-8 is skipped.
                 if let Ok(k) = std::str::from_utf8(k) {
                     lines.push((k, text(v)));

@@ -13,12 +13,10 @@
 //! or trust what Envoy or a client hands over.
 #![deny(unsafe_op_in_unsafe_fn)]
 
-/// Spans are built on Envoy's workers and freed on its main thread after export: with glibc's
-/// allocator those cross-thread frees cost about 3 700 instructions per span (callgrind, under
-/// load), and every allocation of the request path goes through the general-purpose arenas.
-/// mimalloc frees across threads without a lock and allocates from per-thread pages. Only the
-/// module's own memory uses it; Envoy's stays with Envoy's allocator (nothing is freed across
-/// the boundary).
+/// mimalloc allocates the module's own memory (Envoy's stays with Envoy's allocator; nothing
+/// is freed across the boundary): measured with callgrind, the request path and the export
+/// cost about 5 000 instructions less per request than with the system allocator (about 20
+/// allocations and frees per span, half of them freed on the main thread after export).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
