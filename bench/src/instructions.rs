@@ -137,7 +137,7 @@ fn totals(dir: &Path) -> Result<u64, String> {
         if let Some(v) = text
             .lines()
             .find_map(|l| l.strip_prefix("totals:"))
-            .and_then(|v| v.trim().split_whitespace().next()?.parse::<u64>().ok())
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         {
             sum += v;
             found = true;
