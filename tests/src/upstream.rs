@@ -13,6 +13,7 @@
 //! | `x-upstream-grpc-mode: m`   | gRPC: `trailers` (default), `trailers-only`, `missing` (no status) |
 //! | `x-upstream-grpc-frames: N` | gRPC: N response messages (default 1)                           |
 //! | `x-upstream-trailer-bytes: N`| an extra response trailer `x-big` of N bytes                   |
+//! | `x-upstream-header-lines: N`| N extra response header lines `x-fill-<i>` (HTTP)               |
 //! | `x-upstream-reset: 1`       | no response: the connection (HTTP/1.1) or stream (h2) is reset  |
 //!
 //! A request is gRPC when its content-type starts with `application/grpc`. A custom handler can
@@ -130,9 +131,14 @@ impl ResponsePlan {
         }
         let status = directive(req, "x-upstream-status").unwrap_or(200) as u16;
         let size = directive(req, "x-upstream-body-bytes").unwrap_or(2) as usize;
+        let mut headers = vec![("content-type".to_string(), "text/plain".to_string())];
+        let fill = directive(req, "x-upstream-header-lines")
+            .unwrap_or(0)
+            .min(500);
+        headers.extend((0..fill).map(|i| (format!("x-fill-{i}"), format!("value {i}"))));
         ResponsePlan {
             status,
-            headers: vec![("content-type".into(), "text/plain".into())],
+            headers,
             chunks: vec![Bytes::from("o".repeat(size))],
             trailers: big_trailer.map(|t| vec![t]),
             delay,

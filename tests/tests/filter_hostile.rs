@@ -211,3 +211,34 @@ async fn hostile_inputs_never_fail_the_vm(form) {
     stack.envoy.assert_no_filter_failures().await;
 }
 }
+
+aetherflow_tests::each_form! {
+/// Header maps of every size each way: the filter reads whole maps (the native form into a
+/// buffer sized from Envoy's own count, on the stack up to 32 lines, on the heap beyond), so a
+/// response with far more lines than its request, and a request with far more lines than its
+/// response, must both be read whole and traced.
+async fn header_maps_of_every_size_each_way(form) {
+    let stack = StackBuilder::new().form(form).start().await;
+    for (request_lines, response_lines) in [(0, 80), (80, 0), (31, 33), (90, 90), (0, 0)] {
+        let (t, p) = (new_trace_id(), new_span_id());
+        let mut req = ClientRequest::get("/many-headers")
+            .header("traceparent", format!("00-{t}-{p}-01"))
+            .header("x-upstream-header-lines", response_lines.to_string());
+        for i in 0..request_lines {
+            req = req.header(&format!("x-req-{i}"), format!("value {i}"));
+        }
+        let ex = stack.ingress(req).await;
+        let what = format!("{form}: {request_lines} request lines, {response_lines} response lines");
+        assert_eq!(ex.response.status, 200, "{what}");
+        assert_eq!(ex.response.header("x-trace-id").as_deref(), Some(t.as_str()), "{what}");
+        assert_eq!(
+            ex.response.header(&format!("x-fill-{}", response_lines.max(1) - 1)).is_some(),
+            response_lines > 0,
+            "{what}: every response line reached the client"
+        );
+        let span = stack.span_of(&ex).await;
+        assert_eq!(span.trace_id(), t, "{what}");
+    }
+    stack.envoy.assert_no_filter_failures().await;
+}
+}

@@ -19,7 +19,7 @@ fn text(b: &[u8]) -> Cow<'_, str> {
 
 /// Most requests carry fewer header lines than this: their view needs no heap allocation.
 const INLINE_LINES: usize = 32;
-/// A map with more lines than this is read up to this many (Envoy's default limit is 100).
+/// A map with more lines than this is not read (Envoy's default limit is 100 headers).
 const MAX_LINES: usize = 1024;
 
 /// The lines of one header map, borrowed from Envoy's map for the current hook.
@@ -37,13 +37,11 @@ impl<'a> HeaderView<'a> {
     /// that map is written (writes go through [`Deferred`] and are applied after).
     pub unsafe fn read(filter: FilterEnvoyPtr, map: HeaderType) -> HeaderView<'a> {
         // SAFETY: `filter` is the pointer Envoy passed to the current hook.
-        let n = unsafe {
-            abi::envoy_dynamic_module_callback_http_get_headers_size(
-                filter,
-                HeaderType::RequestHeader,
-            )
-        }
-        .min(MAX_LINES);
+        let n = unsafe { abi::envoy_dynamic_module_callback_http_get_headers_size(filter, map) };
+        // Envoy writes all `n` lines: the buffer always has room for every one of them (a map
+        // beyond MAX_LINES, far above Envoy's own limits, is not read at all rather than
+        // read into too small a buffer).
+        let n = if n > MAX_LINES { 0 } else { n };
         let mut raw = [EnvoyHttpHeader::EMPTY; INLINE_LINES];
         let mut heap = Vec::new();
         let slots: &mut [EnvoyHttpHeader] = if n <= INLINE_LINES {
