@@ -10,7 +10,16 @@
 //! miss or a syscall costs more than its count), so the CPU-time harness stays the figure of
 //! record; this one decides what CPU time is too noisy to decide, and its breakdown by
 //! configuration (floor, filter) is exact.
+//!
+//! Callgrind also simulates the caches and the branch predictor, so each count comes with an
+//! estimate of cycles: instructions plus the stalls a miss costs, at the rough prices of
+//! valgrind's cachegrind manual (`CYCLES_PER_*` below). It answers "does this code run slower
+//! than its instruction count says" (a module that thrashes the instruction cache would), which
+//! instructions alone cannot. `BENCH_COUNTER=kernel` runs Envoy without valgrind and counts, over
+//! the same window, what callgrind cannot see: system calls, context switches, page faults
+//! (`perf stat`, software events and tracepoints, which work on VMs without hardware counters).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -62,8 +71,12 @@ pub struct Count {
     pub tracer: Tracer,
     /// Traffic.
     pub workload: Workload,
-    /// Instructions Envoy executed (all threads) while the requests were served.
+    /// Instructions Envoy executed (all threads) while the requests were served (0 in the
+    /// kernel-event mode).
     pub instructions: u64,
+    /// Every event counted over the window: callgrind's (`Ir`, `I1mr`, `D1mr`, `Bcm`, ...) or,
+    /// with `BENCH_COUNTER=kernel`, perf's (`raw_syscalls:sys_enter`, `page-faults`, ...).
+    pub events: BTreeMap<String, u64>,
     /// Requests served while counting.
     pub requests: u64,
     /// Requests that failed while counting.
@@ -75,6 +88,41 @@ impl Count {
     pub fn per_request(&self) -> f64 {
         self.instructions as f64 / self.requests.max(1) as f64
     }
+
+    /// Estimated cycles per request (`None` without the cache simulation's events).
+    pub fn cycles_per_request(&self) -> Option<f64> {
+        cycles_estimate(&self.events).map(|c| c as f64 / self.requests.max(1) as f64)
+    }
+
+    /// One event per request.
+    pub fn event_per_request(&self, name: &str) -> Option<f64> {
+        self.events
+            .get(name)
+            .map(|v| *v as f64 / self.requests.max(1) as f64)
+    }
+}
+
+/// Cycles an L1 miss that hits the last-level cache costs, roughly (cachegrind manual: "around
+/// 10 cycles").
+const CYCLES_PER_L1_MISS: u64 = 10;
+/// Cycles a last-level miss costs, roughly (the manual: "as much as 200"; 100 is the usual
+/// middle figure).
+const CYCLES_PER_LL_MISS: u64 = 100;
+/// Cycles a mispredicted branch costs, roughly (the manual: "10 to 30").
+const CYCLES_PER_MISPREDICT: u64 = 15;
+
+/// Instructions plus miss and mispredict stalls, from callgrind's cache and branch simulation.
+pub fn cycles_estimate(events: &BTreeMap<String, u64>) -> Option<u64> {
+    let get = |k: &str| events.get(k).copied();
+    let l1 = get("I1mr")? + get("D1mr")? + get("D1mw")?;
+    let ll = get("ILmr")? + get("DLmr")? + get("DLmw")?;
+    let mispredicts = get("Bcm")? + get("Bim")?;
+    Some(
+        get("Ir")?
+            + CYCLES_PER_L1_MISS * l1
+            + CYCLES_PER_LL_MISS * ll
+            + CYCLES_PER_MISPREDICT * mispredicts,
+    )
 }
 
 /// The components this stage needs.
@@ -92,6 +140,10 @@ pub struct Tools {
     pub shim: PathBuf,
     /// Scratch directory.
     pub work_dir: PathBuf,
+    /// The `wasm-floor` module's configuration (`BENCH_FLOOR_CONFIG`: one host call's count).
+    pub floor_overrides: serde_json::Map<String, serde_json::Value>,
+    /// Keys merged into the filter's configuration (`BENCH_FILTER_CONFIG`).
+    pub filter_overrides: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Whether valgrind (with callgrind_control) is installed.
@@ -119,9 +171,10 @@ fn callgrind_control(args: &[&str], pid: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// The `totals:` of every callgrind output file in `dir` (the dump of the counted window).
-fn totals(dir: &Path) -> Result<u64, String> {
-    let mut sum = 0u64;
+/// The `totals:` of every callgrind output file in `dir` (the dump of the counted window), by
+/// event name (the file's `events:` line).
+fn totals(dir: &Path) -> Result<BTreeMap<String, u64>, String> {
+    let mut sums = BTreeMap::new();
     let mut found = false;
     for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
         let path = entry.map_err(|e| e.to_string())?.path();
@@ -134,20 +187,86 @@ fn totals(dir: &Path) -> Result<u64, String> {
         }
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if let Some(v) = text
-            .lines()
-            .find_map(|l| l.strip_prefix("totals:"))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        {
-            sum += v;
+        let names = text.lines().find_map(|l| l.strip_prefix("events:"));
+        let values = text.lines().find_map(|l| l.strip_prefix("totals:"));
+        if let (Some(names), Some(values)) = (names, values) {
+            for (name, value) in names.split_whitespace().zip(values.split_whitespace()) {
+                let v: u64 = value
+                    .parse()
+                    .map_err(|e| format!("{}: totals {value:?}: {e}", path.display()))?;
+                *sums.entry(name.to_owned()).or_insert(0) += v;
+            }
             found = true;
         }
     }
-    if found {
-        Ok(sum)
+    if found && sums.contains_key("Ir") {
+        Ok(sums)
     } else {
         Err(format!("no callgrind totals in {}", dir.display()))
     }
+}
+
+/// Software events and tracepoints `BENCH_COUNTER=kernel` counts.
+const KERNEL_EVENTS: &str = "task-clock,context-switches,page-faults,raw_syscalls:sys_enter";
+
+/// Whether this run counts kernel events (`BENCH_COUNTER=kernel`) rather than instructions.
+pub fn kernel_mode() -> bool {
+    std::env::var("BENCH_COUNTER").is_ok_and(|v| v == "kernel")
+}
+
+/// Counts `KERNEL_EVENTS` of process `pid` while `window` runs (`perf stat -p`, stopped with
+/// SIGINT so it writes its totals).
+async fn perf_window<T>(
+    pid: u32,
+    out: &Path,
+    window: impl std::future::Future<Output = T>,
+) -> Result<(T, BTreeMap<String, u64>), String> {
+    let mut perf = Command::new("perf")
+        .args([
+            "stat",
+            "-x,",
+            "-e",
+            KERNEL_EVENTS,
+            "-p",
+            &pid.to_string(),
+            "-o",
+        ])
+        .arg(out)
+        .spawn()
+        .map_err(|e| format!("perf: {e}"))?;
+    // perf attaches asynchronously; events before it does are not counted, nor is the window
+    // stretched: the requests are what is divided by.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let result = window.await;
+    let stopped = i32::try_from(perf.id())
+        .ok()
+        // SAFETY: a plain signal to a child process this function spawned and still owns.
+        .is_some_and(|p| unsafe { libc::kill(p, libc::SIGINT) } == 0);
+    if !stopped {
+        let _ = perf.kill();
+    }
+    let status = perf.wait().map_err(|e| format!("perf: {e}"))?;
+    let text =
+        std::fs::read_to_string(out).map_err(|e| format!("{}: {e} ({status})", out.display()))?;
+    let mut events = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let fields: Vec<&str> = line.split(',').collect();
+        if let (Some(v), Some(name)) = (
+            fields.first().and_then(|v| v.parse::<f64>().ok()),
+            fields.get(2),
+        ) {
+            // task-clock comes in milliseconds: keep nanoseconds, integral like the rest.
+            let v = if *name == "task-clock" { v * 1e6 } else { v };
+            events.insert((*name).to_owned(), v.round() as u64);
+        }
+    }
+    if events.is_empty() {
+        return Err(format!("perf counted nothing ({status}): {}", text.trim()));
+    }
+    Ok((result, events))
 }
 
 /// Counts one configuration and workload.
@@ -169,7 +288,6 @@ pub async fn count(
     } else {
         None
     };
-    let no_overrides = serde_json::Map::new();
     let setup = Setup {
         tracer,
         workload,
@@ -182,17 +300,24 @@ pub async fn count(
         wasm: &tools.wasm,
         wasm_floor: &tools.wasm_floor,
         native_dir: &tools.native_dir,
-        floor_overrides: &no_overrides,
-        filter_overrides: &no_overrides,
+        floor_overrides: &tools.floor_overrides,
+        filter_overrides: &tools.filter_overrides,
     };
-    let wrapper = vec![
-        "valgrind".to_string(),
-        "--tool=callgrind".to_string(),
-        "--instr-atstart=no".to_string(),
-        // V8 writes and runs machine code: valgrind must see the new code.
-        "--smc-check=all-non-file".to_string(),
-        format!("--callgrind-out-file={}/callgrind.out.%p", cg_dir.display()),
-    ];
+    let kernel = kernel_mode();
+    let wrapper = if kernel {
+        Vec::new()
+    } else {
+        vec![
+            "valgrind".to_string(),
+            "--tool=callgrind".to_string(),
+            "--instr-atstart=no".to_string(),
+            // V8 writes and runs machine code: valgrind must see the new code.
+            "--smc-check=all-non-file".to_string(),
+            "--cache-sim=yes".to_string(),
+            "--branch-sim=yes".to_string(),
+            format!("--callgrind-out-file={}/callgrind.out.%p", cg_dir.display()),
+        ]
+    };
     let envoy = Envoy::start_with(
         &tools.envoy,
         &setup.render(),
@@ -207,19 +332,25 @@ pub async fn count(
     if warm.failed > 0 {
         return Err(format!("{label}: warm-up failed: {:?}", warm.first_error));
     }
-    callgrind_control(&["-i", "on"], envoy.pid())?;
-    let measured = loadgen::closed_loop(envoy.listener, workload, lanes, plan.requests).await;
-    callgrind_control(&["-i", "off"], envoy.pid())?;
-    callgrind_control(&["-d"], envoy.pid())?;
-    // The dump is written by Envoy's process on its next scheduling.
-    let mut instructions = Err(String::new());
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        instructions = totals(&cg_dir);
-        if instructions.is_ok() {
-            break;
+    let (measured, events) = if kernel {
+        let window = loadgen::closed_loop(envoy.listener, workload, lanes, plan.requests);
+        perf_window(envoy.pid(), &cg_dir.join("perf.csv"), window).await?
+    } else {
+        callgrind_control(&["-i", "on"], envoy.pid())?;
+        let measured = loadgen::closed_loop(envoy.listener, workload, lanes, plan.requests).await;
+        callgrind_control(&["-i", "off"], envoy.pid())?;
+        callgrind_control(&["-d"], envoy.pid())?;
+        // The dump is written by Envoy's process on its next scheduling.
+        let mut events = Err(String::new());
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            events = totals(&cg_dir);
+            if events.is_ok() {
+                break;
+            }
         }
-    }
+        (measured, events?)
+    };
     drop(envoy);
     drop(shim);
     if std::env::var_os("BENCH_CG_KEEP").is_some() {
@@ -231,7 +362,8 @@ pub async fn count(
     Ok(Count {
         tracer,
         workload,
-        instructions: instructions?,
+        instructions: events.get("Ir").copied().unwrap_or(0),
+        events,
         requests: measured.ok,
         failed: measured.failed,
     })
@@ -261,15 +393,20 @@ pub async fn run_all(
     Ok(out)
 }
 
-/// The markdown table: instructions per request (median of the runs, and the spread), what
-/// each configuration adds over the baseline, and that addition against the native
-/// OpenTelemetry tracer's.
-pub fn table(counts: &[Count], workload: Workload) -> String {
+/// The markdown table of one per-request figure (`what`, e.g. "instructions/req"): the median
+/// of the runs and the spread, what each configuration adds over the baseline, and that addition
+/// against the native OpenTelemetry tracer's.
+pub fn table(
+    counts: &[Count],
+    workload: Workload,
+    what: &str,
+    figure: impl Fn(&Count) -> Option<f64>,
+) -> String {
     let per = |t: Tracer| -> Vec<f64> {
         counts
             .iter()
             .filter(|c| c.tracer == t && c.workload == workload)
-            .map(Count::per_request)
+            .filter_map(&figure)
             .collect()
     };
     let median = |mut v: Vec<f64>| -> Option<f64> {
@@ -281,8 +418,8 @@ pub fn table(counts: &[Count], workload: Workload) -> String {
     };
     let base = median(per(Tracer::Baseline));
     let otel = median(per(Tracer::NativeOtel));
-    let mut s = String::from(
-        "| configuration | instructions/req | spread | added over baseline | added vs native-otel |\n|---|---|---|---|---|\n",
+    let mut s = format!(
+        "| configuration | {what} | spread | added over baseline | added vs native-otel |\n|---|---|---|---|---|\n",
     );
     for t in Tracer::ALL {
         let v = per(t);
@@ -301,12 +438,14 @@ pub fn table(counts: &[Count], workload: Workload) -> String {
             }
             _ => "-".into(),
         };
+        let precision = if m < 100.0 { 2 } else { 0 };
         s += &format!(
-            "| {} | {:.0} | ±{:.1}% | {} | {} |\n",
+            "| {} | {:.*} | ±{:.1}% | {} | {} |\n",
             t.name(),
+            precision,
             m,
             spread,
-            added.map_or("-".into(), |a| format!("{a:+.0}")),
+            added.map_or("-".into(), |a| format!("{a:+.precision$}")),
             vs
         );
     }

@@ -30,6 +30,12 @@
 //!   `{"host_call": "property", "repeat": 40}` to measure one host call's cost (see
 //!   `bench/wasm-floor`);
 //! - `AETHERFLOW_ENVOY`, `AETHERFLOW_WASM`, `AETHERFLOW_SHIM_BIN`: the components (see README).
+//!
+//! `aetherflow-bench instructions` (see `instructions.rs`) takes `BENCH_CONFIGS`,
+//! `BENCH_WORKLOADS`, `BENCH_QUICK`, `BENCH_OUT`, and `BENCH_CG_REQUESTS`, `BENCH_CG_RUNS`,
+//! `BENCH_CG_KEEP` (keep the callgrind dumps), `BENCH_COUNTER=kernel` (count system calls,
+//! context switches, page faults and task-clock with `perf stat` instead of instructions; writes
+//! `kernel-events.json`).
 
 use std::process::ExitCode;
 
@@ -304,6 +310,8 @@ async fn instructions() -> Result<bool, String> {
             .clone()
             .ok_or("the instruction counts need the release collector-shim")?,
         work_dir: std::env::temp_dir().join(format!("aetherflow-cg-{}", std::process::id())),
+        floor_overrides: c.components.floor_overrides.clone(),
+        filter_overrides: c.components.filter_overrides.clone(),
     };
     let tracers: Vec<Tracer> = c
         .tracers
@@ -319,11 +327,15 @@ async fn instructions() -> Result<bool, String> {
         tracers.iter().map(|t| t.name()).collect::<Vec<_>>()
     );
     let counts = instructions::run_all(&tools, &tracers, &c.workloads, &plan, |n| {
+        let figures = n
+            .events
+            .keys()
+            .map(|k| format!("{k} {:.1}", n.event_per_request(k).unwrap_or(0.0)));
         eprintln!(
-            "bench: {:<13} {:<5} {:>9.0} instructions/req ({} requests, {} failed)",
+            "bench: {:<13} {:<5} per request: {} ({} requests, {} failed)",
             n.tracer.name(),
             format!("{:?}", n.workload).to_lowercase(),
-            n.per_request(),
+            figures.collect::<Vec<_>>().join(", "),
             n.requests,
             n.failed
         );
@@ -333,12 +345,43 @@ async fn instructions() -> Result<bool, String> {
         let _ = std::fs::remove_dir_all(&tools.work_dir);
     }
     let counts = counts?;
+    let kernel = instructions::kernel_mode();
     for w in &c.workloads {
-        println!("\n{w:?}: Envoy instructions per request (callgrind)\n");
-        println!("{}", instructions::table(&counts, *w));
+        if kernel {
+            for event in [
+                "task-clock",
+                "raw_syscalls:sys_enter",
+                "context-switches",
+                "page-faults",
+            ] {
+                println!("\n{w:?}: Envoy {event} per request (perf stat; task-clock in ns)\n");
+                let t = instructions::table(&counts, *w, event, |c| c.event_per_request(event));
+                println!("{t}");
+            }
+        } else {
+            println!("\n{w:?}: Envoy instructions per request (callgrind)\n");
+            println!(
+                "{}",
+                instructions::table(&counts, *w, "instructions/req", |c| Some(c.per_request()))
+            );
+            println!("\n{w:?}: Envoy estimated cycles per request (callgrind cache and branch simulation)\n");
+            println!(
+                "{}",
+                instructions::table(
+                    &counts,
+                    *w,
+                    "est. cycles/req",
+                    instructions::Count::cycles_per_request
+                )
+            );
+        }
     }
     std::fs::create_dir_all(&c.out).map_err(|e| format!("{}: {e}", c.out.display()))?;
-    let path = c.out.join("instructions.json");
+    let path = c.out.join(if kernel {
+        "kernel-events.json"
+    } else {
+        "instructions.json"
+    });
     let json = serde_json::to_string_pretty(&counts).map_err(|e| e.to_string())?;
     std::fs::write(&path, json + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
     eprintln!("bench: wrote {}", path.display());
