@@ -24,7 +24,9 @@ rm -rf "$context"
 mkdir -p "$context"
 cp target/wasm32-wasip1/release/trace_filter.wasm "$context/plugin.wasm"
 case "$builder" in
-  buildah) buildah bud -f deploy/oci/Dockerfile -t "$image" "$context" ;;
+  # vfs storage and chroot isolation work without a daemon or kernel overlay support (the image has no RUN).
+  buildah) STORAGE_DRIVER=${STORAGE_DRIVER:-vfs} BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot} \
+             buildah bud -f deploy/oci/Dockerfile -t "$image" "$context" ;;
   *) "$builder" build -f deploy/oci/Dockerfile -t "$image" "$context" ;;
 esac
 echo "make oci: built $image with $builder (push it, then use it as oci://$image in Istio, or as the image in Envoy Gateway)"

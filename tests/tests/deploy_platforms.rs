@@ -302,3 +302,90 @@ fn oci_image_follows_the_wasm_image_conventions() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("needs docker, podman or buildah"), "{err}");
 }
+
+/// The image a real builder makes of deploy/oci/Dockerfile: Debian's buildah (installed by `make tools`)
+/// builds it without a daemon into a private store, pushes it to an OCI image layout, and the layout
+/// must hold one manifest with exactly one layer whose only file is `plugin.wasm`, byte for byte the
+/// module `make wasm` built.
+#[test]
+fn a_real_builder_makes_a_single_layer_image_holding_plugin_wasm() {
+    let Ok(out) = Command::new("buildah").arg("--version").output() else {
+        eprintln!("SKIPPED the OCI layout check: buildah is not installed (`make tools` installs it on Debian)");
+        return;
+    };
+    assert!(out.status.success());
+    let root = workspace_root();
+    let wasm = aetherflow_tests::paths::wasm();
+    require(&wasm, "make wasm");
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("context");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::copy(&wasm, ctx.join("plugin.wasm")).unwrap();
+    let layout = work.path().join("layout");
+    let buildah = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new("buildah")
+            .arg("--root")
+            .arg(work.path().join("storage"))
+            .arg("--runroot")
+            .arg(work.path().join("run"))
+            .args(args)
+            .env("STORAGE_DRIVER", "vfs")
+            .env("BUILDAH_ISOLATION", "chroot")
+            .output()
+            .expect("run buildah");
+        assert!(
+            out.status.success(),
+            "buildah {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let dockerfile = root.join("deploy/oci/Dockerfile");
+    let tag = "localhost/aetherflow/trace-filter-wasm:test";
+    buildah(&[
+        "bud".as_ref(),
+        "-f".as_ref(),
+        dockerfile.as_os_str(),
+        "-t".as_ref(),
+        tag.as_ref(),
+        ctx.as_os_str(),
+    ]);
+    let dest = format!("oci:{}:test", layout.display());
+    buildah(&["push".as_ref(), tag.as_ref(), dest.as_ref()]);
+
+    // Read the layout with Python's standard library (json, tarfile, gzip), independently of buildah.
+    let script = r#"
+import gzip, hashlib, io, json, os, sys, tarfile
+layout, wasm = sys.argv[1], open(sys.argv[2], "rb").read()
+blob = lambda d: open(os.path.join(layout, "blobs", *d.split(":")), "rb").read()
+assert json.load(open(os.path.join(layout, "oci-layout")))["imageLayoutVersion"] == "1.0.0"
+index = json.load(open(os.path.join(layout, "index.json")))
+assert len(index["manifests"]) == 1, index
+manifest = json.loads(blob(index["manifests"][0]["digest"]))
+layers = manifest["layers"]
+assert len(layers) == 1, "exactly one layer: %r" % layers
+data = blob(layers[0]["digest"])
+assert "sha256:" + hashlib.sha256(data).hexdigest() == layers[0]["digest"]
+if layers[0]["mediaType"].endswith("gzip"):
+    data = gzip.decompress(data)
+files = [m for m in tarfile.open(fileobj=io.BytesIO(data)).getmembers() if m.isfile()]
+names = [m.name.lstrip("./") for m in files]
+assert names == ["plugin.wasm"], names
+content = tarfile.open(fileobj=io.BytesIO(data)).extractfile(files[0]).read()
+assert content == wasm, "plugin.wasm is the module make wasm built"
+print("ok", layers[0]["mediaType"], len(content))
+"#;
+    let out = Command::new(aetherflow_tests::paths::python())
+        .arg("-c")
+        .arg(script)
+        .arg(&layout)
+        .arg(&wasm)
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "the OCI layout is not what Istio and Envoy Gateway pull:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
