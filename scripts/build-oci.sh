@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # `make oci`: the Wasm filter as an OCI image (deploy/oci/Dockerfile: FROM scratch, the module as
 # /plugin.wasm, one layer), the form Istio's WasmPlugin, Envoy Gateway's EnvoyExtensionPolicy and
-# Kubernetes image volumes pull. Builds with the first of docker, podman, buildah found on PATH;
+# Kubernetes image volumes pull. Builds with docker (when its daemon answers), else podman, else buildah;
 # without any of them it says so and exits 1 before building anything.
 #   OCI_IMAGE=registry.example.com/aetherflow/trace-filter-wasm:0.1.0 make oci   (then push it)
 set -euo pipefail
 cd "${BASH_SOURCE[0]%/*}/.."
 
 image=${OCI_IMAGE:-aetherflow/trace-filter-wasm:0.1.0}
+# docker counts only with a daemon it can reach (a CLI alone cannot build); podman and buildah need none.
 builder=""
-for tool in docker podman buildah; do
-  if command -v "$tool" >/dev/null 2>&1; then builder=$tool; break; fi
-done
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+  builder=docker
+else
+  for tool in podman buildah; do
+    if command -v "$tool" >/dev/null 2>&1; then builder=$tool; break; fi
+  done
+fi
 if [ -z "$builder" ]; then
-  echo "make oci: needs docker, podman or buildah on PATH; none found, nothing built." >&2
+  echo "make oci: needs docker (with a running daemon), podman or buildah on PATH; none found, nothing built." >&2
   echo "make oci: the image is deploy/oci/Dockerfile with target/wasm32-wasip1/release/trace_filter.wasm as plugin.wasm." >&2
   exit 1
 fi
