@@ -455,3 +455,21 @@ fn docs_use_no_internal_vocabulary() {
         }
     }
 }
+
+#[test]
+fn license_file_is_the_declared_licence() {
+    let root = workspace_root();
+    let cargo = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(
+        cargo.contains("license = \"Apache-2.0\""),
+        "the workspace declares Apache-2.0"
+    );
+    let license = std::fs::read_to_string(root.join("LICENSE")).expect("a LICENSE file");
+    let words: Vec<&str> = license.split_whitespace().collect();
+    assert_eq!(words[..4], ["Apache", "License", "Version", "2.0,"]);
+    assert!(license.contains("TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION"));
+    assert!(
+        license.contains("END OF TERMS AND CONDITIONS"),
+        "the full text"
+    );
+}
