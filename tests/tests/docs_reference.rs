@@ -473,3 +473,63 @@ fn license_file_is_the_declared_licence() {
         "the full text"
     );
 }
+
+#[test]
+fn shim_flags_in_the_docs_are_the_binarys() {
+    let bin = aetherflow_tests::paths::shim_bin();
+    aetherflow_tests::paths::require(&bin, "cargo build -p collector-shim");
+    let out = Command::new(&bin).arg("--help").output().expect("--help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout).to_string();
+    let flags_of = |text: &str| -> BTreeSet<String> {
+        text.split(|c: char| c.is_whitespace() || c == ',' || c == '`' || c == '|')
+            .filter(|w| w.starts_with("--") && w.len() > 2)
+            .map(|w| {
+                w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+                    .to_string()
+            })
+            .collect()
+    };
+    let mut in_help = flags_of(&help);
+    in_help.remove("--help");
+    in_help.remove("--version");
+    let doc = std::fs::read_to_string(workspace_root().join("docs/shim.md")).unwrap();
+    let table: String = doc
+        .lines()
+        .skip_while(|l| !l.starts_with("| Flag"))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!table.is_empty(), "docs/shim.md has the flag table");
+    let in_docs = flags_of(
+        &table
+            .lines()
+            .map(|l| cells(l)[0].clone())
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    assert_eq!(
+        in_docs, in_help,
+        "docs/shim.md's flags are the binary's --help flags"
+    );
+    // Each flag's config key is a documented key (or the exporters list).
+    let keys: BTreeSet<String> = key_default_rows(&doc)
+        .iter()
+        .filter_map(|r| {
+            let k = first_code(&r.cells[0])?;
+            let prefix = first_code(&r.heading)
+                .map(|s| format!("{s}."))
+                .unwrap_or_default();
+            Some(format!("{prefix}{k}"))
+        })
+        .collect();
+    for line in table.lines() {
+        if let Some(key) = first_code(&cells(line)[1]) {
+            assert!(
+                keys.contains(&key),
+                "`{key}` (overridden by a flag) is documented"
+            );
+        }
+    }
+}
