@@ -17,7 +17,7 @@ export AETHERFLOW_ENVOY     := $(ROOT)/.tools/bin/envoy
 export AETHERFLOW_PYTHON    := $(VENV)/bin/python
 export AETHERFLOW_SHIM_BIN  := $(ROOT)/target/debug/collector-shim
 
-.PHONY: all toolchain wasm native build tools test test-core-wasm test-envoy test-compat lint fmt bench demo up down clean
+.PHONY: all toolchain wasm native build tools test test-core-wasm test-envoy test-compat lint fmt bench demo up down oci deploy-config clean
 
 # Envoy releases of the compatibility suite (scripts/envoy-compat.txt) and the filter's real-Envoy tests.
 ENVOY_COMPAT := $(shell grep -v '^\#' $(ROOT)/scripts/envoy-compat.txt)
@@ -117,6 +117,17 @@ up: wasm
 	docker compose -f envoy/docker-compose.yml up -d --build
 down:
 	docker compose -f envoy/docker-compose.yml down
+
+## oci: the Wasm filter as an OCI image (deploy/oci/Dockerfile: FROM scratch, the module as plugin.wasm),
+## the form Istio, Envoy Gateway and Kubernetes image volumes pull; needs docker, podman or buildah
+## (without one it says so and fails). `make oci OCI_IMAGE=registry.example.com/aetherflow/trace-filter-wasm:0.1.0`
+oci:
+	@OCI_IMAGE=$(OCI_IMAGE) ./scripts/build-oci.sh
+
+## deploy-config: regenerate the configurations in deploy/ from envoy/ (envoy.yaml as is, the shim's
+## per deployment); `make test` fails while they differ.
+deploy-config:
+	AETHERFLOW_UPDATE_DEPLOY=1 CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) test -p aetherflow-tests --test deploy_kubernetes generated_configs_match_their_sources
 
 clean:
 	$(CARGO) clean

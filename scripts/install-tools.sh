@@ -25,6 +25,24 @@ envoy_real=$("$venv/bin/python" -c 'import envoy._main as m; print(m.get_envoy_p
 ln -sf "$envoy_real" .tools/bin/envoy
 .tools/bin/envoy --version >/dev/null
 
+# Debian's buildah builds the Wasm OCI image from deploy/oci/Dockerfile without a daemon (FROM scratch and
+# one COPY need no container runtime), so tests/tests/deploy_platforms.rs can check the image layout a real
+# builder produces, and `make oci` works without Docker. Optional like docker-compose below: without it that
+# test says SKIPPED and the Dockerfile checks still run.
+if ! command -v buildah >/dev/null 2>&1; then
+  apt_get=""
+  if [ "$(id -u)" = 0 ]; then apt_get="apt-get"; elif sudo -n true 2>/dev/null; then apt_get="sudo apt-get"; fi
+  if [ -n "$apt_get" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "install-tools: installing buildah (Debian package) to build and check the Wasm OCI image" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    $apt_get install -y -q --no-install-recommends buildah >/dev/null 2>&1 \
+      || { $apt_get update -q >/dev/null 2>&1 && $apt_get install -y -q --no-install-recommends buildah >/dev/null 2>&1; } \
+      || echo "install-tools: warning: could not install buildah; the OCI image layout test will be skipped" >&2
+  else
+    echo "install-tools: note: buildah not installed (needs apt and root); the OCI image layout test will be skipped" >&2
+  fi
+fi
+
 # Debian's docker-compose (1.29) validates envoy/docker-compose.yml with `config -q` and needs no Docker
 # engine (tests/tests/e2e_compose.rs). Skipped when present; a failed install only leaves that test to
 # its structural checks, so it warns instead of failing.

@@ -9,6 +9,8 @@
 //! - [`form`]: the Wasm and native forms of the filter; [`each_form!`] runs a test against both.
 //! - [`envoy_config`]: the shipped `envoy/envoy.yaml`, with addresses/ports/paths substituted
 //!   ([`EnvoyConfig::substitute`]) and, for tests, the filter JSON edited.
+//! - [`deploy`]: the generator of the configurations in `deploy/` and the validators of its manifests
+//!   (`kubectl kustomize`, `kubernetes-validate`, our JSON schemas of the Istio and Envoy Gateway kinds).
 //! - [`envoy`]: start Envoy ([`Envoy::start`], kill on drop), readiness, bound ports, `/stats`,
 //!   the log, wasm failure detection, and `envoy --mode validate` ([`envoy::validate`]).
 //! - [`upstream`]: an HTTP/1.1 + h2c upstream that records requests and answers programmable
@@ -38,6 +40,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod deploy;
 pub mod envoy;
 pub mod envoy_config;
 pub mod form;
