@@ -451,3 +451,113 @@ pub fn table(
     }
     s
 }
+
+/// The host calls a Wasm filter makes, as the `wasm-floor` module can repeat them
+/// (`BENCH_FLOOR_CONFIG` kinds).
+pub const HOST_CALLS: [&str; 5] = ["header_map", "header", "property", "set_header", "clock"];
+
+/// Calls per request of each kind in [`HOST_CALLS`] the filter makes with its default
+/// configuration, for a sampled HTTP/1.1 request that starts a trace: the request header map,
+/// `:status`, the six `envoy_attributes` properties, `traceparent` and the trace id response
+/// header set, the start and end clock reads (`filter/src/http.rs`, `core::stream`).
+pub const FILTER_CALLS_HTTP1: [u32; 5] = [1, 1, 6, 2, 2];
+
+/// Repeats per calibrated request: the slope over this many calls is the cost of one.
+const CALIBRATION_REPEAT: u32 = 10;
+
+/// One host call kind's cost.
+#[derive(Clone, Debug, Serialize)]
+pub struct HostCallCost {
+    /// The kind (see [`HOST_CALLS`]).
+    pub kind: &'static str,
+    /// Instructions per call.
+    pub instructions: f64,
+    /// Estimated cycles per call.
+    pub cycles: Option<f64>,
+}
+
+/// What one call of each kind costs Envoy inside a Wasm VM: the `wasm-floor` module on
+/// HTTP/1.1, once as is and once per kind repeating that call `CALIBRATION_REPEAT` times per
+/// request; the difference over the repeats is one call's cost, exact to the count.
+pub async fn host_call_costs(tools: &Tools, plan: &Plan) -> Result<Vec<HostCallCost>, String> {
+    let upstream = Upstream::start()
+        .await
+        .map_err(|e| format!("upstream: {e}"))?;
+    let mut plain = tools.clone();
+    plain.floor_overrides = serde_json::Map::new();
+    let floor = count(
+        &plain,
+        &upstream,
+        Tracer::WasmFloor,
+        Workload::Http1,
+        plan,
+        0,
+    )
+    .await?;
+    let mut out = Vec::new();
+    for kind in HOST_CALLS {
+        let mut t = tools.clone();
+        t.floor_overrides = serde_json::Map::from_iter([
+            ("host_call".to_owned(), serde_json::Value::from(kind)),
+            (
+                "repeat".to_owned(),
+                serde_json::Value::from(CALIBRATION_REPEAT),
+            ),
+        ]);
+        let c = count(&t, &upstream, Tracer::WasmFloor, Workload::Http1, plan, 0).await?;
+        let per = |x: Option<f64>, y: Option<f64>| Some((x? - y?) / f64::from(CALIBRATION_REPEAT));
+        out.push(HostCallCost {
+            kind,
+            instructions: (c.per_request() - floor.per_request()) / f64::from(CALIBRATION_REPEAT),
+            cycles: per(c.cycles_per_request(), floor.cycles_per_request()),
+        });
+    }
+    Ok(out)
+}
+
+/// Where the Wasm filter's instructions go on HTTP/1.1 (markdown): the no-op module, each
+/// kind of host call at its calibrated cost times the calls the filter makes, and the rest
+/// (the filter's own code in the VM, its allocator, the export).
+pub fn breakdown(counts: &[Count], costs: &[HostCallCost]) -> Option<String> {
+    let median = |t: Tracer| -> Option<f64> {
+        let mut v: Vec<f64> = counts
+            .iter()
+            .filter(|c| c.tracer == t && c.workload == Workload::Http1)
+            .map(Count::per_request)
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    let base = median(Tracer::Baseline)?;
+    let floor = median(Tracer::WasmFloor)? - base;
+    let filter = median(Tracer::Filter)? - base;
+    let mut s = String::from("| part | calls/req | instructions/call | instructions/req | share of the filter's addition |\n|---|---|---|---|---|\n");
+    let row = |s: &mut String, part: &str, calls: &str, per: &str, v: f64| {
+        s.push_str(&format!(
+            "| {part} | {calls} | {per} | {v:.0} | {:.0} % |\n",
+            v / filter * 100.0
+        ));
+    };
+    row(&mut s, "entering the VM (no-op module)", "-", "-", floor);
+    let mut calls_total = 0.0;
+    for (cost, n) in costs.iter().zip(FILTER_CALLS_HTTP1) {
+        let v = cost.instructions * f64::from(n);
+        calls_total += v;
+        row(
+            &mut s,
+            cost.kind,
+            &n.to_string(),
+            &format!("{:.0}", cost.instructions),
+            v,
+        );
+    }
+    row(
+        &mut s,
+        "own code in the VM, allocator, export",
+        "-",
+        "-",
+        filter - floor - calls_total,
+    );
+    row(&mut s, "**the filter's addition**", "-", "-", filter);
+    Some(s)
+}

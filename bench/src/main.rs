@@ -35,7 +35,8 @@
 //! `BENCH_WORKLOADS`, `BENCH_QUICK`, `BENCH_OUT`, and `BENCH_CG_REQUESTS`, `BENCH_CG_RUNS`,
 //! `BENCH_CG_KEEP` (keep the callgrind dumps), `BENCH_COUNTER=kernel` (count system calls,
 //! context switches, page faults and task-clock with `perf stat` instead of instructions; writes
-//! `kernel-events.json`).
+//! `kernel-events.json`), `BENCH_CG_BREAKDOWN=0` (skip the host-call calibration that splits the
+//! Wasm filter's addition; it runs when baseline, wasm-floor and filter are all measured).
 
 use std::process::ExitCode;
 
@@ -376,7 +377,40 @@ async fn instructions() -> Result<bool, String> {
             );
         }
     }
+    // The host-call costs need the Wasm configurations; with them the split of the filter's
+    // addition (`BENCH_CG_BREAKDOWN=0` skips the calibration runs).
+    let wants_breakdown = !kernel
+        && std::env::var("BENCH_CG_BREAKDOWN").map_or(true, |v| v != "0")
+        && [Tracer::Baseline, Tracer::WasmFloor, Tracer::Filter]
+            .iter()
+            .all(|t| tracers.contains(t))
+        && c.workloads.contains(&Workload::Http1);
+    let mut costs = Vec::new();
+    if wants_breakdown {
+        let calibrated = instructions::host_call_costs(&tools, &plan).await;
+        if std::env::var_os("BENCH_CG_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&tools.work_dir);
+        }
+        costs = calibrated?;
+        println!(
+            "\nOne host call from a Wasm module, Envoy instructions (and est. cycles) per call\n"
+        );
+        println!("| call | instructions | est. cycles |\n|---|---|---|");
+        for h in &costs {
+            let cycles = h.cycles.map_or("-".into(), |c| format!("{c:.0}"));
+            println!("| {} | {:.0} | {cycles} |", h.kind, h.instructions);
+        }
+        if let Some(t) = instructions::breakdown(&counts, &costs) {
+            println!("\nHttp1: where the Wasm filter's instructions go (sampled request starting a trace)\n");
+            println!("{t}");
+        }
+    }
     std::fs::create_dir_all(&c.out).map_err(|e| format!("{}: {e}", c.out.display()))?;
+    if !costs.is_empty() {
+        let path = c.out.join("host-calls.json");
+        let json = serde_json::to_string_pretty(&costs).map_err(|e| e.to_string())?;
+        std::fs::write(&path, json + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     let path = c.out.join(if kernel {
         "kernel-events.json"
     } else {
