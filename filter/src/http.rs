@@ -95,6 +95,19 @@ impl StreamFacts for Properties {
     }
 }
 
+/// The test-only build's fault (never in a release): the VM traps, as after a bug.
+#[cfg(feature = "test-trap")]
+fn test_trap() {
+    let marker = proxy_wasm::hostcalls::get_map_value(
+        MapType::HttpRequestHeaders,
+        "x-aetherflow-test-trap",
+    );
+    if matches!(marker, Ok(Some(_))) {
+        // With `panic = "abort"` a panic is a trap: the VM is dead, as after a real bug.
+        panic!("test-trap: the marker header asks this test build to fail");
+    }
+}
+
 fn count_frames(a: &mut ActiveStream, dir: Direction, buffer: BufferType, size: usize) {
     if a.counts_frames(dir) {
         a.on_body(dir, size, |off, len| host::body_bytes(buffer, off, len));
@@ -105,6 +118,8 @@ impl Context for HttpTrace {}
 
 impl HttpContext for HttpTrace {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        #[cfg(feature = "test-trap")]
+        test_trap();
         if self.active.is_some() {
             return Action::Continue;
         }

@@ -37,6 +37,15 @@ pub fn wasm() -> PathBuf {
     )
 }
 
+/// The test-only Wasm build that traps on a marker header (`make wasm-trap`):
+/// `AETHERFLOW_WASM_TRAP`, default `target/trap/wasm32-wasip1/release/trace_filter.wasm`.
+pub fn wasm_trap() -> PathBuf {
+    from_env(
+        "AETHERFLOW_WASM_TRAP",
+        "target/trap/wasm32-wasip1/release/trace_filter.wasm",
+    )
+}
+
 /// The native module: `AETHERFLOW_NATIVE`, default `target/release/libaetherflow_trace.so`
 /// (Envoy finds it by name in its directory, `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`).
 pub fn native() -> PathBuf {
