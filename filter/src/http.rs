@@ -98,10 +98,8 @@ impl StreamFacts for Properties {
 /// The test-only build's fault (never in a release): the VM traps, as after a bug.
 #[cfg(feature = "test-trap")]
 fn test_trap() {
-    let marker = proxy_wasm::hostcalls::get_map_value(
-        MapType::HttpRequestHeaders,
-        "x-aetherflow-test-trap",
-    );
+    let marker =
+        proxy_wasm::hostcalls::get_map_value(MapType::HttpRequestHeaders, "x-aetherflow-test-trap");
     if matches!(marker, Ok(Some(_))) {
         // With `panic = "abort"` a panic is a trap: the VM is dead, as after a real bug.
         panic!("test-trap: the marker header asks this test build to fail");
