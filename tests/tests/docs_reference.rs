@@ -273,6 +273,12 @@ fn registry() -> Vec<(&'static str, Coverage)> {
     vec![
         ("make demo", By("tests/tests/e2e_pipeline.rs", "scenarios::all()")),
         ("make test", MakeTest),
+        (
+            "curl -X POST 'http://127.0.0.1:9901/drain_listeners?graceful'",
+            By("tests/tests/filter_shutdown.rs", "/drain_listeners?graceful"),
+        ),
+        ("sleep 3", By("tests/tests/filter_shutdown.rs", "FLUSH_INTERVAL +")),
+        ("kill -TERM \"$ENVOY_PID\"", By("tests/tests/filter_shutdown.rs", "terminate(")),
         ("make wasm", MakeTest),
         ("make native", MakeTest),
         ("make up", NeedsDocker),
