@@ -16,6 +16,10 @@
 //! - [`shim_soak`], [`otlp_load`]: the shim alone under tail sampling at a steady span rate
 //!   (RSS, CPU per span, decisions), fed multi-span OTLP traces.
 
+// Unsafe is limited to libc calls (signals, sysconf), each with its reason.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
 pub mod envoy;
 pub mod harness;
 pub mod instructions;

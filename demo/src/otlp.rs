@@ -28,7 +28,7 @@ const FLAG_HAS_IS_REMOTE: u32 = 0x100;
 const FLAG_IS_REMOTE: u32 = 0x200;
 /// Attribute marking a span recorded under an unsampled parent (see ../shared/DESIGN.md): the
 /// shim drops it unless a tail policy keeps the trace, e.g. because the proxy span failed.
-pub const RECORD_ONLY_ATTRIBUTE: &str = "aetherflow.sampling.record_only";
+pub use aetherflow_core::contract::RECORD_ONLY_ATTRIBUTE;
 
 /// Where the trace is when a service starts a span: the incoming context, if any.
 #[derive(Debug, Clone)]

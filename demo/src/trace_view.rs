@@ -331,7 +331,7 @@ pub fn render_tree(spans: &[SpanView]) -> String {
         if let Some(v) = span.attr("rpc.response.status_code") {
             detail.push(format!("grpc {v}"));
         }
-        if span.attr("aetherflow.sampling.record_only") == Some("true") {
+        if span.attr(crate::otlp::RECORD_ONLY_ATTRIBUTE) == Some("true") {
             detail.push("record-only, kept by a tail policy".to_owned());
         }
         let mut status = span.status.clone();

@@ -4,6 +4,10 @@
 //! - [`http`]: per-request extraction, sampling, injection, span building.
 //! - [`host`]: host calls that cannot panic on hostile input.
 
+// The host calls that return data are raw `extern` calls (see `host`): every unsafe operation
+// is spelled out with its reason, even inside an unsafe fn.
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod host;
 pub mod http;
 pub mod metrics;

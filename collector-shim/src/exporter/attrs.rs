@@ -4,8 +4,8 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 
-/// Attribute the filter sets on spans it recorded without sampling them (see DESIGN.md).
-pub const RECORD_ONLY_ATTR: &str = "aetherflow.sampling.record_only";
+/// Attribute the filter sets on spans it recorded without sampling them (the contract, in core).
+pub use aetherflow_core::contract::RECORD_ONLY_ATTRIBUTE as RECORD_ONLY_ATTR;
 /// `service.name` when the resource has none (the OTel SDK default).
 pub const UNKNOWN_SERVICE: &str = "unknown_service";
 

@@ -235,7 +235,10 @@ pub fn trace_duration(spans: &[SpanRecord]) -> Duration {
 /// The span carries `aetherflow.sampling.record_only = true` (the filter recorded it without
 /// sampling it). Only this attribute makes a span record-only; flags are never read for it.
 pub fn is_record_only(s: &SpanRecord) -> bool {
-    match find_attr(&s.span.attributes, "aetherflow.sampling.record_only") {
+    match find_attr(
+        &s.span.attributes,
+        aetherflow_core::contract::RECORD_ONLY_ATTRIBUTE,
+    ) {
         Some(Value::BoolValue(b)) => *b,
         Some(Value::StringValue(v)) => v == "true",
         _ => false,

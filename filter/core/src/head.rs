@@ -88,7 +88,8 @@ impl Decision {
     ) -> Span {
         let mut d = describe(ex, kind, max_attribute_length);
         if !self.sampled {
-            d.attributes.bool("aetherflow.sampling.record_only", true);
+            d.attributes
+                .bool(crate::contract::RECORD_ONLY_ATTRIBUTE, true);
         }
         Span {
             trace_id: self.trace_id,

@@ -14,6 +14,7 @@
 
 pub mod buffer;
 pub mod config;
+pub mod contract;
 pub mod envoy;
 pub mod grpc;
 pub mod head;
