@@ -23,35 +23,15 @@ pub struct TraceParent {
 }
 
 impl TraceParent {
-    /// Parses a `traceparent` value. Version `00` must be exactly 55 characters; future versions
-    /// (`01`..`fe`) use the same layout and may append `-`-separated data; `ff` is invalid.
-    /// Hex must be lowercase and neither id may be all zero.
+    /// Parses a `traceparent` value by the core's parser (the one the filter uses): version
+    /// `00` is exactly 55 characters, future versions may append `-`-separated data, `ff` and
+    /// upper-case hex are invalid, neither id may be all zero.
     pub fn parse(value: &str) -> Option<Self> {
-        let value = value.trim_matches([' ', '\t']);
-        let bytes = value.as_bytes();
-        if bytes.len() < 55 {
-            return None;
-        }
-        let version = decode_hex::<1>(&value[0..2])?[0];
-        if version == 0xff || (version == 0 && bytes.len() != 55) {
-            return None;
-        }
-        if bytes.len() > 55 && bytes[55] != b'-' {
-            return None;
-        }
-        if bytes[2] != b'-' || bytes[35] != b'-' || bytes[52] != b'-' {
-            return None;
-        }
-        let trace_id = decode_hex::<16>(&value[3..35])?;
-        let parent_id = decode_hex::<8>(&value[36..52])?;
-        let flags = decode_hex::<1>(&value[53..55])?[0];
-        if trace_id == [0; 16] || parent_id == [0; 8] {
-            return None;
-        }
+        let tp = aetherflow_core::propagation::traceparent::TraceParent::parse(value).ok()?;
         Some(Self {
-            trace_id,
-            parent_id,
-            flags,
+            trace_id: tp.trace_id.0,
+            parent_id: tp.parent_id.0,
+            flags: tp.flags,
         })
     }
 
@@ -80,24 +60,6 @@ pub fn hex(bytes: &[u8]) -> String {
             let _ = write!(s, "{b:02x}");
             s
         })
-}
-
-/// Decodes exactly `N` bytes of lowercase hex.
-pub fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let text = text.as_bytes();
-    if text.len() != N * 2 {
-        return None;
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; N];
-    for (i, pair) in text.chunks_exact(2).enumerate() {
-        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Some(out)
 }
 
 /// A fresh non-zero span id.
