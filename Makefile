@@ -18,7 +18,7 @@ export AETHERFLOW_ENVOY     := $(ROOT)/.tools/bin/envoy
 export AETHERFLOW_PYTHON    := $(VENV)/bin/python
 export AETHERFLOW_SHIM_BIN  := $(ROOT)/target/debug/collector-shim
 
-.PHONY: all toolchain wasm wasm-trap native build tools test test-core-wasm test-envoy test-compat lint fmt bench demo up down oci deploy-config clean
+.PHONY: all toolchain wasm wasm-trap native build tools test test-core-wasm test-envoy test-compat lint fmt fuzz bench demo up down oci deploy-config clean
 
 # Envoy releases of the compatibility suite (scripts/envoy-compat.txt) and the filter's real-Envoy tests.
 ENVOY_COMPAT := $(shell grep -v '^\#' $(ROOT)/scripts/envoy-compat.txt)
@@ -92,6 +92,32 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## fuzz: every parser under libFuzzer for FUZZ_SECONDS each (default 180), one process per target
+## in turn (`make fuzz FUZZ_SECONDS=60 FUZZ_TARGETS="traceparent b3"`). Needs the pinned nightly and
+## cargo-fuzz, which scripts/install-fuzz-tools.sh installs on first use (`make test` needs neither:
+## it replays the seed corpora fuzz/corpus/ on stable). New inputs go to target/fuzz-corpus/<target>/,
+## crashes to fuzz/cargo-fuzz/artifacts/<target>/, libFuzzer's log and final stats to
+## target/fuzz-logs/<target>.log. FUZZ_SANITIZER=address adds ASan (slower; the crates we fuzz forbid
+## unsafe code, some of their dependencies do not).
+FUZZ_SECONDS   ?= 180
+FUZZ_SANITIZER ?= none
+FUZZ_TARGETS   ?= $(basename $(notdir $(wildcard $(ROOT)/fuzz/cargo-fuzz/fuzz_targets/*.rs)))
+FUZZ_CARGO     = PATH=$(ROOT)/.tools/bin:$$PATH CARGO_TARGET_DIR=$(ROOT)/target/fuzz $(CARGO) +$$nightly fuzz
+fuzz:
+	@nightly=$$(./scripts/install-fuzz-tools.sh) && \
+	  $(FUZZ_CARGO) build --fuzz-dir $(ROOT)/fuzz/cargo-fuzz --sanitizer $(FUZZ_SANITIZER) && \
+	  mkdir -p $(ROOT)/target/fuzz-logs && \
+	  for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(ROOT)/target/fuzz-corpus/$$t; \
+	    echo "==> fuzz $$t for $(FUZZ_SECONDS) s"; \
+	    $(FUZZ_CARGO) run --fuzz-dir $(ROOT)/fuzz/cargo-fuzz --sanitizer $(FUZZ_SANITIZER) $$t \
+	      $(ROOT)/target/fuzz-corpus/$$t $(ROOT)/fuzz/corpus/$$t -- \
+	      -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	      > $(ROOT)/target/fuzz-logs/$$t.log 2>&1 \
+	      || { tail -40 $(ROOT)/target/fuzz-logs/$$t.log; echo "fuzz: $$t failed (log: target/fuzz-logs/$$t.log)"; exit 1; }; \
+	    grep -E '^stat::(number_of_executed_units|average_exec_per_sec)' $(ROOT)/target/fuzz-logs/$$t.log | tr '\n' ' '; echo; \
+	  done
 
 ## bench: benchmarks, each figure printed beside the baseline of the same run: the criterion
 ## micro-benchmarks (filter core, shim pipeline vs decode-only), then real Envoy with no tracing,
