@@ -273,6 +273,13 @@ fn registry() -> Vec<(&'static str, Coverage)> {
     vec![
         ("make demo", By("tests/tests/e2e_pipeline.rs", "scenarios::all()")),
         ("make test", MakeTest),
+        // libFuzzer needs nightly and minutes per target; `make test` replays the same targets'
+        // bodies over their committed corpora.
+        ("make fuzz", By("fuzz/tests/corpus.rs", "every_target_passes_its_corpus")),
+        (
+            "make fuzz FUZZ_SECONDS=60 FUZZ_TARGETS=\"traceparent b3\"",
+            By("fuzz/tests/corpus.rs", "every_target_passes_its_corpus"),
+        ),
         (
             "curl -X POST 'http://127.0.0.1:9901/drain_listeners?graceful'",
             By("tests/tests/filter_shutdown.rs", "/drain_listeners?graceful"),
