@@ -133,7 +133,7 @@ fn benches(c: &mut Criterion) {
     let batch_cfg = BatchConfig {
         // Deep enough that one iteration never drops: the figure is throughput, not shedding.
         max_queue_size: 4 * total as usize,
-        max_export_batch_size: 512,
+        max_export_batch_size: Some(512),
         batch_timeout: Duration::from_secs(5),
         export_timeout: Duration::from_secs(30),
     };

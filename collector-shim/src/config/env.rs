@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use super::{duration, Config, ConfigError};
+use crate::exporter::config::{otlp_var, OtlpProtocol};
 use crate::exporter::ExporterConfig;
 
 /// Where environment variables come from.
@@ -151,7 +152,11 @@ pub fn apply(cfg: &mut Config, env: &dyn Env) -> Result<(), ConfigError> {
     if let Some(list) = var(env, "OTEL_TRACES_EXPORTER") {
         for kind in list.split(',').map(str::trim) {
             match kind {
-                "none" => cfg.exporters.clear(),
+                // The spec: no automatically configured exporter (not even the console one).
+                "none" => {
+                    cfg.exporters.clear();
+                    cfg.no_exporter = true;
+                }
                 "zipkin" | "otlp" | "console" | "jaeger" => {
                     if !cfg.exporters.iter().any(|e| e.kind() == kind) {
                         cfg.exporters.push(
@@ -174,17 +179,41 @@ pub fn apply(cfg: &mut Config, env: &dyn Env) -> Result<(), ConfigError> {
     if let Some(v) = var(env, "OTEL_EXPORTER_ZIPKIN_ENDPOINT") {
         set_exporter(&mut cfg.exporters, ExporterConfig::zipkin(v));
     }
+    let get = |k: &str| env.get(k);
     if let Some(v) = var(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
         set_exporter(&mut cfg.exporters, ExporterConfig::otlp(v));
     } else if let Some(v) = var(env, "OTEL_EXPORTER_OTLP_ENDPOINT") {
-        // The spec: the signal path is appended to the generic endpoint.
-        set_exporter(&mut cfg.exporters, ExporterConfig::otlp_from_base(&v));
+        // The spec: over HTTP the signal path is appended to the generic endpoint; gRPC takes
+        // it as is. The protocol is the variable's, else the configured exporter's.
+        let grpc = match otlp_var(&get, "PROTOCOL") {
+            Some((name, p)) => {
+                OtlpProtocol::parse(&p).map_err(|e| ConfigError::new(name, e))?
+                    == OtlpProtocol::Grpc
+            }
+            None => cfg
+                .exporters
+                .iter()
+                .any(|e| matches!(e, ExporterConfig::Otlp(c) if c.protocol == OtlpProtocol::Grpc)),
+        };
+        let e = if grpc {
+            ExporterConfig::otlp(v)
+        } else {
+            ExporterConfig::otlp_from_base(&v)
+        };
+        set_exporter(&mut cfg.exporters, e);
+    }
+    for e in &mut cfg.exporters {
+        e.apply_otel_env(&get)
+            .map_err(|msg| match msg.split_once(": ") {
+                Some((k, why)) => ConfigError::new(k, why),
+                None => ConfigError::new("OTEL_EXPORTER_*", msg),
+            })?;
     }
     if let Some(n) = parse_usize(env, "OTEL_BSP_MAX_QUEUE_SIZE")? {
         cfg.batch.max_queue_size = n;
     }
     if let Some(n) = parse_usize(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE")? {
-        cfg.batch.max_export_batch_size = n;
+        cfg.batch.max_export_batch_size = Some(n);
     }
     if let Some(d) = parse_ms(env, "OTEL_BSP_SCHEDULE_DELAY")? {
         cfg.batch.batch_timeout = d;
@@ -239,7 +268,7 @@ mod tests {
             ExporterConfig::otlp("http://127.0.0.1:4318/v1/traces")
         );
         assert_eq!(cfg.batch.max_queue_size, 100);
-        assert_eq!(cfg.batch.max_export_batch_size, 10);
+        assert_eq!(cfg.batch.max_export_batch_size, Some(10));
         assert_eq!(cfg.batch.batch_timeout, Duration::from_millis(250));
         assert_eq!(cfg.batch.export_timeout, Duration::from_secs(3));
     }

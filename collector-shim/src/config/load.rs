@@ -113,8 +113,12 @@ pub fn load(
 /// Applies flags, adds the default exporter and validates (also used by embedders and tests).
 pub fn finish(mut cfg: Config) -> Result<Config, ConfigError> {
     fold_seed_keys(&mut cfg)?;
-    if cfg.exporters.is_empty() {
+    if cfg.exporters.is_empty() && !cfg.no_exporter {
         cfg.exporters.push(ExporterConfig::console());
+    }
+    // What runs is what `--check-config` and the logs show: default endpoints and paths filled in.
+    for e in &mut cfg.exporters {
+        *e = e.resolved();
     }
     validate(&cfg)?;
     Ok(cfg)
@@ -312,16 +316,14 @@ pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
         "batch.max_queue_size",
         "must be at least 1",
     )?;
-    check(
-        b.max_export_batch_size > 0,
-        "batch.max_export_batch_size",
-        "must be at least 1",
-    )?;
-    check(
-        b.max_export_batch_size <= b.max_queue_size,
-        "batch.max_export_batch_size",
-        "must not exceed batch.max_queue_size",
-    )?;
+    if let Some(n) = b.max_export_batch_size {
+        check(n > 0, "batch.max_export_batch_size", "must be at least 1")?;
+        check(
+            n <= b.max_queue_size,
+            "batch.max_export_batch_size",
+            "must not exceed batch.max_queue_size",
+        )?;
+    }
     check(
         !b.batch_timeout.is_zero(),
         "batch.batch_timeout",

@@ -69,6 +69,10 @@ pub struct Config {
     /// Seed key: same as `batch.max_queue_size`.
     #[serde(rename = "MaxQueueSize")]
     pub seed_max_queue_size: Option<usize>,
+    /// `OTEL_TRACES_EXPORTER=none`: run with no exporter at all (the console default is not
+    /// added). Not a file key.
+    #[serde(skip)]
+    pub no_exporter: bool,
 }
 
 impl Default for Config {
@@ -89,6 +93,7 @@ impl Default for Config {
             seed_environment: None,
             seed_batch_timeout: None,
             seed_max_queue_size: None,
+            no_exporter: false,
         }
     }
 }
@@ -275,8 +280,9 @@ pub struct BatchConfig {
     /// Longest a span waits for its batch to fill. Default 5s. Env: `OTEL_BSP_SCHEDULE_DELAY` (ms).
     #[serde(with = "duration")]
     pub batch_timeout: Duration,
-    /// Most spans per export call. Default 512. Env: `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`.
-    pub max_export_batch_size: usize,
+    /// Most spans per export call. Default 512, or `max_queue_size` when that is smaller.
+    /// Env: `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`. Read it with [`BatchConfig::batch_size`].
+    pub max_export_batch_size: Option<usize>,
     /// Longest one export call (with its retries) may take. Default 30s.
     /// Env: `OTEL_BSP_EXPORT_TIMEOUT` (ms).
     #[serde(with = "duration")]
@@ -288,9 +294,21 @@ impl Default for BatchConfig {
         BatchConfig {
             max_queue_size: 2048,
             batch_timeout: Duration::from_secs(5),
-            max_export_batch_size: 512,
+            max_export_batch_size: None,
             export_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+impl BatchConfig {
+    /// Default of `max_export_batch_size` (the OTel BatchSpanProcessor's).
+    pub const DEFAULT_BATCH_SIZE: usize = 512;
+
+    /// Spans per export call: the configured size, else 512 bounded by the queue size (so a
+    /// small `max_queue_size` alone never fails on a key the user did not write).
+    pub fn batch_size(&self) -> usize {
+        self.max_export_batch_size
+            .unwrap_or(Self::DEFAULT_BATCH_SIZE.min(self.max_queue_size.max(1)))
     }
 }
 

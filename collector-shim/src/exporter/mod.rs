@@ -22,11 +22,12 @@ pub mod http;
 pub mod jaeger;
 pub mod otlp;
 pub mod retry;
+pub mod tls;
 pub mod zipkin;
 
 pub use config::{
-    Compression, ConsoleConfig, ExporterConfig, FileConfig, JaegerConfig, OtlpConfig, RetryConfig,
-    ZipkinConfig,
+    Compression, ConsoleConfig, ExporterConfig, FileConfig, JaegerConfig, OtlpConfig, OtlpProtocol,
+    RetryConfig, TlsConfig, ZipkinConfig,
 };
 
 /// Why an export attempt failed, classified once so retries are decided in one place.
@@ -100,6 +101,7 @@ pub fn build(
     telemetry: ExporterTelemetry,
 ) -> Result<Arc<dyn Exporter>, String> {
     cfg.validate()?;
+    let cfg = &cfg.resolved();
     let name = cfg.name();
     match cfg {
         ExporterConfig::Console(_) => Ok(Arc::new(console::ConsoleExporter::stdout(name))),

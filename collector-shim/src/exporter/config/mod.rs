@@ -1,15 +1,18 @@
 //! Exporter configuration: one entry of the shim's `exporters:` list.
 //!
 //! The doc comments here are the reference for users; every field says its unit and default.
-//! Durations are strings with a unit (`"500ms"`, `"10s"`, `"2m"`) or integers in milliseconds.
+//! Durations use the one syntax of the whole config (`crate::config::duration`): a string with a
+//! unit (`"250us"`, `"500ms"`, `"10s"`, `"2m"`) or a plain number of milliseconds.
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+pub use crate::exporter::tls::TlsConfig;
+
 mod env;
-pub use env::parse_otel_headers;
+pub use env::{otlp_var, parse_otel_headers};
 
 /// Default Zipkin v2 collector URL (Zipkin's own default port).
 pub const DEFAULT_ZIPKIN_ENDPOINT: &str = "http://127.0.0.1:9411/api/v2/spans";
@@ -18,6 +21,14 @@ pub const DEFAULT_ZIPKIN_ENDPOINT: &str = "http://127.0.0.1:9411/api/v2/spans";
 pub const DEFAULT_JAEGER_ENDPOINT: &str = "http://127.0.0.1:14268/api/traces";
 /// Default OTLP/HTTP traces URL (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` default).
 pub const DEFAULT_OTLP_ENDPOINT: &str = "http://127.0.0.1:4318/v1/traces";
+/// Default OTLP/gRPC endpoint (scheme, host and port only: gRPC names the method in the path).
+pub const DEFAULT_OTLP_GRPC_ENDPOINT: &str = "http://127.0.0.1:4317";
+/// Path a Zipkin v2 collector takes spans on.
+pub const ZIPKIN_PATH: &str = "/api/v2/spans";
+/// Path a Jaeger collector takes Thrift batches on.
+pub const JAEGER_PATH: &str = "/api/traces";
+/// Path of the OTLP/HTTP traces signal.
+pub const OTLP_PATH: &str = "/v1/traces";
 /// Default request timeout per attempt (`OTEL_EXPORTER_*_TIMEOUT` default: 10 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default size at which the file exporter rotates (64 MiB).
@@ -47,7 +58,8 @@ pub struct ZipkinConfig {
     /// Name in logs and metric labels; default `zipkin`. Needed only to tell two Zipkin exporters apart.
     #[serde(default)]
     pub name: Option<String>,
-    /// Full URL of the span endpoint; default `http://127.0.0.1:9411/api/v2/spans`.
+    /// URL of the span endpoint; default `http://127.0.0.1:9411/api/v2/spans`. A URL with no
+    /// path (`http://zipkin:9411`) gets `/api/v2/spans`.
     #[serde(default = "default_zipkin_endpoint")]
     pub endpoint: String,
     /// Time allowed for one HTTP attempt; default `10s`.
@@ -59,6 +71,9 @@ pub struct ZipkinConfig {
     /// Retry policy for failed attempts.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// TLS settings for an `https://` endpoint (CA file, client certificate, server name).
+    #[serde(default)]
+    pub tls: TlsConfig,
 }
 
 /// Jaeger collector over Thrift/HTTP.
@@ -68,7 +83,8 @@ pub struct JaegerConfig {
     /// Name in logs and metric labels; default `jaeger`.
     #[serde(default)]
     pub name: Option<String>,
-    /// Full URL of the Thrift endpoint; default `http://127.0.0.1:14268/api/traces`.
+    /// URL of the Thrift endpoint; default `http://127.0.0.1:14268/api/traces`. A URL with no
+    /// path gets `/api/traces`.
     #[serde(default = "default_jaeger_endpoint")]
     pub endpoint: String,
     /// Time allowed for one HTTP attempt; default `10s`.
@@ -80,17 +96,25 @@ pub struct JaegerConfig {
     /// Retry policy for failed attempts.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// TLS settings for an `https://` endpoint (CA file, client certificate, server name).
+    #[serde(default)]
+    pub tls: TlsConfig,
 }
 
-/// OTLP/HTTP with protobuf bodies.
+/// OTLP over HTTP (protobuf bodies) or gRPC.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     /// Name in logs and metric labels; default `otlp`.
     #[serde(default)]
     pub name: Option<String>,
-    /// Full traces URL, used as is; default `http://127.0.0.1:4318/v1/traces`.
-    #[serde(default = "default_otlp_endpoint")]
+    /// `http/protobuf` (default) or `grpc`. Env: `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`.
+    #[serde(default)]
+    pub protocol: OtlpProtocol,
+    /// http/protobuf: the traces URL, default `http://127.0.0.1:4318/v1/traces` (a URL with no
+    /// path gets `/v1/traces`). grpc: `scheme://host:port` with no path, default
+    /// `http://127.0.0.1:4317`. Empty (the default) means the protocol's default.
+    #[serde(default)]
     pub endpoint: String,
     /// Extra request headers (`OTEL_EXPORTER_OTLP_HEADERS`); default none.
     #[serde(default)]
@@ -104,6 +128,34 @@ pub struct OtlpConfig {
     /// Retry policy for failed attempts.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// TLS settings for an `https://` endpoint (CA file, client certificate, server name).
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+/// Transport of the OTLP exporter (the values of `OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum OtlpProtocol {
+    /// Protobuf bodies POSTed over HTTP/1.1.
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// The `TraceService/Export` gRPC method over HTTP/2.
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+impl OtlpProtocol {
+    /// Parses the spec's names; `http/json` is refused with the alternatives.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "http/protobuf" => Ok(OtlpProtocol::HttpProtobuf),
+            "grpc" => Ok(OtlpProtocol::Grpc),
+            other => Err(format!(
+                "`{other}` is not supported (use `http/protobuf` or `grpc`)"
+            )),
+        }
+    }
 }
 
 /// Body compression of the OTLP exporter.
@@ -184,9 +236,6 @@ fn default_zipkin_endpoint() -> String {
 fn default_jaeger_endpoint() -> String {
     DEFAULT_JAEGER_ENDPOINT.to_string()
 }
-fn default_otlp_endpoint() -> String {
-    DEFAULT_OTLP_ENDPOINT.to_string()
-}
 fn default_timeout() -> Duration {
     DEFAULT_TIMEOUT
 }
@@ -197,42 +246,15 @@ fn default_max_files() -> u32 {
     1
 }
 
-/// Parses `"250ms"`, `"10s"`, `"2m"`, `"1h"` (integer or decimal amount) into a duration.
+/// Parses a duration in the config's one syntax (`250us`, `500ms`, `5s`, `2m`, `1h`, or a plain
+/// number of milliseconds); see `crate::config::duration`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("`{text}` has no unit (use ms, s, m or h)"))?;
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` does not start with a number"))?;
-    let secs = match unit.trim() {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}` (use ms, s, m or h)"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{text}`: {e}"))
+    crate::config::duration::parse(text)
 }
 
-/// Serde adapter for durations: a string with a unit or an integer number of milliseconds.
+/// Serde adapter for durations (the config's one syntax).
 pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Millis(u64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Millis(ms) => Ok(Duration::from_millis(ms)),
-        Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
-    }
+    crate::config::duration::deserialize(d)
 }
 
 impl ExporterConfig {
@@ -244,6 +266,7 @@ impl ExporterConfig {
             timeout: DEFAULT_TIMEOUT,
             headers: BTreeMap::new(),
             retry: RetryConfig::default(),
+            tls: TlsConfig::default(),
         })
     }
 
@@ -256,19 +279,22 @@ impl ExporterConfig {
             timeout: DEFAULT_TIMEOUT,
             headers: BTreeMap::new(),
             retry: RetryConfig::default(),
+            tls: TlsConfig::default(),
         })
     }
 
-    /// OTLP exporter with defaults and a full traces URL, used as is
+    /// OTLP/HTTP exporter with defaults and a full traces URL, used as is
     /// (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`).
     pub fn otlp(traces_endpoint: impl Into<String>) -> Self {
         ExporterConfig::Otlp(OtlpConfig {
             name: None,
+            protocol: OtlpProtocol::HttpProtobuf,
             endpoint: traces_endpoint.into(),
             headers: BTreeMap::new(),
             compression: Compression::None,
             timeout: DEFAULT_TIMEOUT,
             retry: RetryConfig::default(),
+            tls: TlsConfig::default(),
         })
     }
 
@@ -277,6 +303,31 @@ impl ExporterConfig {
     pub fn otlp_from_base(base: &str) -> Self {
         let sep = if base.ends_with('/') { "" } else { "/" };
         Self::otlp(format!("{base}{sep}v1/traces"))
+    }
+
+    /// The entry with defaults filled in: the OTLP endpoint of its protocol when none was
+    /// given, and the backend's path on an HTTP endpoint written without one
+    /// (`http://zipkin:9411` -> `http://zipkin:9411/api/v2/spans`).
+    pub fn resolved(&self) -> ExporterConfig {
+        let mut out = self.clone();
+        match &mut out {
+            ExporterConfig::Zipkin(c) => c.endpoint = with_default_path(&c.endpoint, ZIPKIN_PATH),
+            ExporterConfig::Jaeger(c) => c.endpoint = with_default_path(&c.endpoint, JAEGER_PATH),
+            ExporterConfig::Otlp(c) => match c.protocol {
+                OtlpProtocol::HttpProtobuf if c.endpoint.trim().is_empty() => {
+                    c.endpoint = DEFAULT_OTLP_ENDPOINT.into()
+                }
+                OtlpProtocol::HttpProtobuf => {
+                    c.endpoint = with_default_path(&c.endpoint, OTLP_PATH)
+                }
+                OtlpProtocol::Grpc if c.endpoint.trim().is_empty() => {
+                    c.endpoint = DEFAULT_OTLP_GRPC_ENDPOINT.into()
+                }
+                OtlpProtocol::Grpc => {}
+            },
+            ExporterConfig::Console(_) | ExporterConfig::File(_) => {}
+        }
+        out
     }
 
     /// The console exporter (the embedded default).
@@ -331,15 +382,28 @@ impl ExporterConfig {
                 ));
             }
         }
-        match self {
+        match &self.resolved() {
             ExporterConfig::Zipkin(c) => {
-                validate_http("endpoint", &c.endpoint, c.timeout, &c.headers, &c.retry)
+                validate_http(&c.endpoint, c.timeout, &c.headers, &c.retry, &c.tls)
             }
             ExporterConfig::Jaeger(c) => {
-                validate_http("endpoint", &c.endpoint, c.timeout, &c.headers, &c.retry)
+                validate_http(&c.endpoint, c.timeout, &c.headers, &c.retry, &c.tls)
             }
             ExporterConfig::Otlp(c) => {
-                validate_http("endpoint", &c.endpoint, c.timeout, &c.headers, &c.retry)
+                validate_http(&c.endpoint, c.timeout, &c.headers, &c.retry, &c.tls)?;
+                let has_path = c
+                    .endpoint
+                    .parse::<hyper::Uri>()
+                    .ok()
+                    .and_then(|u| u.path_and_query().map(|p| p.as_str() != "/"))
+                    .unwrap_or(false);
+                if c.protocol == OtlpProtocol::Grpc && has_path {
+                    return Err(format!(
+                        "endpoint: `{}`: an OTLP/gRPC endpoint takes no path (write scheme://host:port)",
+                        c.endpoint
+                    ));
+                }
+                Ok(())
             }
             ExporterConfig::Console(_) => Ok(()),
             ExporterConfig::File(c) => {
@@ -371,26 +435,35 @@ impl ExporterConfig {
     }
 }
 
+/// `endpoint` with `path` appended when it has none (nothing, or only `/`, after the host).
+fn with_default_path(endpoint: &str, path: &str) -> String {
+    match endpoint.trim().parse::<hyper::Uri>() {
+        Ok(uri)
+            if uri.host().is_some() && uri.path_and_query().is_none_or(|p| p.as_str() == "/") =>
+        {
+            format!("{}{path}", endpoint.trim().trim_end_matches('/'))
+        }
+        _ => endpoint.to_string(),
+    }
+}
+
 fn validate_http(
-    key: &str,
     endpoint: &str,
     timeout: Duration,
     headers: &BTreeMap<String, String>,
     retry: &RetryConfig,
+    tls: &TlsConfig,
 ) -> Result<(), String> {
+    let key = "endpoint";
     let uri: hyper::Uri = endpoint
         .parse()
         .map_err(|e| format!("{key}: `{endpoint}` is not a URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "{key}: `{endpoint}`: https is not supported (the shim has no TLS stack); \
-                 use http, or a local TLS-originating proxy"
-            ))
-        }
-        _ => return Err(format!("{key}: `{endpoint}` must start with http://")),
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(format!(
+            "{key}: `{endpoint}` must start with http:// or https://"
+        ));
     }
+    tls.validate()?;
     if uri.host().is_none_or(str::is_empty) {
         return Err(format!("{key}: `{endpoint}` has no host"));
     }

@@ -14,7 +14,7 @@ use flate2::write::GzEncoder;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 
-use crate::exporter::config::{Compression, OtlpConfig, RetryConfig};
+use crate::exporter::config::{Compression, OtlpConfig, OtlpProtocol, RetryConfig};
 use crate::exporter::http::HttpSender;
 use crate::exporter::retry::{retry, LogLimiter};
 use crate::exporter::{ExportError, Exporter, ExporterTelemetry};
@@ -42,6 +42,9 @@ pub struct OtlpExporter {
 impl OtlpExporter {
     /// An exporter for `cfg` (validated).
     pub fn new(name: &str, cfg: &OtlpConfig, telemetry: ExporterTelemetry) -> Result<Self, String> {
+        if cfg.protocol == OtlpProtocol::Grpc {
+            return Err("protocol: `grpc` is not available yet (use `http/protobuf`)".into());
+        }
         Ok(OtlpExporter {
             name: name.to_string(),
             sender: HttpSender::new(
@@ -49,6 +52,7 @@ impl OtlpExporter {
                 "application/x-protobuf",
                 &cfg.headers,
                 cfg.timeout,
+                &cfg.tls,
             )?,
             compression: cfg.compression,
             retry: cfg.retry.clone(),
