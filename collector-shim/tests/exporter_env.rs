@@ -135,3 +135,31 @@ fn invalid_values_stop_start_up_naming_the_variable() {
     .unwrap_err();
     assert_eq!(err.key, "OTEL_EXPORTER_ZIPKIN_TIMEOUT", "{err}");
 }
+
+#[tokio::test]
+async fn an_auth_header_from_an_env_reference_in_the_file_arrives() {
+    let backend = Backend::start(Reply::status(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shim.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "exporters:\n  - type: zipkin\n    endpoint: {}\n    headers: {{authorization: 'Bearer ${{env:ZIPKIN_TOKEN}}'}}\n",
+            backend.url("")
+        ),
+    )
+    .unwrap();
+    let env = MapEnv::from_pairs(&[("ZIPKIN_TOKEN", "from-env")]);
+    let cfg = load(Some(&path), &env, &Overrides::default()).unwrap();
+    build(only_exporter(&cfg), ExporterTelemetry::default())
+        .unwrap()
+        .export(&sample_batch())
+        .await
+        .unwrap();
+    let got = backend.received();
+    assert_eq!(
+        got[0].path, "/api/v2/spans",
+        "no path written: Zipkin's applied"
+    );
+    assert_eq!(got[0].headers["authorization"], "Bearer from-env");
+}

@@ -2,6 +2,7 @@
 //! a map instead of touching the process environment.
 use std::collections::HashMap;
 
+use super::load::check_entry;
 use super::{duration, Config, ConfigError};
 use crate::exporter::config::{otlp_var, OtlpProtocol};
 use crate::exporter::ExporterConfig;
@@ -58,6 +59,13 @@ fn parse_usize(env: &dyn Env, key: &str) -> Result<Option<usize>, ConfigError> {
                 .map_err(|_| ConfigError::new(key, format!("`{v}` is not a non-negative integer")))
         })
         .transpose()
+}
+
+fn positive(env: &dyn Env, key: &str) -> Result<Option<usize>, ConfigError> {
+    match parse_usize(env, key)? {
+        Some(0) => Err(ConfigError::new(key, "must be at least 1")),
+        other => Ok(other),
+    }
 }
 
 fn parse_ms(env: &dyn Env, key: &str) -> Result<Option<std::time::Duration>, ConfigError> {
@@ -177,11 +185,15 @@ pub fn apply(cfg: &mut Config, env: &dyn Env) -> Result<(), ConfigError> {
         }
     }
     if let Some(v) = var(env, "OTEL_EXPORTER_ZIPKIN_ENDPOINT") {
-        set_exporter(&mut cfg.exporters, ExporterConfig::zipkin(v));
+        let e = ExporterConfig::zipkin(v);
+        check_entry(&e, "OTEL_EXPORTER_ZIPKIN_ENDPOINT")?;
+        set_exporter(&mut cfg.exporters, e);
     }
     let get = |k: &str| env.get(k);
     if let Some(v) = var(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
-        set_exporter(&mut cfg.exporters, ExporterConfig::otlp(v));
+        let e = ExporterConfig::otlp(v);
+        check_entry(&e, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")?;
+        set_exporter(&mut cfg.exporters, e);
     } else if let Some(v) = var(env, "OTEL_EXPORTER_OTLP_ENDPOINT") {
         // The spec: over HTTP the signal path is appended to the generic endpoint; gRPC takes
         // it as is. The protocol is the variable's, else the configured exporter's.
@@ -196,10 +208,15 @@ pub fn apply(cfg: &mut Config, env: &dyn Env) -> Result<(), ConfigError> {
                 .any(|e| matches!(e, ExporterConfig::Otlp(c) if c.protocol == OtlpProtocol::Grpc)),
         };
         let e = if grpc {
-            ExporterConfig::otlp(v)
+            let mut e = ExporterConfig::otlp(v);
+            if let ExporterConfig::Otlp(c) = &mut e {
+                c.protocol = OtlpProtocol::Grpc;
+            }
+            e
         } else {
             ExporterConfig::otlp_from_base(&v)
         };
+        check_entry(&e, "OTEL_EXPORTER_OTLP_ENDPOINT")?;
         set_exporter(&mut cfg.exporters, e);
     }
     for e in &mut cfg.exporters {
@@ -209,17 +226,31 @@ pub fn apply(cfg: &mut Config, env: &dyn Env) -> Result<(), ConfigError> {
                 None => ConfigError::new("OTEL_EXPORTER_*", msg),
             })?;
     }
-    if let Some(n) = parse_usize(env, "OTEL_BSP_MAX_QUEUE_SIZE")? {
+    if let Some(n) = positive(env, "OTEL_BSP_MAX_QUEUE_SIZE")? {
         cfg.batch.max_queue_size = n;
     }
-    if let Some(n) = parse_usize(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE")? {
+    if let Some(n) = positive(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE")? {
+        if n > cfg.batch.max_queue_size {
+            return Err(ConfigError::new(
+                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                format!(
+                    "{n} exceeds the queue size {} (OTEL_BSP_MAX_QUEUE_SIZE or batch.max_queue_size)",
+                    cfg.batch.max_queue_size
+                ),
+            ));
+        }
         cfg.batch.max_export_batch_size = Some(n);
     }
-    if let Some(d) = parse_ms(env, "OTEL_BSP_SCHEDULE_DELAY")? {
-        cfg.batch.batch_timeout = d;
-    }
-    if let Some(d) = parse_ms(env, "OTEL_BSP_EXPORT_TIMEOUT")? {
-        cfg.batch.export_timeout = d;
+    for (key, slot) in [
+        ("OTEL_BSP_SCHEDULE_DELAY", &mut cfg.batch.batch_timeout),
+        ("OTEL_BSP_EXPORT_TIMEOUT", &mut cfg.batch.export_timeout),
+    ] {
+        if let Some(d) = parse_ms(env, key)? {
+            if d.is_zero() {
+                return Err(ConfigError::new(key, "must be greater than 0"));
+            }
+            *slot = d;
+        }
     }
     Ok(())
 }

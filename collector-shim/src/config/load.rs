@@ -62,20 +62,44 @@ pub struct Overrides {
 }
 
 /// Parses a config text; `toml` selects TOML, otherwise YAML (which also reads JSON).
+/// `${env:NAME}` references are expanded from the process environment.
 pub fn parse_str(text: &str, toml: bool) -> Result<Config, ConfigError> {
+    parse_str_env(text, toml, &super::ProcessEnv)
+}
+
+/// [`parse_str`] with `${env:NAME}` references expanded from `env` (string values only; see
+/// `config::expand`). Syntax errors carry the line and column; other errors name the key.
+pub fn parse_str_env(text: &str, toml: bool, env: &dyn Env) -> Result<Config, ConfigError> {
     if toml {
-        let de = toml::Deserializer::parse(text)
-            .map_err(|e| ConfigError::new("<file>", format!("not valid TOML: {}", e.message())))?;
-        serde_path_to_error::deserialize(de)
+        let mut tree = toml::Value::Table(text.parse::<toml::Table>().map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| line_col(text, s.start))
+                .map(|(l, c)| format!(" at line {l} column {c}"))
+                .unwrap_or_default();
+            ConfigError::new("<file>", format!("not valid TOML{at}: {}", e.message()))
+        })?);
+        super::expand::toml(&mut tree, env)?;
+        serde_path_to_error::deserialize(tree)
             .map_err(|e| path_error(e.path().to_string(), e.inner().message()))
     } else {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        let de = serde_yaml::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de)
+        let mut tree: serde_yaml::Value = serde_yaml::from_str(text)
+            .map_err(|e| ConfigError::new("<file>", format!("not valid YAML: {e}")))?;
+        super::expand::yaml(&mut tree, env)?;
+        serde_path_to_error::deserialize(tree)
             .map_err(|e| path_error(e.path().to_string(), &e.inner().to_string()))
     }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
 }
 
 fn path_error(path: String, msg: &str) -> ConfigError {
@@ -101,7 +125,7 @@ pub fn load(
                 ConfigError::new("--config", format!("cannot read {}: {e}", p.display()))
             })?;
             let is_toml = p.extension().and_then(|e| e.to_str()) == Some("toml");
-            parse_str(&text, is_toml)?
+            parse_str_env(&text, is_toml, env_src)?
         }
     };
     fold_seed_keys(&mut cfg)?;
@@ -135,6 +159,11 @@ fn apply_flags(cfg: &mut Config, f: &Overrides) -> Result<(), ConfigError> {
         cfg.receiver.grpc_listen = Some(a);
     }
     if let Some(p) = f.probability {
+        check(
+            (0.0..=1.0).contains(&p),
+            "--sample-ratio",
+            "must be in [0, 1]",
+        )?;
         cfg.sampling.probability = p;
     }
     for kind in &f.exporters {
@@ -158,7 +187,9 @@ fn fold_seed_keys(cfg: &mut Config) -> Result<(), ConfigError> {
     if let Some(v) = cfg.seed_service_name.take() {
         cfg.service_name = v;
     }
+    // Each seed value is checked here, so an error names the key the user wrote.
     if let Some(v) = cfg.seed_sample_rate.take() {
+        check((0.0..=1.0).contains(&v), "SampleRate", "must be in [0, 1]")?;
         cfg.sampling.probability = v;
     }
     if let Some(v) = cfg.seed_environment.take() {
@@ -166,9 +197,11 @@ fn fold_seed_keys(cfg: &mut Config) -> Result<(), ConfigError> {
             .insert("deployment.environment.name".into(), v);
     }
     if let Some(v) = cfg.seed_batch_timeout.take() {
+        check(!v.is_zero(), "BatchTimeout", "must be greater than 0")?;
         cfg.batch.batch_timeout = v;
     }
     if let Some(v) = cfg.seed_max_queue_size.take() {
+        check(v > 0, "MaxQueueSize", "must be at least 1")?;
         cfg.batch.max_queue_size = v;
     }
     let kind = cfg.seed_exporter.take();
@@ -183,9 +216,22 @@ fn fold_seed_keys(cfg: &mut Config) -> Result<(), ConfigError> {
             ("file", Some(ep)) => ExporterConfig::file(ep),
             (_, _) => default_exporter(&kind).map_err(|r| ConfigError::new("Exporter", r))?,
         };
+        check_entry(&e, "Endpoint")?;
         cfg.exporters.push(e);
     }
     Ok(())
+}
+
+/// Validates an exporter entry made from one value the user wrote (a seed key, an env var),
+/// naming that key in the error rather than the entry's internal field.
+pub(crate) fn check_entry(e: &ExporterConfig, key: &str) -> Result<(), ConfigError> {
+    e.validate().map_err(|msg| {
+        let why = msg
+            .strip_prefix("endpoint: ")
+            .or_else(|| msg.strip_prefix("path: "))
+            .unwrap_or(&msg);
+        ConfigError::new(key, why)
+    })
 }
 
 fn check(ok: bool, key: &str, reason: &str) -> Result<(), ConfigError> {
@@ -380,7 +426,7 @@ mod tests {
     use std::time::Duration;
 
     fn load_text(text: &str, toml: bool) -> Result<Config, ConfigError> {
-        let mut cfg = parse_str(text, toml)?;
+        let mut cfg = parse_str_env(text, toml, &MapEnv::default())?;
         fold_seed_keys(&mut cfg)?;
         env::apply(&mut cfg, &MapEnv::default())?;
         finish(cfg)

@@ -16,6 +16,7 @@ use crate::exporter::ExporterConfig;
 
 pub mod duration;
 pub mod env;
+pub mod expand;
 pub mod load;
 
 pub use env::{Env, MapEnv, ProcessEnv};

@@ -63,8 +63,11 @@ impl HttpSender {
         for (k, v) in extra_headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| format!("headers.{k}: not a valid HTTP header name"))?;
-            let value = HeaderValue::from_str(v)
+            let mut value = HeaderValue::from_str(v)
                 .map_err(|_| format!("headers.{k}: value is not a valid HTTP header value"))?;
+            // Configured headers often carry credentials: `Debug` prints them as `Sensitive`
+            // and HTTP/2 never indexes them.
+            value.set_sensitive(true);
             headers.insert(name, value);
         }
         let client = Client::builder(TokioExecutor::new())

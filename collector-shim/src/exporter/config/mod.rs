@@ -67,7 +67,7 @@ pub struct ZipkinConfig {
     pub timeout: Duration,
     /// Extra request headers (e.g. authorization); default none.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: Headers,
     /// Retry policy for failed attempts.
     #[serde(default)]
     pub retry: RetryConfig,
@@ -92,7 +92,7 @@ pub struct JaegerConfig {
     pub timeout: Duration,
     /// Extra request headers; default none.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: Headers,
     /// Retry policy for failed attempts.
     #[serde(default)]
     pub retry: RetryConfig,
@@ -118,7 +118,7 @@ pub struct OtlpConfig {
     pub endpoint: String,
     /// Extra request headers (`OTEL_EXPORTER_OTLP_HEADERS`); default none.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: Headers,
     /// Body compression: `none` (default, as `OTEL_EXPORTER_OTLP_COMPRESSION`) or `gzip`.
     #[serde(default)]
     pub compression: Compression,
@@ -155,6 +155,33 @@ impl OtlpProtocol {
                 "`{other}` is not supported (use `http/protobuf` or `grpc`)"
             )),
         }
+    }
+}
+
+/// Extra request headers of an exporter. They often carry credentials, so `Debug` (and with it
+/// every log line and `--check-config` dump that prints a config) shows the names only.
+#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Headers(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, "<redacted>")))
+            .finish()
+    }
+}
+
+impl std::ops::Deref for Headers {
+    type Target = BTreeMap<String, String>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Headers {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
     }
 }
 
@@ -264,7 +291,7 @@ impl ExporterConfig {
             name: None,
             endpoint: endpoint.into(),
             timeout: DEFAULT_TIMEOUT,
-            headers: BTreeMap::new(),
+            headers: Headers::default(),
             retry: RetryConfig::default(),
             tls: TlsConfig::default(),
         })
@@ -277,7 +304,7 @@ impl ExporterConfig {
             name: None,
             endpoint: endpoint.into(),
             timeout: DEFAULT_TIMEOUT,
-            headers: BTreeMap::new(),
+            headers: Headers::default(),
             retry: RetryConfig::default(),
             tls: TlsConfig::default(),
         })
@@ -290,7 +317,7 @@ impl ExporterConfig {
             name: None,
             protocol: OtlpProtocol::HttpProtobuf,
             endpoint: traces_endpoint.into(),
-            headers: BTreeMap::new(),
+            headers: Headers::default(),
             compression: Compression::None,
             timeout: DEFAULT_TIMEOUT,
             retry: RetryConfig::default(),
