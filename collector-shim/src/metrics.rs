@@ -79,7 +79,12 @@ pub const REFUSAL_REASONS: &[&str] = &[
 pub const EXPORT_ERROR_KINDS: &[&str] = &["retryable", "throttled", "non_retryable", "timeout"];
 
 /// Reasons spans are dropped after the fan-out (`shim_spans_dropped_total{reason,exporter}`).
-pub const EXPORTER_DROP_REASONS: &[&str] = &["queue_full", "export_failed", "shutdown_timeout"];
+pub const EXPORTER_DROP_REASONS: &[&str] = &[
+    "queue_full",
+    "export_failed",
+    "shutdown_timeout",
+    "exporter_stopped",
+];
 
 fn export_latency_histogram() -> Histogram {
     // 1 ms .. ~16 s: a loopback backend answers in ms, a struggling one near the export timeout.
@@ -129,6 +134,10 @@ pub struct Metrics {
     pub tail_early_evictions: Counter,
     /// Spans waiting between the receivers and the sampler.
     pub ingest_queue_spans: Gauge,
+    /// HTTP connections open on the receiver and admin listeners.
+    pub connections_open: Gauge,
+    /// HTTP connections closed at once because `receiver.max_connections` were open.
+    pub connections_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -161,6 +170,8 @@ impl Metrics {
             tail_spans_held: Gauge::default(),
             tail_early_evictions: Counter::default(),
             ingest_queue_spans: Gauge::default(),
+            connections_open: Gauge::default(),
+            connections_refused: Counter::default(),
         };
         r.register(
             "spans_received",
@@ -253,6 +264,16 @@ impl Metrics {
             "Spans waiting between the receivers and the sampler",
             m.ingest_queue_spans.clone(),
         );
+        r.register(
+            "connections_open",
+            "HTTP connections open on the receiver and admin listeners",
+            m.connections_open.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "HTTP connections closed at once because receiver.max_connections were open",
+            m.connections_refused.clone(),
+        );
         // Every refusal reason exists from the start at 0, so alerts can be written on it.
         for reason in REFUSAL_REASONS {
             let l = ReasonLabel {
@@ -261,6 +282,9 @@ impl Metrics {
             drop(m.requests_refused.get_or_create(&l));
             drop(m.spans_refused.get_or_create(&l));
         }
+        drop(m.spans_refused.get_or_create(&ReasonLabel {
+            reason: "invalid_span".into(),
+        }));
         Metrics {
             registry: Arc::new(r),
             ..m

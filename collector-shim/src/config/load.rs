@@ -396,6 +396,16 @@ pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
         "must be at least 1",
     )?;
     check(
+        cfg.receiver.max_connections > 0,
+        "receiver.max_connections",
+        "must be at least 1",
+    )?;
+    check(
+        !cfg.receiver.header_read_timeout.is_zero(),
+        "receiver.header_read_timeout",
+        "must be greater than 0",
+    )?;
+    check(
         matches!(cfg.log.format.as_str(), "text" | "json"),
         "log.format",
         "must be `text` or `json`",

@@ -115,6 +115,13 @@ pub struct ReceiverConfig {
     pub max_body_bytes: usize,
     /// Spans accepted but not yet taken by the sampler; above it requests get 503. Default 65536.
     pub max_pending_spans: usize,
+    /// OTLP/HTTP (and admin) connections served at once; beyond it new connections are closed
+    /// at once and counted. Default 1024.
+    pub max_connections: usize,
+    /// Longest a connection may take to deliver a request head, counted from when the server
+    /// waits for one: closes slow-header (slowloris) and idle keep-alive connections. Default 10s.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
 }
 
 impl Default for ReceiverConfig {
@@ -125,6 +132,8 @@ impl Default for ReceiverConfig {
             grpc_listen: None,
             max_body_bytes: 4 * 1024 * 1024,
             max_pending_spans: 65536,
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
