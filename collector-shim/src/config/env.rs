@@ -2,7 +2,7 @@
 //! a map instead of touching the process environment.
 use std::collections::HashMap;
 
-use super::load::check_entry;
+use super::seed::check_entry;
 use super::{duration, Config, ConfigError};
 use crate::exporter::config::{otlp_var, OtlpProtocol};
 use crate::exporter::ExporterConfig;

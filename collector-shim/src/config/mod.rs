@@ -4,8 +4,9 @@
 //! The doc comment on each field is its reference (unit, default, env var); `docs/shim.md`
 //! repeats them. Unknown keys are refused (`deny_unknown_fields`) so a typo never passes silently.
 //!
-//! Layout: `duration` (the `5s` / `500ms` value type), `env` (OTEL_* mapping behind the `Env`
-//! trait), `load` (file formats, the seed's keys, validation).
+//! Layout: `duration` (the one duration syntax), `env` (OTEL_* mapping behind the `Env` trait),
+//! `expand` (`${env:NAME}` references in values), `load` (file formats, validation), `seed`
+//! (the seed's flat keys).
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,6 +19,7 @@ pub mod duration;
 pub mod env;
 pub mod expand;
 pub mod load;
+mod seed;
 
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use load::{load, ConfigError, Overrides};

@@ -2,10 +2,12 @@
 //!
 //! Layout: `config` (the `exporters:` entries, their defaults and `OTEL_EXPORTER_*` handling),
 //! `attrs` and `group` (attribute helpers and resource/scope regrouping shared by the mappings),
-//! `http` + `retry` (the shared transport, its status classification and the backoff policy),
+//! `http` + `tls` + `retry` (the shared transport with its rustls configuration, its status
+//! classification and the backoff policy),
 //! and one folder per backend with `model.rs` (pure mapping to the wire format) beside `mod.rs`
 //! (transport): `zipkin` (v2 JSON), `jaeger` (Thrift binary over HTTP, with its small `thrift`
-//! encoder), `otlp` (protobuf over HTTP), `console` (trace trees) and `file` (JSON lines).
+//! encoder), `otlp` (protobuf over HTTP, or gRPC in `otlp::grpc`), `console` (trace trees) and
+//! `file` (JSON lines).
 //!
 //! Wire formats are tested against independent decoders in `tests/decoders/` (Python).
 use std::sync::Arc;
