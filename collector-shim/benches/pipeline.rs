@@ -133,7 +133,7 @@ fn benches(c: &mut Criterion) {
     let batch_cfg = BatchConfig {
         // Deep enough that one iteration never drops: the figure is throughput, not shedding.
         max_queue_size: 4 * total as usize,
-        max_export_batch_size: 512,
+        max_export_batch_size: Some(512),
         batch_timeout: Duration::from_secs(5),
         export_timeout: Duration::from_secs(30),
     };
@@ -173,6 +173,93 @@ fn benches(c: &mut Criterion) {
             }
         })
     });
+    g.finish();
+
+    otlp_sinks(c, &records);
+}
+
+/// The certificates of the TLS tests (a CA made with rcgen at run time).
+#[path = "../tests/exporter_support/pki.rs"]
+#[allow(dead_code)]
+mod pki;
+
+/// A minimal OTLP/HTTP sink on 127.0.0.1 (TLS when given): reads each body, answers 200.
+async fn sink(tls: Option<Arc<rustls::ServerConfig>>) -> String {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind sink");
+    let addr = listener.local_addr().expect("sink address");
+    let acceptor = tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let n = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes().len())
+                            .unwrap_or(0);
+                        black_box(n);
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            bytes::Bytes::new(),
+                        )))
+                    },
+                );
+                let http1 = hyper::server::conn::http1::Builder::new();
+                match acceptor {
+                    None => drop(http1.serve_connection(TokioIo::new(tcp), svc).await),
+                    Some(a) => {
+                        if let Ok(tls) = a.accept(tcp).await {
+                            drop(http1.serve_connection(TokioIo::new(tls), svc).await);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    format!("{scheme}://{addr}/v1/traces")
+}
+
+/// The OTLP/HTTP exporter to a local sink, plain and TLS, in the same run: the cost of TLS on
+/// the export path (keep-alive: one handshake, then record encryption).
+fn otlp_sinks(c: &mut Criterion, records: &[SpanRecord]) {
+    use collector_shim::exporter::{build, ExporterConfig, ExporterTelemetry, TlsConfig};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let pki = pki::Pki::new();
+    let mut g = c.benchmark_group("shim_otlp_export");
+    g.throughput(Throughput::Elements(records.len() as u64));
+    for tls in [false, true] {
+        let url = runtime.block_on(sink(tls.then(|| pki.server_config(false))));
+        let mut cfg = ExporterConfig::otlp(url);
+        if let ExporterConfig::Otlp(c) = &mut cfg {
+            if tls {
+                c.tls = TlsConfig {
+                    ca_file: Some(pki.ca_file.clone()),
+                    ..TlsConfig::default()
+                };
+            }
+        }
+        let exporter = build(&cfg, ExporterTelemetry::default()).expect("otlp exporter");
+        let name = if tls { "https_sink" } else { "http_sink" };
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    for batch in records.chunks(512) {
+                        exporter.export(batch).await.expect("the sink accepts");
+                    }
+                })
+            })
+        });
+    }
     g.finish();
 }
 

@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::batcher::{self, BatcherHandle};
@@ -24,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::model::SpanRecord;
 use crate::receiver::decode::ResourceDefaults;
 use crate::receiver::http::{admin_router, otlp_router, ReceiverState};
+use crate::receiver::serve::{serve, ConnLimits};
 use crate::receiver::{Ingest, IngestMsg};
 use crate::sampler::Sampler;
 
@@ -163,6 +163,10 @@ pub async fn run_with(
         defaults: Arc::new(defaults),
     };
     let admin = admin_router(metrics.clone(), ready.clone());
+    let limits = ConnLimits {
+        max_connections: config.receiver.max_connections,
+        header_read_timeout: config.receiver.header_read_timeout,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     // A separate admin listener outlives the receiver: /readyz answers 503 and /metrics
     // stays scrapeable while the queues drain.
@@ -174,9 +178,18 @@ pub async fn run_with(
         .map(|l| crate::receiver::grpc::serve(l, state.clone(), stop_rx.clone()));
     let (http_router, admin_server) = match listeners.admin {
         None => (otlp_router(state).merge(admin), None),
-        Some(l) => (otlp_router(state), Some(serve(l, admin, admin_stop_rx))),
+        Some(l) => (
+            otlp_router(state),
+            Some(serve(l, admin, admin_stop_rx, limits, metrics.clone())),
+        ),
     };
-    let http_server = serve(listeners.http, http_router, stop_rx);
+    let http_server = serve(
+        listeners.http,
+        http_router,
+        stop_rx,
+        limits,
+        metrics.clone(),
+    );
     ready.store(true, Ordering::Release);
     match grpc_addr {
         Some(g) => {
@@ -239,25 +252,6 @@ pub async fn run_with(
     Ok(Summary {
         flushed,
         lost_at_shutdown: lost,
-    })
-}
-
-/// Serves `router` on `listener` until `stop` turns true, then finishes requests in flight.
-fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    mut stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let signal = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(signal)
-            .await
-        {
-            tracing::error!(error = %e, "http server failed");
-        }
     })
 }
 

@@ -167,7 +167,7 @@ impl Worker {
         let label = ExporterLabel {
             exporter: self.name.clone(),
         };
-        let mut batch: Vec<SpanRecord> = Vec::with_capacity(self.cfg.max_export_batch_size);
+        let mut batch: Vec<SpanRecord> = Vec::with_capacity(self.cfg.batch_size());
         let mut deadline: Option<Instant> = None;
         loop {
             let wake_at = deadline;
@@ -185,7 +185,7 @@ impl Worker {
                             deadline = Some(Instant::now() + self.cfg.batch_timeout);
                         }
                         batch.push(span);
-                        if batch.len() >= self.cfg.max_export_batch_size {
+                        if batch.len() >= self.cfg.batch_size() {
                             self.export(&mut batch, &rx, capacity).await;
                             deadline = None;
                         }
@@ -200,7 +200,7 @@ impl Worker {
         }
         // Queue closed (shutdown): everything received goes out before the exporter stops.
         while !batch.is_empty() {
-            let rest = batch.split_off(batch.len().min(self.cfg.max_export_batch_size));
+            let rest = batch.split_off(batch.len().min(self.cfg.batch_size()));
             self.export(&mut batch, &rx, capacity).await;
             batch = rest;
         }

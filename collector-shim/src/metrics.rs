@@ -63,6 +63,29 @@ pub struct ExportErrorLabel {
     pub kind: String,
 }
 
+/// Reasons a receiver refuses a request (`shim_requests_refused_total{reason}`).
+pub const REFUSAL_REASONS: &[&str] = &[
+    "unsupported_media_type",
+    "body_too_large",
+    "body_read_error",
+    "unsupported_encoding",
+    "malformed",
+    "queue_full",
+    "too_many_spans",
+    "shutting_down",
+];
+
+/// Classes of failed export calls (`shim_export_errors_total{exporter,kind}`).
+pub const EXPORT_ERROR_KINDS: &[&str] = &["retryable", "throttled", "non_retryable", "timeout"];
+
+/// Reasons spans are dropped after the fan-out (`shim_spans_dropped_total{reason,exporter}`).
+pub const EXPORTER_DROP_REASONS: &[&str] = &[
+    "queue_full",
+    "export_failed",
+    "shutdown_timeout",
+    "exporter_stopped",
+];
+
 fn export_latency_histogram() -> Histogram {
     // 1 ms .. ~16 s: a loopback backend answers in ms, a struggling one near the export timeout.
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -111,6 +134,10 @@ pub struct Metrics {
     pub tail_early_evictions: Counter,
     /// Spans waiting between the receivers and the sampler.
     pub ingest_queue_spans: Gauge,
+    /// HTTP connections open on the receiver and admin listeners.
+    pub connections_open: Gauge,
+    /// HTTP connections closed at once because `receiver.max_connections` were open.
+    pub connections_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -143,6 +170,8 @@ impl Metrics {
             tail_spans_held: Gauge::default(),
             tail_early_evictions: Counter::default(),
             ingest_queue_spans: Gauge::default(),
+            connections_open: Gauge::default(),
+            connections_refused: Counter::default(),
         };
         r.register(
             "spans_received",
@@ -235,6 +264,27 @@ impl Metrics {
             "Spans waiting between the receivers and the sampler",
             m.ingest_queue_spans.clone(),
         );
+        r.register(
+            "connections_open",
+            "HTTP connections open on the receiver and admin listeners",
+            m.connections_open.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "HTTP connections closed at once because receiver.max_connections were open",
+            m.connections_refused.clone(),
+        );
+        // Every refusal reason exists from the start at 0, so alerts can be written on it.
+        for reason in REFUSAL_REASONS {
+            let l = ReasonLabel {
+                reason: reason.to_string(),
+            };
+            drop(m.requests_refused.get_or_create(&l));
+            drop(m.spans_refused.get_or_create(&l));
+        }
+        drop(m.spans_refused.get_or_create(&ReasonLabel {
+            reason: "invalid_span".into(),
+        }));
         Metrics {
             registry: Arc::new(r),
             ..m
@@ -249,11 +299,27 @@ impl Metrics {
         out
     }
 
-    /// The counters an exporter updates itself, bound to this exporter's label.
+    /// The counters an exporter updates itself, bound to this exporter's label. Called once
+    /// per exporter at start-up; its labelled series (errors by kind, drops by reason) are
+    /// created here at 0 so they are exported before the first failure.
     pub fn exporter_telemetry(&self, exporter: &str) -> ExporterTelemetry {
         let l = ExporterLabel {
             exporter: exporter.to_string(),
         };
+        for kind in EXPORT_ERROR_KINDS {
+            drop(self.export_errors.get_or_create(&ExportErrorLabel {
+                exporter: exporter.to_string(),
+                kind: kind.to_string(),
+            }));
+        }
+        for reason in EXPORTER_DROP_REASONS {
+            drop(self.spans_dropped.get_or_create(&DropLabel {
+                reason: reason.to_string(),
+                exporter: exporter.to_string(),
+            }));
+        }
+        drop(self.spans_exported.get_or_create(&l));
+        drop(self.queue_length.get_or_create(&l));
         ExporterTelemetry {
             retries: self.export_retries.get_or_create(&l).clone(),
             failed_attempts: self.export_failed_attempts.get_or_create(&l).clone(),
@@ -367,6 +433,22 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("shim_sampling_probability 0.25"), "{text}");
+    }
+
+    #[test]
+    fn labelled_series_exist_at_zero_from_the_start() {
+        let m = Metrics::new();
+        m.exporter_telemetry("otlp");
+        let text = m.encode();
+        for line in [
+            "shim_export_errors_total{exporter=\"otlp\",kind=\"non_retryable\"} 0",
+            "shim_export_errors_total{exporter=\"otlp\",kind=\"timeout\"} 0",
+            "shim_spans_dropped_total{reason=\"export_failed\",exporter=\"otlp\"} 0",
+            "shim_requests_refused_total{reason=\"queue_full\"} 0",
+            "shim_spans_refused_total{reason=\"malformed\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use prost::Message;
 fn batch_cfg(queue: usize, batch: usize, timeout_ms: u64) -> BatchConfig {
     BatchConfig {
         max_queue_size: queue,
-        max_export_batch_size: batch,
+        max_export_batch_size: Some(batch),
         batch_timeout: Duration::from_millis(timeout_ms),
         export_timeout: Duration::from_secs(30),
     }

@@ -30,7 +30,7 @@ async fn pending_decisions_and_queues_are_flushed_at_shutdown() {
     let mut cfg = fast_config();
     // Nothing would leave on its own for a minute: only shutdown can flush it.
     cfg.batch.batch_timeout = Duration::from_secs(60);
-    cfg.batch.max_export_batch_size = 100;
+    cfg.batch.max_export_batch_size = Some(100);
     cfg.sampling.tail = Some(TailConfig {
         decision_wait: Duration::from_secs(60),
         policies: vec![PolicyConfig::Error { name: None }],
@@ -56,7 +56,7 @@ async fn readiness_goes_false_and_a_stuck_backend_is_cut_off_and_counted() {
     exp.stall.store(true, Ordering::SeqCst);
     let mut cfg = fast_config();
     cfg.shutdown_timeout = Duration::from_secs(3);
-    cfg.batch.max_export_batch_size = 10;
+    cfg.batch.max_export_batch_size = Some(10);
     cfg.receiver.admin_listen = Some(([127, 0, 0, 1], 0).into());
     let mut shim = Shim::start(cfg, vec![exp.clone()]).await;
     let ready_url = format!("http://{}/readyz", shim.admin.unwrap());

@@ -156,19 +156,30 @@ fn compose_stack_has_every_component_wired_to_envoy_yaml() {
         Some("--config")
     );
 
-    // Backends: Jaeger all-in-one with Thrift HTTP and OTLP, Zipkin.
+    // Backends: Jaeger v2 over OTLP; the last v1 all-in-one (Thrift over HTTP) behind a profile; Zipkin.
     let jaeger = service(&doc, "jaeger");
     assert!(jaeger["image"]
         .as_str()
         .unwrap_or_default()
-        .starts_with("jaegertracing/all-in-one:"));
+        .starts_with("jaegertracing/jaeger:2."));
     let jaeger_ports = [strings(&jaeger["ports"]), strings(&jaeger["expose"])].concat();
-    for port in ["16686", "14268", "4317", "4318"] {
+    for port in ["16686", "4317", "4318"] {
         assert!(
             jaeger_ports.iter().any(|p| p.split(':').any(|x| x == port)),
             "jaeger port {port}: {jaeger_ports:?}"
         );
     }
+    let v1 = service(&doc, "jaeger-v1");
+    assert!(v1["image"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("jaegertracing/all-in-one:1."));
+    assert_eq!(
+        strings(&v1["profiles"]),
+        ["jaeger-v1"],
+        "v1 only on request"
+    );
+    assert!(strings(&v1["expose"]).iter().any(|p| p == "14268"));
     let zipkin = service(&doc, "zipkin");
     assert!(zipkin["image"]
         .as_str()
@@ -185,7 +196,14 @@ fn compose_shim_config_names_the_compose_backends() {
     let path = root.join("envoy/shim-compose.yaml");
     let text = std::fs::read_to_string(&path).expect("envoy/shim-compose.yaml");
     assert!(text.contains("http://zipkin:9411/api/v2/spans"));
-    assert!(text.contains("http://jaeger:14268/api/traces"));
+    assert!(
+        text.contains("http://jaeger:4318/v1/traces"),
+        "Jaeger v2 over OTLP"
+    );
+    assert!(
+        text.contains("http://jaeger-v1:14268/api/traces"),
+        "the Thrift alternative for Jaeger v1 is shown"
+    );
     check_config(&path);
 }
 

@@ -2,7 +2,9 @@
 //! a map instead of touching the process environment.
 use std::collections::HashMap;
 
+use super::seed::check_entry;
 use super::{duration, Config, ConfigError};
+use crate::exporter::config::{otlp_var, OtlpProtocol};
 use crate::exporter::ExporterConfig;
 
 /// Where environment variables come from.
@@ -57,6 +59,13 @@ fn parse_usize(env: &dyn Env, key: &str) -> Result<Option<usize>, ConfigError> {
                 .map_err(|_| ConfigError::new(key, format!("`{v}` is not a non-negative integer")))
         })
         .transpose()
+}
+
+fn positive(env: &dyn Env, key: &str) -> Result<Option<usize>, ConfigError> {
+    match parse_usize(env, key)? {
+        Some(0) => Err(ConfigError::new(key, "must be at least 1")),
+        other => Ok(other),
+    }
 }
 
 fn parse_ms(env: &dyn Env, key: &str) -> Result<Option<std::time::Duration>, ConfigError> {
@@ -151,7 +160,11 @@ pub fn apply(cfg: &mut Config, env: &dyn Env) -> Result<(), ConfigError> {
     if let Some(list) = var(env, "OTEL_TRACES_EXPORTER") {
         for kind in list.split(',').map(str::trim) {
             match kind {
-                "none" => cfg.exporters.clear(),
+                // The spec: no automatically configured exporter (not even the console one).
+                "none" => {
+                    cfg.exporters.clear();
+                    cfg.no_exporter = true;
+                }
                 "zipkin" | "otlp" | "console" | "jaeger" => {
                     if !cfg.exporters.iter().any(|e| e.kind() == kind) {
                         cfg.exporters.push(
@@ -172,25 +185,72 @@ pub fn apply(cfg: &mut Config, env: &dyn Env) -> Result<(), ConfigError> {
         }
     }
     if let Some(v) = var(env, "OTEL_EXPORTER_ZIPKIN_ENDPOINT") {
-        set_exporter(&mut cfg.exporters, ExporterConfig::zipkin(v));
+        let e = ExporterConfig::zipkin(v);
+        check_entry(&e, "OTEL_EXPORTER_ZIPKIN_ENDPOINT")?;
+        set_exporter(&mut cfg.exporters, e);
     }
+    let get = |k: &str| env.get(k);
     if let Some(v) = var(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
-        set_exporter(&mut cfg.exporters, ExporterConfig::otlp(v));
+        let e = ExporterConfig::otlp(v);
+        check_entry(&e, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")?;
+        set_exporter(&mut cfg.exporters, e);
     } else if let Some(v) = var(env, "OTEL_EXPORTER_OTLP_ENDPOINT") {
-        // The spec: the signal path is appended to the generic endpoint.
-        set_exporter(&mut cfg.exporters, ExporterConfig::otlp_from_base(&v));
+        // The spec: over HTTP the signal path is appended to the generic endpoint; gRPC takes
+        // it as is. The protocol is the variable's, else the configured exporter's.
+        let grpc = match otlp_var(&get, "PROTOCOL") {
+            Some((name, p)) => {
+                OtlpProtocol::parse(&p).map_err(|e| ConfigError::new(name, e))?
+                    == OtlpProtocol::Grpc
+            }
+            None => cfg
+                .exporters
+                .iter()
+                .any(|e| matches!(e, ExporterConfig::Otlp(c) if c.protocol == OtlpProtocol::Grpc)),
+        };
+        let e = if grpc {
+            let mut e = ExporterConfig::otlp(v);
+            if let ExporterConfig::Otlp(c) = &mut e {
+                c.protocol = OtlpProtocol::Grpc;
+            }
+            e
+        } else {
+            ExporterConfig::otlp_from_base(&v)
+        };
+        check_entry(&e, "OTEL_EXPORTER_OTLP_ENDPOINT")?;
+        set_exporter(&mut cfg.exporters, e);
     }
-    if let Some(n) = parse_usize(env, "OTEL_BSP_MAX_QUEUE_SIZE")? {
+    for e in &mut cfg.exporters {
+        e.apply_otel_env(&get)
+            .map_err(|msg| match msg.split_once(": ") {
+                Some((k, why)) => ConfigError::new(k, why),
+                None => ConfigError::new("OTEL_EXPORTER_*", msg),
+            })?;
+    }
+    if let Some(n) = positive(env, "OTEL_BSP_MAX_QUEUE_SIZE")? {
         cfg.batch.max_queue_size = n;
     }
-    if let Some(n) = parse_usize(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE")? {
-        cfg.batch.max_export_batch_size = n;
+    if let Some(n) = positive(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE")? {
+        if n > cfg.batch.max_queue_size {
+            return Err(ConfigError::new(
+                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                format!(
+                    "{n} exceeds the queue size {} (OTEL_BSP_MAX_QUEUE_SIZE or batch.max_queue_size)",
+                    cfg.batch.max_queue_size
+                ),
+            ));
+        }
+        cfg.batch.max_export_batch_size = Some(n);
     }
-    if let Some(d) = parse_ms(env, "OTEL_BSP_SCHEDULE_DELAY")? {
-        cfg.batch.batch_timeout = d;
-    }
-    if let Some(d) = parse_ms(env, "OTEL_BSP_EXPORT_TIMEOUT")? {
-        cfg.batch.export_timeout = d;
+    for (key, slot) in [
+        ("OTEL_BSP_SCHEDULE_DELAY", &mut cfg.batch.batch_timeout),
+        ("OTEL_BSP_EXPORT_TIMEOUT", &mut cfg.batch.export_timeout),
+    ] {
+        if let Some(d) = parse_ms(env, key)? {
+            if d.is_zero() {
+                return Err(ConfigError::new(key, "must be greater than 0"));
+            }
+            *slot = d;
+        }
     }
     Ok(())
 }
@@ -239,7 +299,7 @@ mod tests {
             ExporterConfig::otlp("http://127.0.0.1:4318/v1/traces")
         );
         assert_eq!(cfg.batch.max_queue_size, 100);
-        assert_eq!(cfg.batch.max_export_batch_size, 10);
+        assert_eq!(cfg.batch.max_export_batch_size, Some(10));
         assert_eq!(cfg.batch.batch_timeout, Duration::from_millis(250));
         assert_eq!(cfg.batch.export_timeout, Duration::from_secs(3));
     }

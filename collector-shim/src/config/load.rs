@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use super::seed::fold_seed_keys;
 use super::{env, Config, Env, PolicyConfig};
 use crate::exporter::ExporterConfig;
 
@@ -62,20 +63,44 @@ pub struct Overrides {
 }
 
 /// Parses a config text; `toml` selects TOML, otherwise YAML (which also reads JSON).
+/// `${env:NAME}` references are expanded from the process environment.
 pub fn parse_str(text: &str, toml: bool) -> Result<Config, ConfigError> {
+    parse_str_env(text, toml, &super::ProcessEnv)
+}
+
+/// [`parse_str`] with `${env:NAME}` references expanded from `env` (string values only; see
+/// `config::expand`). Syntax errors carry the line and column; other errors name the key.
+pub fn parse_str_env(text: &str, toml: bool, env: &dyn Env) -> Result<Config, ConfigError> {
     if toml {
-        let de = toml::Deserializer::parse(text)
-            .map_err(|e| ConfigError::new("<file>", format!("not valid TOML: {}", e.message())))?;
-        serde_path_to_error::deserialize(de)
+        let mut tree = toml::Value::Table(text.parse::<toml::Table>().map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| line_col(text, s.start))
+                .map(|(l, c)| format!(" at line {l} column {c}"))
+                .unwrap_or_default();
+            ConfigError::new("<file>", format!("not valid TOML{at}: {}", e.message()))
+        })?);
+        super::expand::toml(&mut tree, env)?;
+        serde_path_to_error::deserialize(tree)
             .map_err(|e| path_error(e.path().to_string(), e.inner().message()))
     } else {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        let de = serde_yaml::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de)
+        let mut tree: serde_yaml::Value = serde_yaml::from_str(text)
+            .map_err(|e| ConfigError::new("<file>", format!("not valid YAML: {e}")))?;
+        super::expand::yaml(&mut tree, env)?;
+        serde_path_to_error::deserialize(tree)
             .map_err(|e| path_error(e.path().to_string(), &e.inner().to_string()))
     }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
 }
 
 fn path_error(path: String, msg: &str) -> ConfigError {
@@ -101,7 +126,7 @@ pub fn load(
                 ConfigError::new("--config", format!("cannot read {}: {e}", p.display()))
             })?;
             let is_toml = p.extension().and_then(|e| e.to_str()) == Some("toml");
-            parse_str(&text, is_toml)?
+            parse_str_env(&text, is_toml, env_src)?
         }
     };
     fold_seed_keys(&mut cfg)?;
@@ -113,8 +138,12 @@ pub fn load(
 /// Applies flags, adds the default exporter and validates (also used by embedders and tests).
 pub fn finish(mut cfg: Config) -> Result<Config, ConfigError> {
     fold_seed_keys(&mut cfg)?;
-    if cfg.exporters.is_empty() {
+    if cfg.exporters.is_empty() && !cfg.no_exporter {
         cfg.exporters.push(ExporterConfig::console());
+    }
+    // What runs is what `--check-config` and the logs show: default endpoints and paths filled in.
+    for e in &mut cfg.exporters {
+        *e = e.resolved();
     }
     validate(&cfg)?;
     Ok(cfg)
@@ -131,6 +160,11 @@ fn apply_flags(cfg: &mut Config, f: &Overrides) -> Result<(), ConfigError> {
         cfg.receiver.grpc_listen = Some(a);
     }
     if let Some(p) = f.probability {
+        check(
+            (0.0..=1.0).contains(&p),
+            "--sample-ratio",
+            "must be in [0, 1]",
+        )?;
         cfg.sampling.probability = p;
     }
     for kind in &f.exporters {
@@ -148,43 +182,7 @@ fn apply_flags(cfg: &mut Config, f: &Overrides) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The seed's flat keys, mapped onto the tree (they lose to the tree's own keys? no: the file
-/// uses one style or the other; when both are present the seed key, being explicit, wins).
-fn fold_seed_keys(cfg: &mut Config) -> Result<(), ConfigError> {
-    if let Some(v) = cfg.seed_service_name.take() {
-        cfg.service_name = v;
-    }
-    if let Some(v) = cfg.seed_sample_rate.take() {
-        cfg.sampling.probability = v;
-    }
-    if let Some(v) = cfg.seed_environment.take() {
-        cfg.resource_attributes
-            .insert("deployment.environment.name".into(), v);
-    }
-    if let Some(v) = cfg.seed_batch_timeout.take() {
-        cfg.batch.batch_timeout = v;
-    }
-    if let Some(v) = cfg.seed_max_queue_size.take() {
-        cfg.batch.max_queue_size = v;
-    }
-    let kind = cfg.seed_exporter.take();
-    let endpoint = cfg.seed_endpoint.take();
-    if kind.is_some() || endpoint.is_some() {
-        // The seed had one exporter (default jaeger, its `Endpoint` the collector URL).
-        let kind = kind.unwrap_or_else(|| "jaeger".into()).to_ascii_lowercase();
-        let e = match (kind.as_str(), endpoint) {
-            ("zipkin", Some(ep)) => ExporterConfig::zipkin(ep),
-            ("jaeger", Some(ep)) => ExporterConfig::jaeger(ep),
-            ("otlp", Some(ep)) => ExporterConfig::otlp(ep),
-            ("file", Some(ep)) => ExporterConfig::file(ep),
-            (_, _) => default_exporter(&kind).map_err(|r| ConfigError::new("Exporter", r))?,
-        };
-        cfg.exporters.push(e);
-    }
-    Ok(())
-}
-
-fn check(ok: bool, key: &str, reason: &str) -> Result<(), ConfigError> {
+pub(crate) fn check(ok: bool, key: &str, reason: &str) -> Result<(), ConfigError> {
     if ok {
         Ok(())
     } else {
@@ -312,16 +310,14 @@ pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
         "batch.max_queue_size",
         "must be at least 1",
     )?;
-    check(
-        b.max_export_batch_size > 0,
-        "batch.max_export_batch_size",
-        "must be at least 1",
-    )?;
-    check(
-        b.max_export_batch_size <= b.max_queue_size,
-        "batch.max_export_batch_size",
-        "must not exceed batch.max_queue_size",
-    )?;
+    if let Some(n) = b.max_export_batch_size {
+        check(n > 0, "batch.max_export_batch_size", "must be at least 1")?;
+        check(
+            n <= b.max_queue_size,
+            "batch.max_export_batch_size",
+            "must not exceed batch.max_queue_size",
+        )?;
+    }
     check(
         !b.batch_timeout.is_zero(),
         "batch.batch_timeout",
@@ -346,6 +342,16 @@ pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
         cfg.receiver.max_pending_spans > 0,
         "receiver.max_pending_spans",
         "must be at least 1",
+    )?;
+    check(
+        cfg.receiver.max_connections > 0,
+        "receiver.max_connections",
+        "must be at least 1",
+    )?;
+    check(
+        !cfg.receiver.header_read_timeout.is_zero(),
+        "receiver.header_read_timeout",
+        "must be greater than 0",
     )?;
     check(
         matches!(cfg.log.format.as_str(), "text" | "json"),
@@ -378,7 +384,7 @@ mod tests {
     use std::time::Duration;
 
     fn load_text(text: &str, toml: bool) -> Result<Config, ConfigError> {
-        let mut cfg = parse_str(text, toml)?;
+        let mut cfg = parse_str_env(text, toml, &MapEnv::default())?;
         fold_seed_keys(&mut cfg)?;
         env::apply(&mut cfg, &MapEnv::default())?;
         finish(cfg)

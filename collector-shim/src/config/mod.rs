@@ -4,8 +4,9 @@
 //! The doc comment on each field is its reference (unit, default, env var); `docs/shim.md`
 //! repeats them. Unknown keys are refused (`deny_unknown_fields`) so a typo never passes silently.
 //!
-//! Layout: `duration` (the `5s` / `500ms` value type), `env` (OTEL_* mapping behind the `Env`
-//! trait), `load` (file formats, the seed's keys, validation).
+//! Layout: `duration` (the one duration syntax), `env` (OTEL_* mapping behind the `Env` trait),
+//! `expand` (`${env:NAME}` references in values), `load` (file formats, validation), `seed`
+//! (the seed's flat keys).
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,7 +17,9 @@ use crate::exporter::ExporterConfig;
 
 pub mod duration;
 pub mod env;
+pub mod expand;
 pub mod load;
+mod seed;
 
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use load::{load, ConfigError, Overrides};
@@ -69,6 +72,10 @@ pub struct Config {
     /// Seed key: same as `batch.max_queue_size`.
     #[serde(rename = "MaxQueueSize")]
     pub seed_max_queue_size: Option<usize>,
+    /// `OTEL_TRACES_EXPORTER=none`: run with no exporter at all (the console default is not
+    /// added). Not a file key.
+    #[serde(skip)]
+    pub no_exporter: bool,
 }
 
 impl Default for Config {
@@ -89,6 +96,7 @@ impl Default for Config {
             seed_environment: None,
             seed_batch_timeout: None,
             seed_max_queue_size: None,
+            no_exporter: false,
         }
     }
 }
@@ -109,6 +117,13 @@ pub struct ReceiverConfig {
     pub max_body_bytes: usize,
     /// Spans accepted but not yet taken by the sampler; above it requests get 503. Default 65536.
     pub max_pending_spans: usize,
+    /// OTLP/HTTP (and admin) connections served at once; beyond it new connections are closed
+    /// at once and counted. Default 1024.
+    pub max_connections: usize,
+    /// Longest a connection may take to deliver a request head, counted from when the server
+    /// waits for one: closes slow-header (slowloris) and idle keep-alive connections. Default 10s.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
 }
 
 impl Default for ReceiverConfig {
@@ -119,6 +134,8 @@ impl Default for ReceiverConfig {
             grpc_listen: None,
             max_body_bytes: 4 * 1024 * 1024,
             max_pending_spans: 65536,
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -275,8 +292,9 @@ pub struct BatchConfig {
     /// Longest a span waits for its batch to fill. Default 5s. Env: `OTEL_BSP_SCHEDULE_DELAY` (ms).
     #[serde(with = "duration")]
     pub batch_timeout: Duration,
-    /// Most spans per export call. Default 512. Env: `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`.
-    pub max_export_batch_size: usize,
+    /// Most spans per export call. Default 512, or `max_queue_size` when that is smaller.
+    /// Env: `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`. Read it with [`BatchConfig::batch_size`].
+    pub max_export_batch_size: Option<usize>,
     /// Longest one export call (with its retries) may take. Default 30s.
     /// Env: `OTEL_BSP_EXPORT_TIMEOUT` (ms).
     #[serde(with = "duration")]
@@ -288,9 +306,21 @@ impl Default for BatchConfig {
         BatchConfig {
             max_queue_size: 2048,
             batch_timeout: Duration::from_secs(5),
-            max_export_batch_size: 512,
+            max_export_batch_size: None,
             export_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+impl BatchConfig {
+    /// Default of `max_export_batch_size` (the OTel BatchSpanProcessor's).
+    pub const DEFAULT_BATCH_SIZE: usize = 512;
+
+    /// Spans per export call: the configured size, else 512 bounded by the queue size (so a
+    /// small `max_queue_size` alone never fails on a key the user did not write).
+    pub fn batch_size(&self) -> usize {
+        self.max_export_batch_size
+            .unwrap_or(Self::DEFAULT_BATCH_SIZE.min(self.max_queue_size.max(1)))
     }
 }
 

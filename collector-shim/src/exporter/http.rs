@@ -1,6 +1,7 @@
-//! The HTTP transport shared by the Zipkin, Jaeger and OTLP exporters: one pooled plain-HTTP
-//! client per exporter, a per-attempt timeout, and the classification of every outcome into
-//! [`ExportError`] (the retry loop in `exporter::retry` acts on that).
+//! The HTTP transport shared by the Zipkin, Jaeger and OTLP exporters: one pooled HTTP/1.1
+//! client per exporter (TLS from `exporter::tls` for `https://` endpoints), a per-attempt
+//! timeout, and the classification of every outcome into [`ExportError`] (the retry loop in
+//! `exporter::retry` acts on that).
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -9,11 +10,13 @@ use hyper::header::{
     HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT,
 };
 use hyper::{Method, Request, StatusCode, Uri};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::exporter::retry::parse_retry_after;
+use crate::exporter::tls::{tls_failure, TlsConfig};
 use crate::exporter::ExportError;
 
 /// Largest response body read back (error messages, OTLP partial success); the rest is ignored.
@@ -24,8 +27,8 @@ const MAX_MESSAGE_CHARS: usize = 512;
 /// POSTs bodies of one content type to one URL.
 #[derive(Clone, Debug)]
 pub struct HttpSender {
-    /// Pooled keep-alive client (plain HTTP: the shim has no TLS stack).
-    client: Client<HttpConnector, Full<Bytes>>,
+    /// Pooled keep-alive client; TLS only for an `https://` endpoint.
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     /// Where every request goes.
     uri: Uri,
     /// Configured headers plus content type and user agent, sent on every request.
@@ -35,16 +38,19 @@ pub struct HttpSender {
 }
 
 impl HttpSender {
-    /// A sender for `endpoint` (already validated as an `http://` URL).
+    /// A sender for `endpoint` (already validated as an `http://` or `https://` URL).
+    /// Errors start with the key (`endpoint`, `headers.NAME`, `tls.ca_file`, ...).
     pub fn new(
         endpoint: &str,
         content_type: &'static str,
         extra_headers: &std::collections::BTreeMap<String, String>,
         timeout: Duration,
+        tls: &TlsConfig,
     ) -> Result<Self, String> {
         let uri: Uri = endpoint
             .parse()
             .map_err(|e| format!("endpoint: `{endpoint}` is not a URL: {e}"))?;
+        let connector = connector(&uri, tls, timeout, false)?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(
@@ -57,13 +63,13 @@ impl HttpSender {
         for (k, v) in extra_headers {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| format!("headers.{k}: not a valid HTTP header name"))?;
-            let value = HeaderValue::from_str(v)
+            let mut value = HeaderValue::from_str(v)
                 .map_err(|_| format!("headers.{k}: value is not a valid HTTP header value"))?;
+            // Configured headers often carry credentials: `Debug` prints them as `Sensitive`
+            // and HTTP/2 never indexes them.
+            value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeout));
-        connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
@@ -100,6 +106,14 @@ impl HttpSender {
             .map_err(|e| ExportError::NonRetryable(format!("building request: {e}")))?;
         let exchange = async {
             let resp = self.client.request(req).await.map_err(|e| {
+                // An untrusted, expired or misnamed certificate, or a refused client
+                // certificate, fails the same way on every try until someone fixes it.
+                if let Some(reason) = tls_failure(&e) {
+                    return ExportError::NonRetryable(format!(
+                        "TLS handshake with {} failed: {reason}",
+                        self.uri
+                    ));
+                }
                 // Connection refused/reset and similar: the backend may come back.
                 let what = if e.is_connect() {
                     "connecting to"
@@ -131,6 +145,41 @@ impl HttpSender {
         }
         Err(classify(status, &headers, &body, SystemTime::now()))
     }
+}
+
+/// The connector of one exporter: TCP with `timeout` to connect, wrapped in TLS for `https://`
+/// (with the configured roots, client certificate and server name). `h2` selects ALPN `h2`
+/// (gRPC), otherwise HTTP/1.1. The TLS settings are not read for a plain `http://` endpoint.
+pub fn connector(
+    uri: &Uri,
+    tls: &TlsConfig,
+    timeout: Duration,
+    h2: bool,
+) -> Result<HttpsConnector<HttpConnector>, String> {
+    let mut tcp = HttpConnector::new();
+    tcp.set_connect_timeout(Some(timeout));
+    tcp.set_nodelay(true);
+    tcp.enforce_http(false);
+    let https = uri.scheme_str() == Some("https");
+    let config = if https {
+        tls.client_config()?
+    } else {
+        TlsConfig::unused()?
+    };
+    let builder = HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http();
+    let builder = match tls.server_name()? {
+        Some(name) if https => {
+            builder.with_server_name_resolver(FixedServerNameResolver::new(name))
+        }
+        _ => builder,
+    };
+    Ok(if h2 {
+        builder.enable_http2().wrap_connector(tcp)
+    } else {
+        builder.enable_http1().wrap_connector(tcp)
+    })
 }
 
 /// Maps a non-2xx answer to the retry class, quoting the backend's message.

@@ -2,10 +2,12 @@
 //!
 //! Layout: `config` (the `exporters:` entries, their defaults and `OTEL_EXPORTER_*` handling),
 //! `attrs` and `group` (attribute helpers and resource/scope regrouping shared by the mappings),
-//! `http` + `retry` (the shared transport, its status classification and the backoff policy),
+//! `http` + `tls` + `retry` (the shared transport with its rustls configuration, its status
+//! classification and the backoff policy),
 //! and one folder per backend with `model.rs` (pure mapping to the wire format) beside `mod.rs`
 //! (transport): `zipkin` (v2 JSON), `jaeger` (Thrift binary over HTTP, with its small `thrift`
-//! encoder), `otlp` (protobuf over HTTP), `console` (trace trees) and `file` (JSON lines).
+//! encoder), `otlp` (protobuf over HTTP, or gRPC in `otlp::grpc`), `console` (trace trees) and
+//! `file` (JSON lines).
 //!
 //! Wire formats are tested against independent decoders in `tests/decoders/` (Python).
 use std::sync::Arc;
@@ -22,11 +24,12 @@ pub mod http;
 pub mod jaeger;
 pub mod otlp;
 pub mod retry;
+pub mod tls;
 pub mod zipkin;
 
 pub use config::{
-    Compression, ConsoleConfig, ExporterConfig, FileConfig, JaegerConfig, OtlpConfig, RetryConfig,
-    ZipkinConfig,
+    Compression, ConsoleConfig, ExporterConfig, FileConfig, JaegerConfig, OtlpConfig, OtlpProtocol,
+    RetryConfig, TlsConfig, ZipkinConfig,
 };
 
 /// Why an export attempt failed, classified once so retries are decided in one place.
@@ -100,6 +103,7 @@ pub fn build(
     telemetry: ExporterTelemetry,
 ) -> Result<Arc<dyn Exporter>, String> {
     cfg.validate()?;
+    let cfg = &cfg.resolved();
     let name = cfg.name();
     match cfg {
         ExporterConfig::Console(_) => Ok(Arc::new(console::ConsoleExporter::stdout(name))),

@@ -16,6 +16,7 @@ use crate::model::SpanRecord;
 pub mod decode;
 pub mod grpc;
 pub mod http;
+pub mod serve;
 
 /// What travels from the receivers to the sampler task.
 pub enum IngestMsg {

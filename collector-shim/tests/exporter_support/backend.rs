@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -67,6 +68,10 @@ pub struct Backend {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
     default: Reply,
+    /// Served over TLS (`https://` URLs).
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    /// TLS handshakes that failed (untrusted client, missing client certificate, ...).
+    tls_failures: Arc<AtomicUsize>,
 }
 
 impl Backend {
@@ -77,12 +82,28 @@ impl Backend {
 
     /// Starts on a given address (to bring a "down" backend back on the same port).
     pub async fn start_on(addr: SocketAddr, default: Reply) -> Backend {
+        Self::start_with(addr, default, None).await
+    }
+
+    /// Starts an HTTPS backend with `tls` on a port the OS picks.
+    pub async fn start_tls(default: Reply, tls: Arc<rustls::ServerConfig>) -> Backend {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        Self::start_with("127.0.0.1:0".parse().unwrap(), default, Some(acceptor)).await
+    }
+
+    async fn start_with(
+        addr: SocketAddr,
+        default: Reply,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Backend {
         let listener = TcpListener::bind(addr).await.expect("bind backend");
         let addr = listener.local_addr().unwrap();
         let backend = Backend {
             addr,
             state: Arc::default(),
             default,
+            tls,
+            tls_failures: Arc::default(),
         };
         let b = backend.clone();
         tokio::spawn(async move {
@@ -92,13 +113,27 @@ impl Backend {
                 };
                 let b = b.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
+                    let svc = {
                         let b = b.clone();
-                        async move { Ok::<_, Infallible>(b.handle(req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                        hyper::service::service_fn(move |req| {
+                            let b = b.clone();
+                            async move { Ok::<_, Infallible>(b.handle(req).await) }
+                        })
+                    };
+                    let http1 = hyper::server::conn::http1::Builder::new();
+                    match &b.tls {
+                        None => {
+                            let _ = http1.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(tls) => {
+                                let _ = http1.serve_connection(TokioIo::new(tls), svc).await;
+                            }
+                            Err(_) => {
+                                b.tls_failures.fetch_add(1, Ordering::SeqCst);
+                            }
+                        },
+                    }
                 });
             }
         });
@@ -112,7 +147,13 @@ impl Backend {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.addr, path)
+    }
+
+    /// TLS handshakes the backend refused or that failed.
+    pub fn tls_failures(&self) -> usize {
+        self.tls_failures.load(Ordering::SeqCst)
     }
 
     /// Queues answers for the next requests.

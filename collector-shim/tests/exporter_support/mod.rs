@@ -12,6 +12,7 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 
 pub mod backend;
+pub mod pki;
 
 /// A fixed trace id used across tests.
 pub const TRACE: u128 = 0x4bf92f3577b34da6a3ce929d0e0e4736;

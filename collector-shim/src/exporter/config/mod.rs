@@ -1,15 +1,19 @@
 //! Exporter configuration: one entry of the shim's `exporters:` list.
 //!
 //! The doc comments here are the reference for users; every field says its unit and default.
-//! Durations are strings with a unit (`"500ms"`, `"10s"`, `"2m"`) or integers in milliseconds.
+//! Durations use the one syntax of the whole config (`crate::config::duration`): a string with a
+//! unit (`"250us"`, `"500ms"`, `"10s"`, `"2m"`) or a plain number of milliseconds.
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+pub use crate::exporter::tls::TlsConfig;
+
+mod check;
 mod env;
-pub use env::parse_otel_headers;
+pub use env::{otlp_var, parse_otel_headers};
 
 /// Default Zipkin v2 collector URL (Zipkin's own default port).
 pub const DEFAULT_ZIPKIN_ENDPOINT: &str = "http://127.0.0.1:9411/api/v2/spans";
@@ -18,6 +22,14 @@ pub const DEFAULT_ZIPKIN_ENDPOINT: &str = "http://127.0.0.1:9411/api/v2/spans";
 pub const DEFAULT_JAEGER_ENDPOINT: &str = "http://127.0.0.1:14268/api/traces";
 /// Default OTLP/HTTP traces URL (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` default).
 pub const DEFAULT_OTLP_ENDPOINT: &str = "http://127.0.0.1:4318/v1/traces";
+/// Default OTLP/gRPC endpoint (scheme, host and port only: gRPC names the method in the path).
+pub const DEFAULT_OTLP_GRPC_ENDPOINT: &str = "http://127.0.0.1:4317";
+/// Path a Zipkin v2 collector takes spans on.
+pub const ZIPKIN_PATH: &str = "/api/v2/spans";
+/// Path a Jaeger collector takes Thrift batches on.
+pub const JAEGER_PATH: &str = "/api/traces";
+/// Path of the OTLP/HTTP traces signal.
+pub const OTLP_PATH: &str = "/v1/traces";
 /// Default request timeout per attempt (`OTEL_EXPORTER_*_TIMEOUT` default: 10 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default size at which the file exporter rotates (64 MiB).
@@ -47,7 +59,8 @@ pub struct ZipkinConfig {
     /// Name in logs and metric labels; default `zipkin`. Needed only to tell two Zipkin exporters apart.
     #[serde(default)]
     pub name: Option<String>,
-    /// Full URL of the span endpoint; default `http://127.0.0.1:9411/api/v2/spans`.
+    /// URL of the span endpoint; default `http://127.0.0.1:9411/api/v2/spans`. A URL with no
+    /// path (`http://zipkin:9411`) gets `/api/v2/spans`.
     #[serde(default = "default_zipkin_endpoint")]
     pub endpoint: String,
     /// Time allowed for one HTTP attempt; default `10s`.
@@ -55,10 +68,13 @@ pub struct ZipkinConfig {
     pub timeout: Duration,
     /// Extra request headers (e.g. authorization); default none.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: Headers,
     /// Retry policy for failed attempts.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// TLS settings for an `https://` endpoint (CA file, client certificate, server name).
+    #[serde(default)]
+    pub tls: TlsConfig,
 }
 
 /// Jaeger collector over Thrift/HTTP.
@@ -68,7 +84,8 @@ pub struct JaegerConfig {
     /// Name in logs and metric labels; default `jaeger`.
     #[serde(default)]
     pub name: Option<String>,
-    /// Full URL of the Thrift endpoint; default `http://127.0.0.1:14268/api/traces`.
+    /// URL of the Thrift endpoint; default `http://127.0.0.1:14268/api/traces`. A URL with no
+    /// path gets `/api/traces`.
     #[serde(default = "default_jaeger_endpoint")]
     pub endpoint: String,
     /// Time allowed for one HTTP attempt; default `10s`.
@@ -76,25 +93,33 @@ pub struct JaegerConfig {
     pub timeout: Duration,
     /// Extra request headers; default none.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: Headers,
     /// Retry policy for failed attempts.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// TLS settings for an `https://` endpoint (CA file, client certificate, server name).
+    #[serde(default)]
+    pub tls: TlsConfig,
 }
 
-/// OTLP/HTTP with protobuf bodies.
+/// OTLP over HTTP (protobuf bodies) or gRPC.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     /// Name in logs and metric labels; default `otlp`.
     #[serde(default)]
     pub name: Option<String>,
-    /// Full traces URL, used as is; default `http://127.0.0.1:4318/v1/traces`.
-    #[serde(default = "default_otlp_endpoint")]
+    /// `http/protobuf` (default) or `grpc`. Env: `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`.
+    #[serde(default)]
+    pub protocol: OtlpProtocol,
+    /// http/protobuf: the traces URL, default `http://127.0.0.1:4318/v1/traces` (a URL with no
+    /// path gets `/v1/traces`). grpc: `scheme://host:port` with no path, default
+    /// `http://127.0.0.1:4317`. Empty (the default) means the protocol's default.
+    #[serde(default)]
     pub endpoint: String,
     /// Extra request headers (`OTEL_EXPORTER_OTLP_HEADERS`); default none.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: Headers,
     /// Body compression: `none` (default, as `OTEL_EXPORTER_OTLP_COMPRESSION`) or `gzip`.
     #[serde(default)]
     pub compression: Compression,
@@ -104,6 +129,61 @@ pub struct OtlpConfig {
     /// Retry policy for failed attempts.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// TLS settings for an `https://` endpoint (CA file, client certificate, server name).
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+/// Transport of the OTLP exporter (the values of `OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum OtlpProtocol {
+    /// Protobuf bodies POSTed over HTTP/1.1.
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// The `TraceService/Export` gRPC method over HTTP/2.
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+impl OtlpProtocol {
+    /// Parses the spec's names; `http/json` is refused with the alternatives.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "http/protobuf" => Ok(OtlpProtocol::HttpProtobuf),
+            "grpc" => Ok(OtlpProtocol::Grpc),
+            other => Err(format!(
+                "`{other}` is not supported (use `http/protobuf` or `grpc`)"
+            )),
+        }
+    }
+}
+
+/// Extra request headers of an exporter. They often carry credentials, so `Debug` (and with it
+/// every log line and `--check-config` dump that prints a config) shows the names only.
+#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Headers(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, "<redacted>")))
+            .finish()
+    }
+}
+
+impl std::ops::Deref for Headers {
+    type Target = BTreeMap<String, String>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Headers {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 /// Body compression of the OTLP exporter.
@@ -184,9 +264,6 @@ fn default_zipkin_endpoint() -> String {
 fn default_jaeger_endpoint() -> String {
     DEFAULT_JAEGER_ENDPOINT.to_string()
 }
-fn default_otlp_endpoint() -> String {
-    DEFAULT_OTLP_ENDPOINT.to_string()
-}
 fn default_timeout() -> Duration {
     DEFAULT_TIMEOUT
 }
@@ -197,42 +274,15 @@ fn default_max_files() -> u32 {
     1
 }
 
-/// Parses `"250ms"`, `"10s"`, `"2m"`, `"1h"` (integer or decimal amount) into a duration.
+/// Parses a duration in the config's one syntax (`250us`, `500ms`, `5s`, `2m`, `1h`, or a plain
+/// number of milliseconds); see `crate::config::duration`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("`{text}` has no unit (use ms, s, m or h)"))?;
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` does not start with a number"))?;
-    let secs = match unit.trim() {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}` (use ms, s, m or h)"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{text}`: {e}"))
+    crate::config::duration::parse(text)
 }
 
-/// Serde adapter for durations: a string with a unit or an integer number of milliseconds.
+/// Serde adapter for durations (the config's one syntax).
 pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Millis(u64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Millis(ms) => Ok(Duration::from_millis(ms)),
-        Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
-    }
+    crate::config::duration::deserialize(d)
 }
 
 impl ExporterConfig {
@@ -242,8 +292,9 @@ impl ExporterConfig {
             name: None,
             endpoint: endpoint.into(),
             timeout: DEFAULT_TIMEOUT,
-            headers: BTreeMap::new(),
+            headers: Headers::default(),
             retry: RetryConfig::default(),
+            tls: TlsConfig::default(),
         })
     }
 
@@ -254,21 +305,24 @@ impl ExporterConfig {
             name: None,
             endpoint: endpoint.into(),
             timeout: DEFAULT_TIMEOUT,
-            headers: BTreeMap::new(),
+            headers: Headers::default(),
             retry: RetryConfig::default(),
+            tls: TlsConfig::default(),
         })
     }
 
-    /// OTLP exporter with defaults and a full traces URL, used as is
+    /// OTLP/HTTP exporter with defaults and a full traces URL, used as is
     /// (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`).
     pub fn otlp(traces_endpoint: impl Into<String>) -> Self {
         ExporterConfig::Otlp(OtlpConfig {
             name: None,
+            protocol: OtlpProtocol::HttpProtobuf,
             endpoint: traces_endpoint.into(),
-            headers: BTreeMap::new(),
+            headers: Headers::default(),
             compression: Compression::None,
             timeout: DEFAULT_TIMEOUT,
             retry: RetryConfig::default(),
+            tls: TlsConfig::default(),
         })
     }
 
@@ -317,49 +371,6 @@ impl ExporterConfig {
         custom.unwrap_or(self.kind())
     }
 
-    /// Checks values serde cannot; the error names the key (relative to this exporter entry,
-    /// e.g. `endpoint`, `retry.max_interval`) and the reason.
-    pub fn validate(&self) -> Result<(), String> {
-        if let Some(name) = self.name_field() {
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
-                return Err(format!(
-                    "name: `{name}` must be non-empty and use only ASCII letters, digits, `_` and `-`"
-                ));
-            }
-        }
-        match self {
-            ExporterConfig::Zipkin(c) => {
-                validate_http("endpoint", &c.endpoint, c.timeout, &c.headers, &c.retry)
-            }
-            ExporterConfig::Jaeger(c) => {
-                validate_http("endpoint", &c.endpoint, c.timeout, &c.headers, &c.retry)
-            }
-            ExporterConfig::Otlp(c) => {
-                validate_http("endpoint", &c.endpoint, c.timeout, &c.headers, &c.retry)
-            }
-            ExporterConfig::Console(_) => Ok(()),
-            ExporterConfig::File(c) => {
-                if c.path.as_os_str().is_empty() {
-                    return Err("path: must not be empty".into());
-                }
-                if c.max_bytes < 1024 {
-                    return Err(format!(
-                        "max_bytes: {} is too small (at least 1024 bytes)",
-                        c.max_bytes
-                    ));
-                }
-                if c.max_files > 100 {
-                    return Err(format!("max_files: {} is more than 100", c.max_files));
-                }
-                Ok(())
-            }
-        }
-    }
-
     fn name_field(&self) -> Option<&str> {
         match self {
             ExporterConfig::Zipkin(c) => c.name.as_deref(),
@@ -369,55 +380,4 @@ impl ExporterConfig {
             ExporterConfig::File(c) => c.name.as_deref(),
         }
     }
-}
-
-fn validate_http(
-    key: &str,
-    endpoint: &str,
-    timeout: Duration,
-    headers: &BTreeMap<String, String>,
-    retry: &RetryConfig,
-) -> Result<(), String> {
-    let uri: hyper::Uri = endpoint
-        .parse()
-        .map_err(|e| format!("{key}: `{endpoint}` is not a URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "{key}: `{endpoint}`: https is not supported (the shim has no TLS stack); \
-                 use http, or a local TLS-originating proxy"
-            ))
-        }
-        _ => return Err(format!("{key}: `{endpoint}` must start with http://")),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("{key}: `{endpoint}` has no host"));
-    }
-    if timeout.is_zero() {
-        return Err("timeout: must be greater than 0".into());
-    }
-    for (name, value) in headers {
-        if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(format!("headers.{name}: not a valid HTTP header name"));
-        }
-        if hyper::header::HeaderValue::from_str(value).is_err() {
-            return Err(format!(
-                "headers.{name}: value is not a valid HTTP header value"
-            ));
-        }
-    }
-    if retry.initial_interval.is_zero() {
-        return Err("retry.initial_interval: must be greater than 0".into());
-    }
-    if retry.max_interval < retry.initial_interval {
-        return Err("retry.max_interval: must be at least retry.initial_interval".into());
-    }
-    if !(retry.multiplier.is_finite() && retry.multiplier >= 1.0) {
-        return Err(format!(
-            "retry.multiplier: {} must be >= 1",
-            retry.multiplier
-        ));
-    }
-    Ok(())
 }

@@ -43,6 +43,7 @@ impl JaegerExporter {
                 "application/x-thrift",
                 &cfg.headers,
                 cfg.timeout,
+                &cfg.tls,
             )?,
             retry: cfg.retry.clone(),
             telemetry,

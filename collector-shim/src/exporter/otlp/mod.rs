@@ -1,10 +1,12 @@
-//! OTLP/HTTP exporter: protobuf `ExportTraceServiceRequest` POSTed to `/v1/traces`, optionally
+//! OTLP exporter: protobuf `ExportTraceServiceRequest` POSTed to `/v1/traces` (`http/protobuf`),
+//! or sent with the `TraceService/Export` gRPC method (`grpc`, see [`grpc`]), optionally
 //! gzip-compressed. Works with Tempo, an OpenTelemetry Collector tier, and Jaeger (>= 1.35 and
-//! v2 accept OTLP on port 4318).
+//! v2 accept OTLP on ports 4318 and 4317).
 //!
 //! Partial success (a 200 whose `ExportTraceServiceResponse.partial_success` reports rejected
 //! spans) is logged with the backend's message and counted in `rejected_spans`, never retried:
 //! the OTLP spec says the rejected spans would be rejected again.
+pub mod grpc;
 pub mod model;
 
 use std::io::Write;
@@ -14,18 +16,19 @@ use flate2::write::GzEncoder;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 
-use crate::exporter::config::{Compression, OtlpConfig, RetryConfig};
+use crate::exporter::config::{Compression, OtlpConfig, OtlpProtocol, RetryConfig};
 use crate::exporter::http::HttpSender;
 use crate::exporter::retry::{retry, LogLimiter};
 use crate::exporter::{ExportError, Exporter, ExporterTelemetry};
 use crate::model::SpanRecord;
+use grpc::GrpcSender;
 
 /// Sends batches to an OTLP/HTTP receiver.
 pub struct OtlpExporter {
     /// Name for logs and metric labels.
     name: String,
-    /// POSTs to the configured endpoint.
-    sender: HttpSender,
+    /// HTTP or gRPC, to the configured endpoint.
+    transport: Transport,
     /// Whether bodies are gzip-compressed.
     compression: Compression,
     /// Backoff policy.
@@ -42,14 +45,19 @@ pub struct OtlpExporter {
 impl OtlpExporter {
     /// An exporter for `cfg` (validated).
     pub fn new(name: &str, cfg: &OtlpConfig, telemetry: ExporterTelemetry) -> Result<Self, String> {
-        Ok(OtlpExporter {
-            name: name.to_string(),
-            sender: HttpSender::new(
+        let transport = match cfg.protocol {
+            OtlpProtocol::HttpProtobuf => Transport::Http(HttpSender::new(
                 &cfg.endpoint,
                 "application/x-protobuf",
                 &cfg.headers,
                 cfg.timeout,
-            )?,
+                &cfg.tls,
+            )?),
+            OtlpProtocol::Grpc => Transport::Grpc(GrpcSender::new(cfg)?),
+        };
+        Ok(OtlpExporter {
+            name: name.to_string(),
+            transport,
             compression: cfg.compression,
             retry: cfg.retry.clone(),
             telemetry,
@@ -58,11 +66,7 @@ impl OtlpExporter {
         })
     }
 
-    fn partial_success(&self, response: &[u8]) {
-        // An empty or undecodable 200 body is a full success (the spec allows an empty body).
-        let Ok(resp) = ExportTraceServiceResponse::decode(response) else {
-            return;
-        };
+    fn partial_success(&self, resp: ExportTraceServiceResponse) {
         let Some(p) = resp.partial_success else {
             return;
         };
@@ -77,6 +81,16 @@ impl OtlpExporter {
                 "backend accepted the batch partially");
         }
     }
+}
+
+/// How requests travel. One per exporter, built once: the size difference of the variants
+/// (hyper's pooled client against tonic's channel) costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+enum Transport {
+    /// `http/protobuf`: POST to the traces URL.
+    Http(HttpSender),
+    /// `grpc`: the TraceService/Export method.
+    Grpc(GrpcSender),
 }
 
 /// Encodes a batch as the request body (gzip when asked).
@@ -108,17 +122,32 @@ impl Exporter for OtlpExporter {
         if batch.is_empty() {
             return Ok(());
         }
-        let body = Bytes::from(encode(batch, self.compression));
-        let encoding = match self.compression {
-            Compression::Gzip => Some("gzip"),
-            Compression::None => None,
+        let response = match &self.transport {
+            Transport::Http(sender) => {
+                let body = Bytes::from(encode(batch, self.compression));
+                let encoding = match self.compression {
+                    Compression::Gzip => Some("gzip"),
+                    Compression::None => None,
+                };
+                let body = retry(&self.retry, &self.telemetry, &self.log, &self.name, || {
+                    let body = body.clone();
+                    async move { sender.post(body, encoding).await }
+                })
+                .await?;
+                // An empty or undecodable 200 body is a full success (the spec allows an
+                // empty body).
+                ExportTraceServiceResponse::decode(&body[..]).unwrap_or_default()
+            }
+            Transport::Grpc(sender) => {
+                // tonic compresses (gzip) and frames the message itself.
+                let request = model::request(batch);
+                retry(&self.retry, &self.telemetry, &self.log, &self.name, || {
+                    sender.export(request.clone())
+                })
+                .await?
+            }
         };
-        let response = retry(&self.retry, &self.telemetry, &self.log, &self.name, || {
-            let body = body.clone();
-            async move { self.sender.post(body, encoding).await }
-        })
-        .await?;
-        self.partial_success(&response);
+        self.partial_success(response);
         Ok(())
     }
 }

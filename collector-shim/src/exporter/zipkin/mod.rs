@@ -35,7 +35,13 @@ impl ZipkinExporter {
     ) -> Result<Self, String> {
         Ok(ZipkinExporter {
             name: name.to_string(),
-            sender: HttpSender::new(&cfg.endpoint, "application/json", &cfg.headers, cfg.timeout)?,
+            sender: HttpSender::new(
+                &cfg.endpoint,
+                "application/json",
+                &cfg.headers,
+                cfg.timeout,
+                &cfg.tls,
+            )?,
             retry: cfg.retry.clone(),
             telemetry,
             log: LogLimiter::default(),

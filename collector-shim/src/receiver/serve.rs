@@ -1,0 +1,84 @@
+//! The HTTP/1.1 listener of the OTLP/HTTP receiver and the admin routes, hardened against
+//! clients that hold connections without using them:
+//!
+//! - `receiver.header_read_timeout`: a connection must deliver a complete request head within it,
+//!   counted from when the server starts waiting for one, so both a slowloris client (headers a
+//!   byte at a time) and an idle keep-alive connection are closed after it (hyper's HTTP/1 timer).
+//! - `receiver.max_connections`: connections served at once. Beyond it a new connection is
+//!   accepted and closed at once (counted in `shim_connections_refused_total`) rather than left in
+//!   the kernel's backlog, so the accept loop never stalls and memory stays bounded by the limit.
+//!
+//! Shutdown is graceful: the loop stops accepting, idle connections close, requests in flight finish.
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::metrics::Metrics;
+
+/// Connection limits of one listener.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Longest wait for a complete request head (idle keep-alive included).
+    pub header_read_timeout: Duration,
+}
+
+/// Serves `router` on `listener` until `stop` turns true, then finishes requests in flight.
+pub fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+    limits: ConnLimits,
+    metrics: Metrics,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let graceful = GracefulShutdown::new();
+        loop {
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            let tcp = match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of file descriptors and similar: wait a little rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                metrics.connections_refused.inc();
+                drop(tcp);
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .keep_alive(true);
+            let conn = builder
+                .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(router.clone()));
+            let conn = graceful.watch(conn);
+            let open = metrics.connections_open.clone();
+            open.inc();
+            tokio::spawn(async move {
+                // Errors here are the client's (reset, timeout); nothing to report per connection.
+                let _ = conn.await;
+                open.dec();
+                drop(slot);
+            });
+        }
+        drop(listener);
+        graceful.shutdown().await;
+    })
+}
