@@ -273,6 +273,16 @@ fn registry() -> Vec<(&'static str, Coverage)> {
     vec![
         ("make demo", By("tests/tests/e2e_pipeline.rs", "scenarios::all()")),
         ("make test", MakeTest),
+        // A hosted backend; the same variables against a real TLS receiver that checks the
+        // header and the gzip body: collector-shim/tests/exporter_env.rs.
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT=https://api.honeycomb.io OTEL_EXPORTER_OTLP_HEADERS=\"x-honeycomb-team=${HONEYCOMB_API_KEY}\" OTEL_EXPORTER_OTLP_COMPRESSION=gzip target/release/collector-shim",
+            By("collector-shim/tests/exporter_env.rs", "OTEL_EXPORTER_OTLP_HEADERS"),
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT=https://tempo-prod-04-prod-us-east-0.grafana.net/otlp OTEL_EXPORTER_OTLP_HEADERS=\"authorization=Basic%20${TEMPO_BASIC_AUTH}\" OTEL_EXPORTER_OTLP_COMPRESSION=gzip collector-shim",
+            By("collector-shim/tests/exporter_env.rs", "OTEL_EXPORTER_OTLP_HEADERS"),
+        ),
         // libFuzzer needs nightly and minutes per target; `make test` replays the same targets'
         // bodies over their committed corpora.
         ("make fuzz", By("fuzz/tests/corpus.rs", "every_target_passes_its_corpus")),
