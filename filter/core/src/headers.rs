@@ -194,19 +194,23 @@ impl Extractor for HeaderLines {
 mod tests {
     use super::*;
 
+    /// The propagation headers a request is looked up for.
+    const PROPAGATION: [&str; 10] = [
+        "traceparent",
+        "tracestate",
+        "baggage",
+        "b3",
+        "x-b3-traceid",
+        "x-b3-spanid",
+        "x-b3-sampled",
+        "x-b3-flags",
+        "x-b3-parentspanid",
+        "uber-trace-id",
+    ];
+
     #[test]
     fn name_filter_never_misses_a_name_it_holds() {
-        let names = [
-            "traceparent",
-            "tracestate",
-            "baggage",
-            "b3",
-            "x-b3-traceid",
-            "x-b3-spanid",
-            "x-b3-sampled",
-            "x-b3-flags",
-            "x-b3-parentspanid",
-            "uber-trace-id",
+        let names = PROPAGATION.into_iter().chain([
             ":method",
             ":path",
             ":authority",
@@ -215,12 +219,13 @@ mod tests {
             "",
             "a",
             "X-Force-Trace",
-        ];
+        ]);
+        let names: Vec<&str> = names.collect();
         let mut f = NameFilter::default();
-        for n in names {
+        for n in &names {
             f.insert(n);
         }
-        for n in names {
+        for n in &names {
             assert!(f.may_contain(n), "{n}");
             assert!(f.may_contain(&n.to_ascii_uppercase()), "{n} upper case");
         }
@@ -241,18 +246,7 @@ mod tests {
         ] {
             usual.insert(n);
         }
-        for n in [
-            "traceparent",
-            "tracestate",
-            "baggage",
-            "b3",
-            "x-b3-traceid",
-            "x-b3-spanid",
-            "x-b3-sampled",
-            "x-b3-flags",
-            "x-b3-parentspanid",
-            "uber-trace-id",
-        ] {
+        for n in PROPAGATION {
             assert!(!usual.may_contain(n), "{n}");
         }
         // A map with no lines rules out every name.
