@@ -35,7 +35,8 @@
 //! `BENCH_WORKLOADS`, `BENCH_QUICK`, `BENCH_OUT`, and `BENCH_CG_REQUESTS`, `BENCH_CG_RUNS`,
 //! `BENCH_CG_KEEP` (keep the callgrind dumps), `BENCH_COUNTER=kernel` (count system calls,
 //! context switches, page faults and task-clock with `perf stat` instead of instructions; writes
-//! `kernel-events.json`), `BENCH_CG_BREAKDOWN=0` (skip the host-call calibration that splits the
+//! `kernel-events.json`), `BENCH_SAMPLE_RATIO` (the head-sampling ratio of the filter, its
+//! native form and the OpenTelemetry tracer alike; default 1), `BENCH_CG_BREAKDOWN=0` (skip the host-call calibration that splits the
 //! Wasm filter's addition; it runs when baseline, wasm-floor and filter are all measured).
 
 use std::process::ExitCode;

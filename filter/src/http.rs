@@ -139,18 +139,21 @@ impl HttpContext for HttpTrace {
         Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if let (Some(sh), Some(a)) = (self.shared.as_ref(), self.active.as_mut()) {
             a.on_response_headers(
                 &sh.tracer,
                 &Map(MapType::HttpResponseHeaders),
                 &mut ResponseHeaders,
             );
+            if end_of_stream {
+                a.on_response_end();
+            }
         }
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if let Some(a) = self.active.as_mut() {
             count_frames(
                 a,
@@ -158,6 +161,9 @@ impl HttpContext for HttpTrace {
                 BufferType::HttpResponseBody,
                 body_size,
             );
+            if end_of_stream {
+                a.on_response_end();
+            }
         }
         Action::Continue
     }

@@ -23,6 +23,17 @@ fn shipped(form: Form) -> EnvoyConfig {
     cfg
 }
 
+/// The module Envoy loads into every worker's VM (and operators pull as an OCI image) stays
+/// within its size budget: 300 KB (issue "Wasm at the native tracer's cost").
+#[test]
+fn the_release_module_is_at_most_300_kb() {
+    let wasm = paths::wasm();
+    let size = std::fs::metadata(&wasm)
+        .unwrap_or_else(|e| panic!("{}: {e} (run `make wasm`)", wasm.display()))
+        .len();
+    assert!(size <= 300_000, "{}: {size} bytes", wasm.display());
+}
+
 fn validate(cfg: &EnvoyConfig) -> envoy::Validation {
     envoy::validate(cfg, &paths::envoy()).expect("run envoy --mode validate")
 }

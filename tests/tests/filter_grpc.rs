@@ -65,11 +65,6 @@ async fn grpc_status_and_message_counts(form) {
             );
         }
         assert_eq!(
-            span.attr_str("network.protocol.version").as_deref(),
-            Some("2"),
-            "{case}"
-        );
-        assert_eq!(
             span.attr_str("envoy.upstream.cluster").as_deref(),
             Some("demo_grpc"),
             "{case}"

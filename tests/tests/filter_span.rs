@@ -76,8 +76,9 @@ async fn span_content_and_response_headers(form) {
     assert_eq!(span.attr_str("url.scheme").as_deref(), Some("http"));
     assert_eq!(span.attr_int("http.response.status_code"), Some(200));
     assert_eq!(
-        span.attr_str("network.protocol.version").as_deref(),
-        Some("1.1")
+        span.attr_str("network.protocol.version"),
+        None,
+        "opt-in (a property read per request)"
     );
     assert_eq!(
         span.attr_str("server.address").as_deref(),
@@ -115,9 +116,11 @@ async fn span_content_and_response_headers(form) {
         span.attr_str("envoy.upstream.cluster").as_deref(),
         Some("demo_http")
     );
+    assert_eq!(span.attr_str("envoy.route_name"), None, "opt-in");
     assert_eq!(
-        span.attr_str("envoy.route_name").as_deref(),
-        Some("demo_http_route")
+        span.attr_str("envoy.response_flags"),
+        None,
+        "a completed 200 costs no flags read"
     );
     assert!(span
         .attr_str("envoy.upstream.address")
@@ -387,7 +390,12 @@ async fn envoy_attributes_choose_the_properties_read(form) {
         .ingress_filter(|c| {
             c.insert(
                 "envoy_attributes".into(),
-                json!(["envoy.upstream.cluster", "client.address"]),
+                json!([
+                    "envoy.upstream.cluster",
+                    "client.address",
+                    "network.protocol.version",
+                    "envoy.route_name"
+                ]),
             );
         })
         .start()
@@ -401,13 +409,29 @@ async fn envoy_attributes_choose_the_properties_read(form) {
     );
     assert_eq!(
         span.attr_str("client.address").as_deref(),
-        Some("127.0.0.1")
+        Some("127.0.0.1"),
+        "no forwarding header: the peer"
     );
-    for left_out in [
-        "envoy.route_name",
-        "envoy.upstream.address",
-        "network.protocol.version",
+    assert_eq!(
+        span.attr_str("network.protocol.version").as_deref(),
+        Some("1.1")
+    );
+    assert_eq!(
+        span.attr_str("envoy.route_name").as_deref(),
+        Some("demo_http_route")
+    );
+    // The client behind a proxy, from the forwarding headers (RFC 7239 first).
+    for (name, value, client) in [
+        ("x-forwarded-for", "203.0.113.7, 10.1.1.1", "203.0.113.7"),
+        ("forwarded", "for=\"[2001:db8::9]:4711\"", "2001:db8::9"),
     ] {
+        let ex = stack
+            .ingress(ClientRequest::get("/orders/8").header(name, value))
+            .await;
+        let span = stack.span_of(&ex).await;
+        assert_eq!(span.attr_str("client.address").as_deref(), Some(client), "{name}");
+    }
+    for left_out in ["envoy.upstream.address", "envoy.response_flags"] {
         assert_eq!(
             span.attr_str(left_out),
             None,

@@ -12,7 +12,16 @@ aetherflow_tests::each_form! {
 async fn resets_cancellations_and_http2(form) {
     use aetherflow_tests::http_client::Protocol;
     use tokio::io::AsyncWriteExt;
-    let stack = StackBuilder::new().form(form).start().await;
+    // Every Envoy attribute, `network.protocol.version` among them (opt-in).
+    let stack = StackBuilder::new().form(form)
+        .ingress_filter(|c| {
+            c.insert(
+                "envoy_attributes".into(),
+                serde_json::json!(aetherflow_core::config::EnvoyAttributes::NAMES),
+            );
+        })
+        .start()
+        .await;
 
     // Upstream resets before answering: Envoy's local 503; the span is an error with a reason.
     let ex = stack
@@ -71,6 +80,11 @@ async fn resets_cancellations_and_http2(form) {
         )
     });
     assert_eq!(span.parent_span_id(), p);
+    let flags = span.attr_str("envoy.response_flags").unwrap_or_default();
+    assert!(
+        flags.split(',').any(|f| f == "DC"),
+        "a request the client cut short reads the flags: {flags:?}"
+    );
     let settle = Duration::from_millis(500);
     let started = stack
         .envoy

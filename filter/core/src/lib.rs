@@ -16,6 +16,7 @@ pub mod buffer;
 pub mod config;
 pub mod contract;
 pub mod envoy;
+pub mod forwarded;
 pub mod grpc;
 pub mod head;
 pub mod headers;

@@ -7,6 +7,7 @@
 
 use crate::config::{Config, EnvoyAttributes, SpanKindConfig};
 use crate::envoy;
+use crate::forwarded;
 use crate::grpc::{self, FrameCounter};
 use crate::head::{self, Decision, Policy};
 use crate::ids::IdGenerator;
@@ -207,6 +208,7 @@ impl Tracer {
             start_ns: now_ns,
             req_frames,
             resp_frames,
+            response_ended: false,
         }
     }
 
@@ -220,6 +222,7 @@ impl Tracer {
             }
         }
         let mut host_header = None;
+        let (mut fwd, mut xff) = (None, None);
         for (k, v) in lines.lines() {
             match k {
                 ":method" if ex.method.is_empty() => ex.method = v.to_owned(),
@@ -233,8 +236,21 @@ impl Tracer {
                 "x-request-id" if ex.envoy.request_id.is_none() => {
                     ex.envoy.request_id = Some(v.to_owned())
                 }
+                forwarded::FORWARDED => fwd = fwd.or(Some(v)),
+                forwarded::X_FORWARDED_FOR => xff = xff.or(Some(v)),
                 _ => {}
             }
+        }
+        if self
+            .cfg
+            .envoy_attributes
+            .contains(EnvoyAttributes::CLIENT_ADDRESS)
+        {
+            // The client behind the proxies, as the conventions ask, and no host read; a
+            // request without a usable header falls back to the peer at the end.
+            ex.client_address = fwd
+                .and_then(forwarded::from_forwarded)
+                .or_else(|| xff.and_then(forwarded::from_x_forwarded_for));
         }
         if ex.authority.is_empty() {
             ex.authority = host_header.unwrap_or_default().to_owned();
@@ -257,6 +273,8 @@ pub struct ActiveStream {
     req_frames: Option<FrameCounter>,
     /// Counts server messages of a gRPC stream.
     resp_frames: Option<FrameCounter>,
+    /// The response reached its end (`end_of_stream` or trailers): no reset cut it short.
+    response_ended: bool,
 }
 
 impl ActiveStream {
@@ -304,9 +322,17 @@ impl ActiveStream {
         self.grpc_status_from(headers);
     }
 
-    /// Response trailers: the gRPC status.
+    /// Response trailers: the gRPC status (trailers end the response).
     pub fn on_response_trailers(&mut self, trailers: &impl HeaderSource) {
+        self.response_ended = true;
         self.grpc_status_from(trailers);
+    }
+
+    /// The response's last frame passed (response headers or a body chunk with
+    /// `end_of_stream`). Adapters call it so that a response that completed normally costs no
+    /// `response.flags` read (see [`ActiveStream::finish`]).
+    pub fn on_response_end(&mut self) {
+        self.response_ended = true;
     }
 
     fn grpc_status_from(&mut self, h: &impl HeaderSource) {
@@ -376,6 +402,7 @@ impl ActiveStream {
             start_ns,
             req_frames,
             resp_frames,
+            response_ended,
         } = self;
         if !decision.record {
             return None;
@@ -391,7 +418,7 @@ impl ActiveStream {
         if want.contains(EnvoyAttributes::PROTOCOL) {
             ex.protocol = facts.protocol();
         }
-        if want.contains(EnvoyAttributes::CLIENT_ADDRESS) {
+        if want.contains(EnvoyAttributes::CLIENT_ADDRESS) && ex.client_address.is_none() {
             ex.client_address = facts
                 .source_address()
                 .map(|a| envoy::address_ip(&a).to_owned());
@@ -406,7 +433,14 @@ impl ActiveStream {
         if want.contains(EnvoyAttributes::UPSTREAM_ADDRESS) {
             e.upstream_address = facts.upstream_address();
         }
-        if want.contains(EnvoyAttributes::RESPONSE_FLAGS) {
+        // Envoy's flags name what went wrong (no upstream, reset, timeout, overflow, rate
+        // limit...). A response that ended normally with a success status carries none worth a
+        // host read, so the read is kept for a missing or error status, a failed gRPC status,
+        // or a response that never reached its end.
+        let succeeded = response_ended
+            && ex.status.is_some_and(|s| s < 400)
+            && (!ex.grpc || ex.grpc_status == Some(0));
+        if want.contains(EnvoyAttributes::RESPONSE_FLAGS) && !succeeded {
             e.response_flags = facts.response_flags().and_then(envoy::response_flags);
         }
         // Whether the response came from upstream only matters for an error status, or a gRPC

@@ -153,6 +153,13 @@ impl Filter {
         });
     }
 
+    /// The response's last frame passed (no reset cut it short).
+    pub fn on_response_end(&mut self) {
+        if let Some(a) = self.active.as_mut() {
+            a.on_response_end();
+        }
+    }
+
     /// Response trailers: the gRPC status (one or two single reads: cheaper here than a view
     /// of the map, measured with callgrind).
     pub fn on_response_trailers(&mut self, filter: FilterEnvoyPtr) {

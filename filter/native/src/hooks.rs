@@ -237,10 +237,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     filter: FilterEnvoyPtr,
     module: FilterModulePtr,
-    _end_of_stream: bool,
+    end_of_stream: bool,
 ) -> FilterStatus {
     on_stream(filter, module, "response_headers", |f| {
-        f.on_response_headers(filter)
+        f.on_response_headers(filter);
+        if end_of_stream {
+            f.on_response_end();
+        }
     });
     CONTINUE
 }
@@ -249,10 +252,13 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
     filter: FilterEnvoyPtr,
     module: FilterModulePtr,
-    _end_of_stream: bool,
+    end_of_stream: bool,
 ) -> FilterStatus {
     on_stream(filter, module, "response_body", |f| {
-        f.on_body(filter, Direction::Response)
+        f.on_body(filter, Direction::Response);
+        if end_of_stream {
+            f.on_response_end();
+        }
     });
     CONTINUE
 }

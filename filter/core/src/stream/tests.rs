@@ -125,8 +125,9 @@ fn a_request_continues_the_trace_and_the_span_carries_every_attribute() {
     let s = a.finish(&t, &mut facts, 200).expect("sampled span");
     assert_eq!(
         facts.read,
-        ["protocol", "source", "route", "cluster", "upstream", "flags", "details"],
-        "status known from the headers: no response.code read; 5xx: details read"
+        ["source", "cluster", "upstream", "flags", "details"],
+        "status known from the headers: no response.code read; the default attributes; \
+         5xx: flags and details read"
     );
     assert_eq!(s.trace_id.to_hex(), TID);
     assert_eq!((s.start_unix_nano, s.end_unix_nano), (100, 200));
@@ -183,6 +184,86 @@ fn facts_are_read_only_when_the_span_needs_them() {
     let mut facts = Facts::default();
     a.finish(&t, &mut facts, 2).expect("span");
     assert!(facts.read.is_empty(), "{:?}", facts.read);
+}
+
+#[test]
+fn a_request_that_succeeded_costs_no_flags_read_and_forwarding_headers_name_the_client() {
+    let t = tracer("{}");
+    let mut ids = IdGenerator::from_u64(1);
+    let finish = |a: ActiveStream| {
+        let mut facts = Facts::default();
+        let s = a.finish(&t, &mut facts, 2).expect("span");
+        (s, facts.read)
+    };
+
+    // Completed 200 behind a proxy: only the upstream is read.
+    let lines = request(&[("x-forwarded-for", "203.0.113.9, 10.0.0.1")]);
+    let mut a = t.start(&lines, &mut Writes::default(), &mut ids, 1, |_| {});
+    a.on_response_headers(&t, &Map(vec![(":status", "200")]), &mut Writes::default());
+    a.on_response_end();
+    let (s, read) = finish(a);
+    assert_eq!(read, ["cluster", "upstream"]);
+    assert_eq!(
+        attr(&s, "client.address"),
+        Some(&Value::Str("203.0.113.9".into())),
+        "the client behind the proxies"
+    );
+    assert_eq!(attr(&s, "envoy.response_flags"), None);
+
+    // `Forwarded` wins over X-Forwarded-For; an unusable value falls back to the peer.
+    let lines = request(&[
+        ("x-forwarded-for", "203.0.113.9"),
+        ("forwarded", "for=\"[2001:db8::7]:4711\";proto=https"),
+    ]);
+    let a = t.start(&lines, &mut Writes::default(), &mut ids, 1, |_| {});
+    let (s, _) = finish(a);
+    assert_eq!(
+        attr(&s, "client.address"),
+        Some(&Value::Str("2001:db8::7".into()))
+    );
+    let lines = request(&[("x-forwarded-for", "unknown")]);
+    let a = t.start(&lines, &mut Writes::default(), &mut ids, 1, |_| {});
+    let (s, read) = finish(a);
+    assert!(read.contains(&"source"), "{read:?}");
+    assert_eq!(
+        attr(&s, "client.address"),
+        Some(&Value::Str("10.0.0.7".into()))
+    );
+
+    // A 200 cut short (no end of stream) reads the flags: they say what cut it.
+    let mut a = t.start(&request(&[]), &mut Writes::default(), &mut ids, 1, |_| {});
+    a.on_response_headers(&t, &Map(vec![(":status", "200")]), &mut Writes::default());
+    let (s, read) = finish(a);
+    assert!(read.contains(&"flags"), "{read:?}");
+    assert_eq!(
+        attr(&s, "envoy.response_flags"),
+        Some(&Value::Str("UF".into()))
+    );
+
+    // A completed gRPC call with a failed status reads them too; one that succeeded does not.
+    for (code, flags_read) in [("14", true), ("0", false)] {
+        let lines = request(&[("content-type", "application/grpc")]);
+        let mut a = t.start(&lines, &mut Writes::default(), &mut ids, 1, |_| {});
+        a.on_response_headers(&t, &Map(vec![(":status", "200")]), &mut Writes::default());
+        a.on_response_trailers(&Map(vec![("grpc-status", code)]));
+        let (_, read) = finish(a);
+        assert_eq!(
+            read.contains(&"flags"),
+            flags_read,
+            "grpc-status {code}: {read:?}"
+        );
+    }
+
+    // Opt-in attributes are read when asked for.
+    let all = tracer(r#"{"envoy_attributes":["network.protocol.version","envoy.route_name"]}"#);
+    let a = all.start(&request(&[]), &mut Writes::default(), &mut ids, 1, |_| {});
+    let mut facts = Facts::default();
+    let s = a.finish(&all, &mut facts, 2).expect("span");
+    assert_eq!(facts.read, ["code", "protocol", "route"]);
+    assert_eq!(
+        attr(&s, "network.protocol.version"),
+        Some(&Value::Str("1.1".into()))
+    );
 }
 
 #[test]
