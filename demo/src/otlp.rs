@@ -23,9 +23,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::trace_context::{new_span_id, TraceParent, FLAG_SAMPLED};
 
-/// OTLP span flag bits 8 and 9: "the is-remote bit is known" and "the parent is remote".
-const FLAG_HAS_IS_REMOTE: u32 = 0x100;
-const FLAG_IS_REMOTE: u32 = 0x200;
 /// Attribute marking a span recorded under an unsampled parent (see ../shared/DESIGN.md): the
 /// shim drops it unless a tail policy keeps the trace, e.g. because the proxy span failed.
 pub use aetherflow_core::contract::RECORD_ONLY_ATTRIBUTE;
@@ -141,10 +138,8 @@ impl DemoSpan {
             self.attributes
                 .push(kv(RECORD_ONLY_ATTRIBUTE, any_value::Value::BoolValue(true)));
         }
-        let mut flags = u32::from(self.context.flags) | FLAG_HAS_IS_REMOTE;
-        if self.parent_is_remote {
-            flags |= FLAG_IS_REMOTE;
-        }
+        let flags =
+            aetherflow_core::contract::otlp_flags(self.context.flags, self.parent_is_remote);
         let status = match self.error {
             Some(message) => Status {
                 message,

@@ -5,7 +5,7 @@
 //! continues.
 
 use crate::host::{self, RequestHeaders};
-use crate::root::Shared;
+use crate::shared::Shared;
 use aetherflow_core::propagation::Injector;
 use aetherflow_core::stream::{ActiveStream, Direction, HeaderSource, StreamFacts};
 use proxy_wasm::traits::{Context, HttpContext};

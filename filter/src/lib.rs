@@ -1,7 +1,10 @@
 //! Thin proxy-wasm adapter over `aetherflow_core`: moves data between Envoy and the core.
 //!
-//! - [`root`]: configuration, span buffer, OTLP export from the root context, metrics.
-//! - [`http`]: per-request extraction, sampling, injection, span building.
+//! - [`root`]: configuration, OTLP export from the root context.
+//! - [`shared`]: what the root shares with its HTTP contexts: configuration, span buffer,
+//!   metric ids.
+//! - [`http`]: per-request host glue around the core's stream (extract, sample, inject, span).
+//! - [`metrics`]: the filter's metrics through the proxy-wasm metrics ABI.
 //! - [`host`]: host calls that cannot panic on hostile input.
 
 // The host calls that return data are raw `extern` calls (see `host`): every unsafe operation
@@ -12,6 +15,7 @@ pub mod host;
 pub mod http;
 pub mod metrics;
 pub mod root;
+pub mod shared;
 
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::LogLevel;

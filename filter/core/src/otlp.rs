@@ -14,10 +14,7 @@ use prost::Message;
 pub const SCOPE_NAME: &str = "aetherflow.trace_filter";
 /// Instrumentation scope version: the crate version.
 pub const SCOPE_VERSION: &str = env!("CARGO_PKG_VERSION");
-/// OTLP span flag: bits 8-9 are meaningful (has-is-remote).
-pub const FLAG_HAS_IS_REMOTE: u32 = 0x100;
-/// OTLP span flag: the parent (or linked) context is remote.
-pub const FLAG_IS_REMOTE: u32 = 0x200;
+pub use crate::contract::{FLAG_HAS_IS_REMOTE, FLAG_IS_REMOTE};
 
 fn kv(key: String, value: any_value::Value) -> KeyValue {
     KeyValue {
@@ -62,25 +59,12 @@ pub fn resource(cfg: &Config) -> Resource {
     }
 }
 
-/// OTLP flags of a span: W3C flags, has-is-remote, and is-remote when the parent is remote.
-pub(crate) fn span_flags(s: &Span) -> u32 {
-    let remote = s.parent_span_id.is_some() && s.parent_is_remote;
-    u32::from(s.flags) | FLAG_HAS_IS_REMOTE | if remote { FLAG_IS_REMOTE } else { 0 }
-}
-
-/// OTLP flags of a link.
-pub(crate) fn link_flags(l: &Link) -> u32 {
-    u32::from(l.flags) | FLAG_HAS_IS_REMOTE | if l.is_remote { FLAG_IS_REMOTE } else { 0 }
-}
-
 fn link(l: Link) -> pb::span::Link {
     pb::span::Link {
         trace_id: l.trace_id.0.to_vec(),
         span_id: l.span_id.0.to_vec(),
+        flags: l.otlp_flags(),
         trace_state: l.trace_state,
-        flags: u32::from(l.flags)
-            | FLAG_HAS_IS_REMOTE
-            | if l.is_remote { FLAG_IS_REMOTE } else { 0 },
         ..Default::default()
     }
 }
@@ -88,7 +72,7 @@ fn link(l: Link) -> pb::span::Link {
 /// One span in OTLP form. `flags`: W3C trace flags in bits 0-7, bit 8 set, bit 9 when the
 /// parent is remote.
 pub fn span(s: Span) -> pb::Span {
-    let flags = span_flags(&s);
+    let flags = s.otlp_flags();
     pb::Span {
         trace_id: s.trace_id.0.to_vec(),
         span_id: s.span_id.0.to_vec(),

@@ -59,6 +59,13 @@ pub struct Link {
     pub is_remote: bool,
 }
 
+impl Link {
+    /// The link's OTLP `flags` (see [`crate::contract::otlp_flags`]).
+    pub fn otlp_flags(&self) -> u32 {
+        crate::contract::otlp_flags(self.flags, self.is_remote)
+    }
+}
+
 /// A finished (or in-progress) span.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Span {
@@ -90,6 +97,15 @@ pub struct Span {
     pub status_message: String,
     /// Links.
     pub links: Vec<Link>,
+}
+
+impl Span {
+    /// The span's OTLP `flags`: is-remote when it has a parent from another process (see
+    /// [`crate::contract::otlp_flags`]).
+    pub fn otlp_flags(&self) -> u32 {
+        let remote = self.parent_span_id.is_some() && self.parent_is_remote;
+        crate::contract::otlp_flags(self.flags, remote)
+    }
 }
 
 /// Cuts `s` to at most `max` bytes on a UTF-8 character boundary.

@@ -97,7 +97,7 @@ fn put_link(out: &mut Vec<u8>, l: &Link) {
     put_ld(out, 2, &l.span_id.0);
     put_str(out, 3, &l.trace_state);
     put_key(out, 6, FIXED32);
-    out.extend_from_slice(&crate::otlp::link_flags(l).to_le_bytes());
+    out.extend_from_slice(&l.otlp_flags().to_le_bytes());
 }
 
 fn status_code(s: StatusCode) -> u64 {
@@ -163,7 +163,7 @@ fn put_span(out: &mut Vec<u8>, s: &Span, len: usize) {
     }
     // Field 16, fixed32: key (16 << 3 | 5) = 133 as a two-byte varint.
     put_varint(out, (16 << 3) | u64::from(FIXED32));
-    out.extend_from_slice(&crate::otlp::span_flags(s).to_le_bytes());
+    out.extend_from_slice(&s.otlp_flags().to_le_bytes());
 }
 
 /// Writes an `ExportTraceServiceRequest` with one `ResourceSpans` (the already encoded
