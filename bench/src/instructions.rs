@@ -6,7 +6,11 @@
 //!
 //! For each configuration: Envoy starts under callgrind with instrumentation off; after a
 //! warm-up, `callgrind_control -i on` starts counting, a fixed number of requests is sent
-//! (closed loop), counting stops and the totals are dumped. Instructions are not time (a cache
+//! (closed loop), counting stops and the totals are dumped. Before that window, the same Envoy
+//! is counted for a few seconds with no traffic, and that idle rate (timers: stats flush, the
+//! filter's root tick, tracers' flush timers) is subtracted over the window's length: under
+//! callgrind Envoy serves only a few hundred requests a second, so timer work would otherwise
+//! count as per-request cost, and more of it when a loaded machine slows the run down. Instructions are not time (a cache
 //! miss or a syscall costs more than its count), so the CPU-time harness stays the figure of
 //! record; this one decides what CPU time is too noisy to decide, and its breakdown by
 //! configuration (floor, filter) is exact.
@@ -22,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -81,6 +85,13 @@ pub struct Count {
     pub requests: u64,
     /// Requests that failed while counting.
     pub failed: u64,
+    /// Length of the counted window, seconds.
+    pub window_seconds: f64,
+    /// What the same Envoy executed per second with no traffic, counted just before the window
+    /// (timers: stats flush, the filter's root tick, tracer flush timers). `events` has it
+    /// subtracted for the window's length, so a run that a loaded machine slows down does not
+    /// count more timer work per request (empty in the kernel-event mode).
+    pub idle_per_second: BTreeMap<String, f64>,
 }
 
 impl Count {
@@ -346,24 +357,38 @@ pub async fn count(
     if warm.failed > 0 {
         return Err(format!("{label}: warm-up failed: {:?}", warm.first_error));
     }
+    let mut window_seconds = 0.0;
+    let mut idle_per_second = BTreeMap::new();
     let (measured, events) = if kernel {
         let window = loadgen::closed_loop(envoy.listener, workload, lanes, plan.requests);
         perf_window(envoy.pid(), &cg_dir.join("perf.csv"), window).await?
     } else {
+        // Idle first: what Envoy runs with no traffic over IDLE_WINDOW (each dump also zeroes
+        // the counters, so the window below starts from zero).
+        let idle_dir = cg_dir.join("idle");
+        std::fs::create_dir_all(&idle_dir).map_err(|e| format!("{}: {e}", idle_dir.display()))?;
         callgrind_control(&["-i", "on"], envoy.pid())?;
+        let started = Instant::now();
+        tokio::time::sleep(IDLE_WINDOW).await;
+        callgrind_control(&["-i", "off"], envoy.pid())?;
+        let idle_seconds = started.elapsed().as_secs_f64();
+        let idle = dump(&cg_dir, envoy.pid()).await?;
+        move_dumps(&cg_dir, &idle_dir)?;
+
+        callgrind_control(&["-i", "on"], envoy.pid())?;
+        let started = Instant::now();
         let measured = loadgen::closed_loop(envoy.listener, workload, lanes, plan.requests).await;
         callgrind_control(&["-i", "off"], envoy.pid())?;
-        callgrind_control(&["-d"], envoy.pid())?;
-        // The dump is written by Envoy's process on its next scheduling.
-        let mut events = Err(String::new());
-        for _ in 0..100 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            events = totals(&cg_dir);
-            if events.is_ok() {
-                break;
-            }
-        }
-        (measured, events?)
+        window_seconds = started.elapsed().as_secs_f64();
+        let window = dump(&cg_dir, envoy.pid()).await?;
+        idle_per_second = idle
+            .iter()
+            .map(|(k, v)| (k.clone(), *v as f64 / idle_seconds.max(1e-3)))
+            .collect();
+        (
+            measured,
+            without_idle(&window, &idle_per_second, window_seconds),
+        )
     };
     drop(envoy);
     drop(shim);
@@ -380,7 +405,57 @@ pub async fn count(
         events,
         requests: measured.ok,
         failed: measured.failed,
+        window_seconds,
+        idle_per_second,
     })
+}
+
+/// Length of the idle window counted before the requests.
+const IDLE_WINDOW: Duration = Duration::from_secs(5);
+
+/// Dumps (and zeroes) the counters of `pid` and reads the dump's totals.
+async fn dump(cg_dir: &Path, pid: u32) -> Result<BTreeMap<String, u64>, String> {
+    callgrind_control(&["-d"], pid)?;
+    // The dump is written by Envoy's process on its next scheduling.
+    let mut events = Err(String::new());
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        events = totals(cg_dir);
+        if events.is_ok() {
+            break;
+        }
+    }
+    events
+}
+
+/// Moves the dumps of `from` into `to`, so the next window's dump is read alone.
+fn move_dumps(from: &Path, to: &Path) -> Result<(), String> {
+    for entry in std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if let Some(name) = path
+            .file_name()
+            .filter(|n| n.to_string_lossy().starts_with("callgrind.out"))
+        {
+            std::fs::rename(&path, to.join(name))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The window's events less the idle rate over its length (never below zero).
+fn without_idle(
+    window: &BTreeMap<String, u64>,
+    idle_per_second: &BTreeMap<String, f64>,
+    seconds: f64,
+) -> BTreeMap<String, u64> {
+    window
+        .iter()
+        .map(|(k, v)| {
+            let idle = idle_per_second.get(k).copied().unwrap_or(0.0) * seconds;
+            (k.clone(), (*v as f64 - idle).max(0.0).round() as u64)
+        })
+        .collect()
 }
 
 /// Every configuration and workload, `plan.runs` times, interleaved.
