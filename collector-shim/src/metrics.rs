@@ -3,7 +3,7 @@
 //! One `Metrics` value is built per run and shared by every stage; each stage bumps the
 //! families it owns. Names are listed in `docs/shim.md`.
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -14,6 +14,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::exporter::ExporterTelemetry;
+use crate::red::{Format, RedMetrics};
 
 /// Label set carrying only a reason (`refused`, `dropped` without an exporter).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -138,6 +139,8 @@ pub struct Metrics {
     pub connections_open: Gauge,
     /// HTTP connections closed at once because `receiver.max_connections` were open.
     pub connections_refused: Counter,
+    /// The RED stage, once the pipeline has built it (its families are encoded with the rest).
+    red: Arc<OnceLock<RedMetrics>>,
 }
 
 impl Default for Metrics {
@@ -172,6 +175,7 @@ impl Metrics {
             ingest_queue_spans: Gauge::default(),
             connections_open: Gauge::default(),
             connections_refused: Counter::default(),
+            red: Arc::default(),
         };
         r.register(
             "spans_received",
@@ -291,12 +295,46 @@ impl Metrics {
         }
     }
 
-    /// Prometheus text exposition of every family.
+    /// OpenMetrics text of every family (RED exemplars included).
     pub fn encode(&self) -> String {
-        let mut out = String::new();
+        self.encode_as(Format::OpenMetrics)
+    }
+
+    /// Every family in the format a scrape negotiated.
+    pub fn encode_as(&self, format: Format) -> String {
+        let mut om = String::new();
         // Encoding into a String cannot fail except on a formatter error, which `String` never raises.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode(&mut om, &self.registry);
+        let mut out = match format {
+            Format::OpenMetrics => {
+                // The RED families go before the closing `# EOF`.
+                let end = om.strip_suffix("# EOF\n").map_or(om.len(), str::len);
+                om.truncate(end);
+                om
+            }
+            Format::Classic => {
+                let mut out = String::with_capacity(om.len());
+                crate::red::encode::openmetrics_to_classic(&om, &mut out);
+                out
+            }
+        };
+        if let Some(red) = self.red.get() {
+            red.write(&mut out, format);
+        }
+        if format == Format::OpenMetrics {
+            out.push_str("# EOF\n");
+        }
         out
+    }
+
+    /// Makes `red`'s families part of this registry's exposition (once per run).
+    pub fn attach_red(&self, red: RedMetrics) {
+        let _ = self.red.set(red);
+    }
+
+    /// The RED stage attached to this registry, if any.
+    pub fn red(&self) -> Option<&RedMetrics> {
+        self.red.get()
     }
 
     /// The counters an exporter updates itself, bound to this exporter's label. Called once
