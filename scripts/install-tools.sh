@@ -59,3 +59,20 @@ if ! command -v docker-compose >/dev/null 2>&1; then
     echo "install-tools: note: docker-compose not installed (needs apt and root); the compose file gets structural checks only" >&2
   fi
 fi
+
+# Debian's prometheus (2.42): a real Prometheus server and promtool. collector-shim/tests/red_prometheus.rs
+# scrapes the shim with exemplar storage on; tests/tests/alerting_assets.rs runs `promtool check rules` on
+# deploy/prometheus/. Under CI=true those tests fail without it, so a failed install warns loudly here.
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  apt_get=""
+  if [ "$(id -u)" = 0 ]; then apt_get="apt-get"; elif sudo -n true 2>/dev/null; then apt_get="sudo apt-get"; fi
+  if [ -n "$apt_get" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "install-tools: installing prometheus (Debian package) for the RED metrics and alert rule tests" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    $apt_get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 \
+      || { $apt_get update -q >/dev/null 2>&1 && $apt_get install -y -q --no-install-recommends prometheus >/dev/null 2>&1; } \
+      || echo "install-tools: warning: could not install prometheus; the Prometheus and promtool tests fail under CI=true and are skipped otherwise" >&2
+  else
+    echo "install-tools: note: prometheus not installed (needs apt and root); the Prometheus and promtool tests are skipped outside CI" >&2
+  fi
+fi
