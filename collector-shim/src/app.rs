@@ -208,6 +208,7 @@ pub async fn run_with(
         metrics.clone(),
     );
     ready.store(true, Ordering::Release);
+    metrics.ready.set(1);
     match grpc_addr {
         Some(g) => {
             tracing::info!(listen = %http_addr, grpc_listen = %g, exporters = ?names, "collector-shim ready")
@@ -219,6 +220,7 @@ pub async fn run_with(
     let started = Instant::now();
     let deadline = started + config.shutdown_timeout;
     ready.store(false, Ordering::Release);
+    metrics.ready.set(0);
     tracing::info!("shutting down: receivers stop, pending decisions taken, queues flushed");
     let _ = stop_tx.send(true);
     // Requests in flight finish before the queue is closed, so none of them is lost.

@@ -139,6 +139,9 @@ pub struct Metrics {
     pub connections_open: Gauge,
     /// HTTP connections closed at once because `receiver.max_connections` were open.
     pub connections_refused: Counter,
+    /// 1 while `/readyz` answers 200, 0 before start-up ends and while shutting down (a
+    /// separate admin listener keeps serving `/metrics` then, so alerts can see it).
+    pub ready: Gauge,
     /// The RED stage, once the pipeline has built it (its families are encoded with the rest).
     red: Arc<OnceLock<RedMetrics>>,
 }
@@ -175,6 +178,7 @@ impl Metrics {
             ingest_queue_spans: Gauge::default(),
             connections_open: Gauge::default(),
             connections_refused: Counter::default(),
+            ready: Gauge::default(),
             red: Arc::default(),
         };
         r.register(
@@ -277,6 +281,11 @@ impl Metrics {
             "connections_refused",
             "HTTP connections closed at once because receiver.max_connections were open",
             m.connections_refused.clone(),
+        );
+        r.register(
+            "ready",
+            "1 while the shim takes spans (/readyz 200), 0 while starting or shutting down",
+            m.ready.clone(),
         );
         // Every refusal reason exists from the start at 0, so alerts can be written on it.
         for reason in REFUSAL_REASONS {
