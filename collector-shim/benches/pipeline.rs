@@ -145,6 +145,16 @@ fn benches(c: &mut Criterion) {
             }
         })
     });
+    // The RED stage alone: every span counted, then confirmed as an exemplar candidate.
+    let red = RedMetrics::new(&RedConfig::default(), Instant::now());
+    g.bench_function("red_record_and_confirm_only", |b| {
+        b.iter(|| {
+            for batch in records.chunks(SPANS_PER_REQUEST) {
+                red.record(black_box(batch), Instant::now());
+                red.confirm(batch);
+            }
+        })
+    });
     g.finish();
 
     otlp_sinks(c, &records);
