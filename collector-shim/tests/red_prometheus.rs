@@ -27,7 +27,7 @@ fn shape(i: u64) -> (&'static str, &'static str, bool, bool, bool) {
     // Residues chosen so both routes get errors and slow requests.
     let error = matches!(i % 50, 7 | 24);
     let slow = matches!(i % 40, 3 | 21);
-    (route, method, error, slow, i % 100 == 0)
+    (route, method, error, slow, i.is_multiple_of(100))
 }
 
 fn request_span(i: u64) -> opentelemetry_proto::tonic::trace::v1::Span {
