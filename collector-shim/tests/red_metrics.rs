@@ -172,3 +172,23 @@ async fn idle_series_expire_and_make_room() {
     assert_eq!(shim.metric("shim_red_overflow_spans_total"), 0.0);
     shim.stop().await;
 }
+
+#[tokio::test]
+async fn disabled_red_metrics_leave_no_series() {
+    let exp = RecordingExporter::new("rec");
+    let mut cfg: Config = fast_config();
+    cfg.red_metrics.enabled = false;
+    let shim = Shim::start(cfg, vec![exp.clone()]).await;
+    let http = reqwest::Client::new();
+    send(
+        &http,
+        shim.addr,
+        &request("shop", vec![routed(1, "/a", true)]),
+    )
+    .await;
+    assert!(eventually(10, || exp.span_count() == 1).await);
+    let (_, om) = scrape(&http, shim.addr, Some(PROMETHEUS_OM_ACCEPT)).await;
+    assert!(!om.contains("shim_red_"), "{om}");
+    assert!(om.ends_with("# EOF\n"));
+    shim.stop().await;
+}
