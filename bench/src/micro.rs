@@ -30,6 +30,9 @@ pub struct MicroReport {
     pub results: Vec<MicroResult>,
     /// Shim end-to-end spans/s over decode-only spans/s (target >= 0.5).
     pub shim_pipeline_ratio_to_decode_only: Option<f64>,
+    /// Time per span of the pipeline with the RED metrics stage over without it, minus 1
+    /// (target <= 0.15), both measured in the same run.
+    pub red_metrics_overhead: Option<f64>,
 }
 
 fn read_one(dir: &Path) -> Option<MicroResult> {
@@ -82,10 +85,14 @@ pub fn collect(criterion_dir: &Path) -> MicroReport {
     let ratio = rate("shim_pipeline/decode_sample_batch_zipkin_encode")
         .zip(rate("shim_pipeline/decode_only"))
         .map(|(pipeline, ceiling)| pipeline / ceiling);
+    let red = rate("shim_pipeline/decode_sample_batch_zipkin_encode")
+        .zip(rate("shim_pipeline/decode_red_sample_batch_zipkin_encode"))
+        .map(|(off, on)| off / on - 1.0);
     MicroReport {
         schema: "aetherflow-bench micro-benchmark summary v1",
         results,
         shim_pipeline_ratio_to_decode_only: ratio,
+        red_metrics_overhead: red,
     }
 }
 
@@ -105,6 +112,12 @@ pub fn table(report: &MicroReport) -> String {
         out += &format!(
             "\nshim pipeline (decode -> sample -> batch -> Zipkin JSON) = {:.0} % of the decode-only ceiling\n",
             ratio * 100.0
+        );
+    }
+    if let Some(red) = report.red_metrics_overhead {
+        out += &format!(
+            "RED metrics stage (every span counted, every exported span an exemplar candidate) adds {:.1} % per span (target <= 15 %)\n",
+            red * 100.0
         );
     }
     out

@@ -7,7 +7,9 @@
 //! `sampler::Sampler` (consistent probability 1.0, the path every span takes when no tail
 //! policy is set), the real `batcher` (bounded queue + task, batches of 512) on a
 //! current-thread runtime (one core), and `exporter::zipkin::encode` in an exporter that keeps
-//! the bytes instead of sending them. Elements = spans, so criterion prints spans/s.
+//! the bytes instead of sending them. Elements = spans, so criterion prints spans/s. The pipeline
+//! runs twice, without and with the RED metrics stage (`red::RedMetrics`: every span counted
+//! before sampling, every exported span offered as an exemplar), for the stage's cost per span.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +29,7 @@ use collector_shim::exporter::{zipkin, ExportError, Exporter};
 use collector_shim::metrics::Metrics;
 use collector_shim::model::SpanRecord;
 use collector_shim::receiver::decode::{into_records, parse, Encoding, ResourceDefaults};
+use collector_shim::red::{RedConfig, RedMetrics};
 use collector_shim::sampler::Sampler;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -120,6 +123,52 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // The whole pipeline, with the RED metrics stage off and on in the same run (the stage counts
+    // every span before sampling; with probability 1.0 every span is also exported, so every span
+    // is confirmed as an exemplar candidate too: its worst case).
+    for (name, red) in [
+        ("decode_sample_batch_zipkin_encode", None),
+        (
+            "decode_red_sample_batch_zipkin_encode",
+            Some(RedMetrics::new(&RedConfig::default(), Instant::now())),
+        ),
+    ] {
+        full_pipeline(&mut g, name, &bodies, &defaults, red);
+    }
+
+    // The Zipkin mapping and JSON encoding alone, for the breakdown.
+    let records: Vec<SpanRecord> = bodies.iter().flat_map(|b| decode(b, &defaults)).collect();
+    g.bench_function("zipkin_encode_only", |b| {
+        b.iter(|| {
+            for batch in records.chunks(512) {
+                black_box(zipkin::encode(batch));
+            }
+        })
+    });
+    // The RED stage alone: every span counted, then confirmed as an exemplar candidate.
+    let red = RedMetrics::new(&RedConfig::default(), Instant::now());
+    g.bench_function("red_record_and_confirm_only", |b| {
+        b.iter(|| {
+            for batch in records.chunks(SPANS_PER_REQUEST) {
+                red.record(black_box(batch), Instant::now());
+                red.confirm(batch);
+            }
+        })
+    });
+    g.finish();
+
+    otlp_sinks(c, &records);
+}
+
+/// One pipeline benchmark: decode -> [RED] -> sample -> batch -> Zipkin encode.
+fn full_pipeline(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    bodies: &[Vec<u8>],
+    defaults: &ResourceDefaults,
+    red: Option<RedMetrics>,
+) {
+    let total = (REQUESTS * SPANS_PER_REQUEST) as u64;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -137,18 +186,23 @@ fn benches(c: &mut Criterion) {
         batch_timeout: Duration::from_secs(5),
         export_timeout: Duration::from_secs(30),
     };
-    let (handle, _task) =
-        runtime.block_on(async { batcher::spawn("zipkin", exporter, &batch_cfg, metrics.clone()) });
+    let (handle, _task) = runtime.block_on(async {
+        batcher::spawn_confirming("zipkin", exporter, &batch_cfg, metrics.clone(), red.clone())
+    });
     let mut sampler = Sampler::new(&SamplingConfig::default(), metrics, Instant::now());
     let mut kept = Vec::with_capacity(SPANS_PER_REQUEST);
 
-    g.bench_function("decode_sample_batch_zipkin_encode", |b| {
+    g.bench_function(name, |b| {
         b.iter(|| {
             runtime.block_on(async {
                 let target = exported.load(Ordering::Relaxed) + total;
-                for body in &bodies {
-                    let spans = decode(black_box(body), &defaults);
-                    sampler.offer(spans, Instant::now(), &mut kept);
+                for body in bodies {
+                    let spans = decode(black_box(body), defaults);
+                    let now = Instant::now();
+                    if let Some(r) = &red {
+                        r.record(&spans, now);
+                    }
+                    sampler.offer(spans, now, &mut kept);
                     for span in kept.drain(..) {
                         handle.offer(span);
                     }
@@ -163,19 +217,6 @@ fn benches(c: &mut Criterion) {
             })
         })
     });
-
-    // The Zipkin mapping and JSON encoding alone, for the breakdown.
-    let records: Vec<SpanRecord> = bodies.iter().flat_map(|b| decode(b, &defaults)).collect();
-    g.bench_function("zipkin_encode_only", |b| {
-        b.iter(|| {
-            for batch in records.chunks(512) {
-                black_box(zipkin::encode(batch));
-            }
-        })
-    });
-    g.finish();
-
-    otlp_sinks(c, &records);
 }
 
 /// The certificates of the TLS tests (a CA made with rcgen at run time).

@@ -25,6 +25,7 @@ use crate::receiver::decode::ResourceDefaults;
 use crate::receiver::http::{admin_router, otlp_router, ReceiverState};
 use crate::receiver::serve::{serve, ConnLimits};
 use crate::receiver::{Ingest, IngestMsg};
+use crate::red::RedMetrics;
 use crate::sampler::Sampler;
 
 /// The sockets the shim serves on (bound by the caller, so tests can use port 0).
@@ -129,11 +130,21 @@ pub async fn run_with(
     metrics: Metrics,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Summary, String> {
+    // RED metrics: counted before sampling; the first exporter confirms exemplars.
+    let red = config
+        .red_metrics
+        .enabled
+        .then(|| RedMetrics::new(&config.red_metrics, Instant::now()));
+    if let Some(r) = &red {
+        metrics.attach_red(r.clone());
+    }
+
     // Exporter queues and their tasks.
     let mut handles = Vec::new();
     let mut tasks = Vec::new();
-    for (name, exp) in exporters {
-        let (h, t) = batcher::spawn(&name, exp, &config.batch, metrics.clone());
+    for (i, (name, exp)) in exporters.into_iter().enumerate() {
+        let confirm = if i == 0 { red.clone() } else { None };
+        let (h, t) = batcher::spawn_confirming(&name, exp, &config.batch, metrics.clone(), confirm);
         handles.push(h);
         tasks.push(t);
     }
@@ -142,7 +153,13 @@ pub async fn run_with(
     // Receivers -> sampler.
     let (ingest, ingest_rx) = Ingest::new(config.receiver.max_pending_spans, metrics.clone());
     let sampler = Sampler::new(&config.sampling, metrics.clone(), Instant::now());
-    let sampler_task = tokio::spawn(sampler_loop(sampler, ingest_rx, handles, ingest.clone()));
+    let sampler_task = tokio::spawn(sampler_loop(
+        sampler,
+        red,
+        ingest_rx,
+        handles,
+        ingest.clone(),
+    ));
 
     // HTTP servers.
     let ready = Arc::new(AtomicBool::new(false));
@@ -191,6 +208,7 @@ pub async fn run_with(
         metrics.clone(),
     );
     ready.store(true, Ordering::Release);
+    metrics.ready.set(1);
     match grpc_addr {
         Some(g) => {
             tracing::info!(listen = %http_addr, grpc_listen = %g, exporters = ?names, "collector-shim ready")
@@ -202,6 +220,7 @@ pub async fn run_with(
     let started = Instant::now();
     let deadline = started + config.shutdown_timeout;
     ready.store(false, Ordering::Release);
+    metrics.ready.set(0);
     tracing::info!("shutting down: receivers stop, pending decisions taken, queues flushed");
     let _ = stop_tx.send(true);
     // Requests in flight finish before the queue is closed, so none of them is lost.
@@ -255,11 +274,12 @@ pub async fn run_with(
     })
 }
 
-/// The sampler task: takes batches from the receivers, wakes for decision deadlines, fans
-/// kept spans out to every exporter queue; on `Drain` decides everything and returns,
-/// dropping the queue handles so the batchers flush and stop.
+/// The sampler task: takes batches from the receivers, counts them into the RED metrics,
+/// wakes for decision deadlines, fans kept spans out to every exporter queue; on `Drain`
+/// decides everything and returns, dropping the queue handles so the batchers flush and stop.
 async fn sampler_loop(
     mut sampler: Sampler,
+    red: Option<RedMetrics>,
     mut rx: mpsc::UnboundedReceiver<IngestMsg>,
     queues: Vec<BatcherHandle>,
     ingest: Ingest,
@@ -276,7 +296,11 @@ async fn sampler_loop(
         tokio::select! {
             msg = rx.recv() => match msg {
                 Some(IngestMsg::Spans(spans, permit)) => {
-                    sampler.offer(spans, Instant::now(), &mut out);
+                    let now = Instant::now();
+                    if let Some(r) = &red {
+                        r.record(&spans, now);
+                    }
+                    sampler.offer(spans, now, &mut out);
                     drop(permit);
                     ingest.update_gauge();
                 }

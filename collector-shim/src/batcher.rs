@@ -21,6 +21,7 @@ use prometheus_client::metrics::gauge::Gauge;
 
 use crate::metrics::{DropLabel, ExportErrorLabel, ExporterLabel, LogThrottle, Metrics};
 use crate::model::SpanRecord;
+use crate::red::RedMetrics;
 
 /// The sending side of one exporter's queue.
 #[derive(Clone)]
@@ -108,6 +109,18 @@ pub fn spawn(
     cfg: &BatchConfig,
     metrics: Metrics,
 ) -> (BatcherHandle, BatcherTask) {
+    spawn_confirming(name, exporter, cfg, metrics, None)
+}
+
+/// Like [`spawn`]; after each batch its backend accepted in full, the batch's spans are handed
+/// to `exemplars` (the RED stage takes its exemplars only from spans a backend has).
+pub fn spawn_confirming(
+    name: &str,
+    exporter: Arc<dyn Exporter>,
+    cfg: &BatchConfig,
+    metrics: Metrics,
+    exemplars: Option<RedMetrics>,
+) -> (BatcherHandle, BatcherTask) {
     let (tx, rx) = mpsc::channel(cfg.max_queue_size);
     // Series exist from the start (at 0), so dashboards and alerts see every exporter.
     let label = ExporterLabel {
@@ -134,6 +147,7 @@ pub fn spawn(
         metrics,
         error_log: LogThrottle::new(Duration::from_secs(10)),
         pending: pending.clone(),
+        exemplars,
     };
     let join = tokio::spawn(worker.run(rx, handle.capacity));
     (
@@ -160,6 +174,8 @@ struct Worker {
     error_log: LogThrottle,
     /// Spans accepted and not yet exported or dropped.
     pending: Arc<AtomicUsize>,
+    /// Where spans the backend accepted are confirmed as exemplar candidates.
+    exemplars: Option<RedMetrics>,
 }
 
 impl Worker {
@@ -223,6 +239,12 @@ impl Worker {
             exporter: self.name.clone(),
         };
         let n = batch.len() as u64;
+        let rejected = self
+            .metrics
+            .export_rejected_spans
+            .get_or_create(&label)
+            .clone();
+        let rejected_before = rejected.get();
         let started = std::time::Instant::now();
         let result =
             tokio::time::timeout(self.cfg.export_timeout, self.exporter.export(batch)).await;
@@ -233,6 +255,13 @@ impl Worker {
         let failure = match result {
             Ok(Ok(())) => {
                 self.metrics.spans_exported.get_or_create(&label).inc_by(n);
+                // Exports of one exporter never overlap, so a change of its rejected-spans
+                // counter belongs to this batch: then which spans the backend has is unknown.
+                if let Some(red) = &self.exemplars {
+                    if rejected.get() == rejected_before {
+                        red.confirm(batch);
+                    }
+                }
                 None
             }
             Ok(Err(e)) => Some((

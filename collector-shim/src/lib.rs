@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! A pipeline, one module per stage: [`receiver`] (OTLP/HTTP in, limits, load shedding) ->
-//! [`sampler`] (consistent probability, tail policies, dynamic probability) -> [`batcher`]
+//! [`red`] (RED metrics from every span, exemplars from exported ones) -> [`sampler`] (consistent probability, tail policies, dynamic probability) -> [`batcher`]
 //! (a bounded queue and a task per exporter) -> [`exporter`] (Zipkin, Jaeger, OTLP, console,
 //! file). [`config`] reads file + `OTEL_*` env + flags, [`metrics`] is the self-telemetry,
 //! [`app`] wires it all and runs until a shutdown future resolves ([`shutdown`] has the
@@ -16,6 +16,7 @@ pub mod exporter;
 pub mod metrics;
 pub mod model;
 pub mod receiver;
+pub mod red;
 pub mod sampler;
 pub mod shutdown;
 

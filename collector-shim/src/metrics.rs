@@ -3,7 +3,7 @@
 //! One `Metrics` value is built per run and shared by every stage; each stage bumps the
 //! families it owns. Names are listed in `docs/shim.md`.
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -14,6 +14,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::exporter::ExporterTelemetry;
+use crate::red::{Format, RedMetrics};
 
 /// Label set carrying only a reason (`refused`, `dropped` without an exporter).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -138,6 +139,11 @@ pub struct Metrics {
     pub connections_open: Gauge,
     /// HTTP connections closed at once because `receiver.max_connections` were open.
     pub connections_refused: Counter,
+    /// 1 while `/readyz` answers 200, 0 before start-up ends and while shutting down (a
+    /// separate admin listener keeps serving `/metrics` then, so alerts can see it).
+    pub ready: Gauge,
+    /// The RED stage, once the pipeline has built it (its families are encoded with the rest).
+    red: Arc<OnceLock<RedMetrics>>,
 }
 
 impl Default for Metrics {
@@ -172,6 +178,8 @@ impl Metrics {
             ingest_queue_spans: Gauge::default(),
             connections_open: Gauge::default(),
             connections_refused: Counter::default(),
+            ready: Gauge::default(),
+            red: Arc::default(),
         };
         r.register(
             "spans_received",
@@ -274,6 +282,11 @@ impl Metrics {
             "HTTP connections closed at once because receiver.max_connections were open",
             m.connections_refused.clone(),
         );
+        r.register(
+            "ready",
+            "1 while the shim takes spans (/readyz 200), 0 while starting or shutting down",
+            m.ready.clone(),
+        );
         // Every refusal reason exists from the start at 0, so alerts can be written on it.
         for reason in REFUSAL_REASONS {
             let l = ReasonLabel {
@@ -291,12 +304,46 @@ impl Metrics {
         }
     }
 
-    /// Prometheus text exposition of every family.
+    /// OpenMetrics text of every family (RED exemplars included).
     pub fn encode(&self) -> String {
-        let mut out = String::new();
+        self.encode_as(Format::OpenMetrics)
+    }
+
+    /// Every family in the format a scrape negotiated.
+    pub fn encode_as(&self, format: Format) -> String {
+        let mut om = String::new();
         // Encoding into a String cannot fail except on a formatter error, which `String` never raises.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode(&mut om, &self.registry);
+        let mut out = match format {
+            Format::OpenMetrics => {
+                // The RED families go before the closing `# EOF`.
+                let end = om.strip_suffix("# EOF\n").map_or(om.len(), str::len);
+                om.truncate(end);
+                om
+            }
+            Format::Classic => {
+                let mut out = String::with_capacity(om.len());
+                crate::red::encode::openmetrics_to_classic(&om, &mut out);
+                out
+            }
+        };
+        if let Some(red) = self.red.get() {
+            red.write(&mut out, format);
+        }
+        if format == Format::OpenMetrics {
+            out.push_str("# EOF\n");
+        }
         out
+    }
+
+    /// Makes `red`'s families part of this registry's exposition (once per run).
+    pub fn attach_red(&self, red: RedMetrics) {
+        let _ = self.red.set(red);
+    }
+
+    /// The RED stage attached to this registry, if any.
+    pub fn red(&self) -> Option<&RedMetrics> {
+        self.red.get()
     }
 
     /// The counters an exporter updates itself, bound to this exporter's label. Called once

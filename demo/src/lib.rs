@@ -10,6 +10,7 @@
 //! - `stack`: the whole pipeline on loopback (services, shim process, real Envoy).
 //! - `scenarios`: the demo's traffic and what each request must leave in the traces.
 //! - `trace_view`: exported spans (OTLP JSON lines or protobuf) rendered as trace trees.
+//! - `red_table`: the shim's RED metrics per route with an exemplar trace each, as a table.
 #![forbid(unsafe_code)]
 
 pub mod client;
@@ -17,6 +18,7 @@ pub mod grpc;
 pub mod grpc_service;
 pub mod http_service;
 pub mod otlp;
+pub mod red_table;
 pub mod scenarios;
 pub mod serve;
 pub mod stack;

@@ -246,3 +246,61 @@ fn check_config(path: &std::path::Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn compose_has_prometheus_with_exemplars_and_grafana_with_the_red_dashboard() {
+    let doc = compose();
+    let root = workspace_root();
+    let prom = service(&doc, "prometheus");
+    let cmd = strings(&prom["command"]);
+    assert!(
+        cmd.iter().any(|a| a == "--enable-feature=exemplar-storage"),
+        "exemplar storage on (so Prometheus asks for OpenMetrics): {cmd:?}"
+    );
+    assert!(cmd
+        .iter()
+        .any(|a| a == "--config.file=/etc/prometheus/prometheus.yml"));
+    assert!(strings(&prom["volumes"])
+        .iter()
+        .any(|v| v.starts_with("../deploy/prometheus:/etc/prometheus")));
+    // Its config scrapes the shim where compose runs it (in Envoy's namespace, port 4318) and
+    // loads the alert rules beside it.
+    let cfg: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root.join("deploy/prometheus/prometheus.yml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cfg["scrape_configs"][0]["job_name"], "collector-shim");
+    assert_eq!(
+        cfg["scrape_configs"][0]["static_configs"][0]["targets"][0],
+        "envoy:4318"
+    );
+    assert_eq!(cfg["rule_files"][0], "alerts.yml");
+    assert!(root.join("deploy/prometheus/alerts.yml").is_file());
+
+    let grafana = service(&doc, "grafana");
+    let volumes = strings(&grafana["volumes"]);
+    for (host, container) in [
+        (
+            "../deploy/grafana/provisioning",
+            "/etc/grafana/provisioning",
+        ),
+        (
+            "../deploy/grafana/aetherflow-red.json",
+            "/var/lib/grafana/dashboards/aetherflow-red.json",
+        ),
+    ] {
+        assert!(
+            volumes
+                .iter()
+                .any(|v| v.starts_with(&format!("{host}:{container}"))),
+            "{host} mounted at {container}: {volumes:?}"
+        );
+        assert!(root.join(host.trim_start_matches("../")).exists(), "{host}");
+    }
+    // Exemplars are confirmed by the shim's first exporter: Jaeger, where Grafana's links open them.
+    let shim: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root.join("envoy/shim-compose.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(shim["exporters"][0]["name"], "jaeger");
+}

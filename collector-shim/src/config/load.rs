@@ -304,6 +304,7 @@ pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
             validate_policy(p, &format!("sampling.tail.policies[{i}]"), false)?;
         }
     }
+    crate::red::config::validate(&cfg.red_metrics)?;
     let b = &cfg.batch;
     check(
         b.max_queue_size > 0,

@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::exporter::ExporterConfig;
+use crate::red::RedConfig;
 
 pub mod duration;
 pub mod env;
@@ -48,6 +49,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Logging.
     pub log: LogConfig,
+    /// RED metrics from every span received, with exemplars of exported traces.
+    pub red_metrics: RedConfig,
 
     // The seed's keys, accepted in the file for compatibility and folded into the tree above
     // by `load` (they never reach the pipeline as such).
@@ -89,6 +92,7 @@ impl Default for Config {
             exporters: Vec::new(),
             shutdown_timeout: Duration::from_secs(10),
             log: LogConfig::default(),
+            red_metrics: RedConfig::default(),
             seed_service_name: None,
             seed_endpoint: None,
             seed_exporter: None,

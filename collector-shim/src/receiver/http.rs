@@ -24,6 +24,7 @@ use prost::Message;
 use super::decode::{self, DecodeError, Encoding, ResourceDefaults};
 use super::{Ingest, Refusal};
 use crate::metrics::{Metrics, TransportLabel};
+use crate::red::Format;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -84,15 +85,16 @@ pub fn admin_router(metrics: Metrics, ready: Arc<AtomicBool>) -> Router {
         )
         .route(
             "/metrics",
-            get(move || {
+            get(move |headers: HeaderMap| {
                 let metrics = metrics.clone();
                 async move {
+                    // Content negotiation as Prometheus does it: exemplars need OpenMetrics.
+                    let format = Format::from_accept(
+                        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+                    );
                     (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        metrics.encode(),
+                        [(header::CONTENT_TYPE, format.content_type())],
+                        metrics.encode_as(format),
                     )
                 }
             }),

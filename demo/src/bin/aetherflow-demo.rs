@@ -117,6 +117,8 @@ async fn run(keep: bool, form: Form) -> Result<bool, String> {
         sent.push(s);
     }
 
+    // The shim's RED metrics (OpenMetrics, with exemplars), read before it stops.
+    let mut red_text = String::new();
     if keep {
         print_manual_commands(&base, &stack);
         aetherflow_demo::serve::termination_signal().await;
@@ -151,6 +153,7 @@ async fn run(keep: bool, form: Form) -> Result<bool, String> {
             {
                 println!("      shim: {}", sampling_summary(&metrics));
             }
+            red_text = red_metrics(&client, &base, &metrics).await;
         }
     }
 
@@ -194,6 +197,13 @@ async fn run(keep: bool, form: Form) -> Result<bool, String> {
         println!("\n● manual request\n  trace {trace_id}");
         print!("{}", trace_view::render_tree(&traces[*trace_id]));
     }
+    if !red_text.is_empty() {
+        println!("\nRED metrics per route (the shim's server spans, counted before sampling; exemplars only from exported traces):");
+        print!(
+            "{}",
+            aetherflow_demo::red_table::render(&aetherflow_demo::red_table::parse(&red_text))
+        );
+    }
     if keep {
         // The file outlives the run so manual traces can be read afterwards.
         let kept = spans_dir.keep();
@@ -214,6 +224,33 @@ async fn run(keep: bool, form: Form) -> Result<bool, String> {
         }
     );
     Ok(failures == 0)
+}
+
+/// The shim's metrics in OpenMetrics (the format with exemplars), once its first exporter has
+/// taken every kept span (exemplars are attached when an export succeeds; bounded: 5 s).
+async fn red_metrics(client: &DemoClient, base: &str, metrics: &str) -> String {
+    let kept: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("shim_spans_sampled_total{") && l.contains("decision=\"in\""))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    let accept = [("accept", "application/openmetrics-text; version=1.0.0")];
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = match client.get(base, "/metrics", &accept).await {
+            Ok(reply) => String::from_utf8_lossy(&reply.body).into_owned(),
+            Err(_) => String::new(),
+        };
+        let exported: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("shim_spans_exported_total{exporter=\"file\"}"))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum();
+        if exported >= kept || std::time::Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Spans the shim received and spans it has decided on (kept or dropped), from its metrics.
