@@ -4,10 +4,11 @@
 //! callee (a recording server). The same path the official suite takes (`make test-w3c`), with
 //! cases written from the specification text:
 //!
-//! - Trace Context Level 2, editor's draft at w3c/trace-context `acab820` (2026-06-29): §3.2
-//!   `traceparent` (version, trace-id, parent-id, trace-flags incl. the random-trace-id flag,
-//!   versioning), §3.3 `tracestate` (combining header fields, key and value grammar, 32 members,
-//!   duplicates, size), §3.5/§3.6 mutations, §4 processing model.
+//! - Trace Context Level 2, editor's draft at w3c/trace-context `acab820` (2026-06-29): the
+//!   `traceparent` field values (version, trace-id, parent-id, trace-flags with the
+//!   random-trace-id flag) and their versioning, the `tracestate` field values (combining header
+//!   fields, key and value grammar, 32 members, duplicates, limits), the allowed mutations and the
+//!   processing model.
 //! - W3C Baggage, editor's draft at w3c/baggage `9af80f4` (2025-06-18), "Limits": every member
 //!   must be propagated while the combined baggage has at most 64 members and 8192 bytes; no
 //!   partial member; there is no per-member limit any more.
