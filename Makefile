@@ -18,7 +18,7 @@ export AETHERFLOW_ENVOY     := $(ROOT)/.tools/bin/envoy
 export AETHERFLOW_PYTHON    := $(VENV)/bin/python
 export AETHERFLOW_SHIM_BIN  := $(ROOT)/target/debug/collector-shim
 
-.PHONY: all toolchain wasm wasm-trap native build tools test test-core-wasm test-envoy test-compat lint fmt fuzz bench demo up down oci deploy-config clean
+.PHONY: all toolchain wasm wasm-trap native build tools test test-core-wasm test-envoy test-compat test-w3c w3c-suite-dir lint fmt fuzz bench demo up down oci deploy-config clean
 
 # Envoy releases of the compatibility suite (scripts/envoy-compat.txt) and the filter's real-Envoy tests.
 ENVOY_COMPAT := $(shell grep -v '^\#' $(ROOT)/scripts/envoy-compat.txt)
@@ -78,6 +78,26 @@ test-envoy: wasm wasm-trap
 test-compat: tools wasm wasm-trap
 	@for v in $(ENVOY_COMPAT); do $(MAKE) --no-print-directory test-envoy ENVOY_VERSION=$$v || exit 1; done
 	@echo "test-compat: the filter suite passed on Envoy $(ENVOY_COMPAT)"
+
+## test-w3c: the official W3C Trace Context test suite (https://github.com/w3c/trace-context,
+## its test/ directory) against both forms of the filter at STRICT_LEVEL=2 (and SPEC_LEVEL=2),
+## through the ingress and egress listeners (tests/tests/w3c_official_suite.rs). Opt-in, not in
+## `make test`: CI reaches no GitHub, so the suite is not fetched here. Point W3C_TRACE_CONTEXT_DIR
+## at a clone (`git clone https://github.com/w3c/trace-context`); the suite's Python dependency
+## (aiohttp) goes into its own virtualenv, target/w3c-venv, never into .venv.
+W3C_VENV   := $(ROOT)/target/w3c-venv
+W3C_AIOHTTP ?= aiohttp==3.14.5
+
+## w3c-suite-dir: fails at once, before any build, when the suite is not there
+w3c-suite-dir:
+	@test -n "$(W3C_TRACE_CONTEXT_DIR)" || { echo "test-w3c: set W3C_TRACE_CONTEXT_DIR to a clone of https://github.com/w3c/trace-context (git clone https://github.com/w3c/trace-context)" >&2; exit 2; }
+	@test -f "$(abspath $(W3C_TRACE_CONTEXT_DIR))/test/test.py" || { echo "test-w3c: $(abspath $(W3C_TRACE_CONTEXT_DIR))/test/test.py not found: W3C_TRACE_CONTEXT_DIR must be a clone of https://github.com/w3c/trace-context" >&2; exit 2; }
+test-w3c: w3c-suite-dir tools wasm native
+	@test -x $(W3C_VENV)/bin/python || python3 -m venv $(W3C_VENV)
+	@$(W3C_VENV)/bin/python -c 'import aiohttp' 2>/dev/null || $(W3C_VENV)/bin/pip install --disable-pip-version-check -q "$(W3C_AIOHTTP)"
+	@echo "==> w3c/trace-context suite at $$(git -C "$(abspath $(W3C_TRACE_CONTEXT_DIR))" rev-parse HEAD 2>/dev/null || echo 'an unknown commit'), STRICT_LEVEL=2"
+	W3C_TRACE_CONTEXT_DIR=$(abspath $(W3C_TRACE_CONTEXT_DIR)) W3C_PYTHON=$(W3C_VENV)/bin/python CARGO_TARGET_DIR=$(ROOT)/target \
+	  $(CARGO) test -p aetherflow-tests --test w3c_official_suite -- --nocapture --test-threads=1
 
 ## test-core-wasm: the pure core's unit tests inside a wasm VM (wasmtime from the virtualenv)
 test-core-wasm: tools toolchain

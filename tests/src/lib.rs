@@ -20,6 +20,9 @@
 //!   one connection) and raw-bytes requests.
 //! - [`grpc`]: gRPC framing and status names.
 //! - [`w3c`]: independent traceparent/tracestate readers and the consistent-sampling rule.
+//! - [`w3c_service`]: the W3C Trace Context test suite's "service under test" as the product is
+//!   deployed: ingress listener -> an uninstrumented application that forwards the context
+//!   headers -> egress listener -> the caller's callback server ([`w3c_service::W3cStack`]).
 //! - [`stack`]: upstream + shim + Envoy in one call ([`StackBuilder`]); [`stack::Exchange`] pairs a
 //!   client response with what the upstream received, [`Stack::span_of`] finds its proxy span.
 //!
@@ -51,6 +54,7 @@ pub mod shim;
 pub mod stack;
 pub mod upstream;
 pub mod w3c;
+pub mod w3c_service;
 
 pub use envoy::{Envoy, EnvoyOptions};
 pub use envoy_config::{EnvoyConfig, Substitutions};

@@ -270,6 +270,8 @@ enum Coverage {
     NeedsKubernetes,
     /// Needs a service started by the command before it in the same block, kept running for a person.
     NeedsRunningStack,
+    /// Fetches from GitHub, which CI cannot reach (what it fetches is then used by a `By` command).
+    NeedsGitHub,
 }
 
 /// Every command of the docs' ```sh blocks and how it is covered.
@@ -301,6 +303,16 @@ fn registry() -> Vec<(&'static str, Coverage)> {
         ),
         ("sleep 3", By("tests/tests/filter_shutdown.rs", "FLUSH_INTERVAL +")),
         ("kill -TERM \"$ENVOY_PID\"", By("tests/tests/filter_shutdown.rs", "terminate(")),
+        // The official W3C Trace Context suite lives on GitHub: opt-in. `make test` runs the same
+        // path with our spec-derived cases (tests/tests/filter_w3c_level2.rs).
+        (
+            "git clone https://github.com/w3c/trace-context /tmp/trace-context",
+            NeedsGitHub,
+        ),
+        (
+            "W3C_TRACE_CONTEXT_DIR=/tmp/trace-context make test-w3c",
+            By("tests/tests/w3c_official_suite.rs", "W3C_TRACE_CONTEXT_DIR"),
+        ),
         ("make wasm", MakeTest),
         ("make native", MakeTest),
         ("make up", NeedsDocker),
@@ -445,8 +457,10 @@ fn every_documented_command_is_run_or_listed() {
                         .unwrap_or_else(|_| panic!("`{cmd}` is covered by {file}, which exists"));
                     assert!(t.contains(marker), "{file} mentions {marker}");
                 }
-                Coverage::NeedsDocker | Coverage::NeedsKubernetes | Coverage::NeedsRunningStack => {
-                }
+                Coverage::NeedsDocker
+                | Coverage::NeedsKubernetes
+                | Coverage::NeedsRunningStack
+                | Coverage::NeedsGitHub => {}
             }
         }
     }

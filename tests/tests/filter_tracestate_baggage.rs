@@ -94,10 +94,11 @@ async fn tracestate_rules(form) {
             std::time::Duration::from_millis(500),
         )
         .await;
-    // (simple key starting with a digit, vendor part longer than 14 chars, then the rest)
+    // (Level 2 keys: one starting with '@', a '.' in a key, uppercase; then values and lengths.
+    // Level 1's digit-first and 14-character vendor limits are gone: tests/tests/filter_w3c_level2.rs.)
     for bad in [
-        "a=1,1abc=v",
-        "a=1,t@abcdefghijklmno=x",
+        "a=1,@abc=v",
+        "a=1,a.b=x",
         "a=1,B@D=x",
         "a=1,k=v=v",
         "a=1,=v",

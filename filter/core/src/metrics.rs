@@ -34,7 +34,7 @@ pub enum Metric {
     ExportFailures,
     /// Invalid or repeated `traceparent`.
     InvalidTraceparent,
-    /// Invalid `tracestate` lists (dropped).
+    /// Invalid `tracestate` lists (dropped), or lists that repeated a key (repaired).
     InvalidTracestate,
     /// Baggage with invalid members, or over the W3C limits (trimmed).
     InvalidBaggage,

@@ -1,7 +1,10 @@
-//! W3C Baggage: the proxy forwards `baggage` unchanged when it is within the limits
-//! (64 members, 8192 bytes); beyond them it keeps the leading complete members that fit,
-//! never a partial member. Members named in `baggage_to_attributes` become span attributes
-//! (`baggage.<key>`), with their values percent-decoded.
+//! W3C Baggage (<https://www.w3.org/TR/baggage/>, "Limits"; unchanged in the editor's draft at
+//! w3c/baggage `9af80f4`, 2025-06-18): the proxy forwards `baggage` unchanged when the combined
+//! lines are within the limits every platform must propagate (64 members, 8192 bytes, commas
+//! and whitespace included; no per-member limit); beyond them it keeps the leading complete
+//! members that fit, never a partial member. Members named in `baggage_to_attributes` become
+//! span attributes (`baggage.<key>`), with their values percent-decoded (bytes that are not
+//! UTF-8 become U+FFFD, as the spec requires).
 //!
 //! Grammar: `list-member *(OWS "," OWS list-member)`, `list-member = key OWS "=" OWS value
 //! *(OWS ";" OWS property)`, key = RFC 7230 token, value = baggage-octets (percent-encoded).
@@ -57,8 +60,10 @@ pub fn parse_member(member: &str) -> Option<(&str, &str)> {
     }
     for prop in parts {
         let prop = trim_ows(prop);
-        let key = prop.split_once('=').map_or(prop, |(pk, _)| trim_ows(pk));
-        if key.is_empty() || !key.bytes().all(is_tchar) {
+        let (key, value) = prop
+            .split_once('=')
+            .map_or((prop, ""), |(pk, pv)| (trim_ows(pk), trim_ows(pv)));
+        if key.is_empty() || !key.bytes().all(is_tchar) || !value.bytes().all(is_baggage_octet) {
             return None;
         }
     }
@@ -67,6 +72,17 @@ pub fn parse_member(member: &str) -> Option<(&str, &str)> {
 
 /// Percent-decodes a value; `None` for a malformed escape or a result that is not UTF-8.
 pub fn percent_decode(v: &str) -> Option<String> {
+    String::from_utf8(percent_decode_bytes(v)?).ok()
+}
+
+/// Percent-decodes a baggage value as W3C Baggage says: octet sequences that are not UTF-8
+/// become U+FFFD. `None` only for a malformed escape (`%` not followed by two hex digits),
+/// which the grammar does not allow.
+pub fn percent_decode_lossy(v: &str) -> Option<String> {
+    Some(String::from_utf8_lossy(&percent_decode_bytes(v)?).into_owned())
+}
+
+fn percent_decode_bytes(v: &str) -> Option<Vec<u8>> {
     let b = v.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -81,7 +97,7 @@ pub fn percent_decode(v: &str) -> Option<String> {
             i += 1;
         }
     }
-    String::from_utf8(out).ok()
+    Some(out)
 }
 
 /// What the proxy does with the incoming `baggage` header lines.
@@ -141,13 +157,13 @@ impl Baggage {
         self.members.is_empty()
     }
 
-    /// The decoded value of the first valid member named `key`.
+    /// The decoded value of the first valid member named `key` (non-UTF-8 bytes as U+FFFD).
     pub fn get(&self, key: &str) -> Option<String> {
         self.members
             .iter()
             .filter_map(|m| parse_member(m))
             .find(|(k, _)| *k == key)
-            .and_then(|(_, v)| percent_decode(v))
+            .and_then(|(_, v)| percent_decode_lossy(v))
     }
 }
 
@@ -180,6 +196,8 @@ mod tests {
         ("k=a\"b",                         None,                            "DQUOTE is not a baggage-octet"),
         ("k",                              None,                            "no ="),
         ("k=v;",                           None,                            "empty property"),
+        ("k=v;p = x%20y",                  Some(("k", "v")),                "property with a value"),
+        ("k=v;p=x y",                      None,                            "property value outside baggage-octet"),
         ("k=\u{e9}",                       None,                            "non-ASCII value must be percent-encoded"),
     ];
 
@@ -197,6 +215,12 @@ mod tests {
         assert_eq!(percent_decode("%2"), None, "truncated escape");
         assert_eq!(percent_decode("%zz"), None, "not hex");
         assert_eq!(percent_decode("%ff"), None, "not UTF-8");
+        assert_eq!(
+            percent_decode_lossy("a%ffb%C3%A9").as_deref(),
+            Some("a\u{fffd}b\u{e9}"),
+            "W3C Baggage: non-UTF-8 sequences become U+FFFD"
+        );
+        assert_eq!(percent_decode_lossy("%zz"), None, "malformed escape");
     }
 
     #[test]
@@ -207,6 +231,8 @@ mod tests {
         assert_eq!(b.header_value(), "a=1,b=2,c=%20x;p");
         assert_eq!(b.get("c").as_deref(), Some(" x"));
         assert_eq!(b.get("nope"), None);
+        let b = bag(&["k=%ff%41"]).unwrap();
+        assert_eq!(b.get("k").as_deref(), Some("\u{fffd}A"));
         let b = bag(&["a=1,bad value"]).unwrap();
         assert!(
             b.invalid && !b.trimmed,

@@ -79,7 +79,8 @@ pub struct Extracted {
     pub context: Option<RemoteContext>,
     /// A `traceparent` was present but invalid (or repeated).
     pub invalid_traceparent: bool,
-    /// A `tracestate` was present with a valid `traceparent` but was itself invalid.
+    /// A `tracestate` was present with a valid `traceparent` but was itself invalid (dropped)
+    /// or repeated a key (the later members discarded).
     pub invalid_tracestate: bool,
     /// No context, but the caller sent a sampling decision alone (B3 `b3: 0`,
     /// `x-b3-sampled: 0`, ...): honored for the trace we start.
@@ -94,7 +95,11 @@ pub fn extract(h: &(impl Extractor + ?Sized), formats: &[InboundFormat]) -> Extr
         match TraceParent::extract(h) {
             Ok(Some(tp)) => {
                 let tracestate = match TraceState::extract(h) {
-                    Ok(ts) => ts,
+                    Ok(ts) => {
+                        // Repeated keys were discarded: a repaired list, counted like a dropped one.
+                        out.invalid_tracestate = ts.as_ref().is_some_and(|t| t.duplicates() > 0);
+                        ts
+                    }
                     Err(_) => {
                         out.invalid_tracestate = true;
                         None
@@ -327,6 +332,21 @@ mod tests {
         assert_eq!(c.sampled, Some(true));
         let only_w3c = extract(&h, &[InboundFormat::W3c]);
         assert!(only_w3c.context.is_none(), "disabled formats are not read");
+    }
+
+    #[test]
+    fn repeated_tracestate_keys_are_discarded_and_counted() {
+        let e = extract(
+            &hm(&[("traceparent", TP), ("tracestate", "a=1,b=2,a=3")]),
+            ALL,
+        );
+        assert!(e.invalid_tracestate);
+        assert_eq!(
+            e.context.unwrap().tracestate.unwrap().header_value(),
+            "a=1,b=2"
+        );
+        let e = extract(&hm(&[("traceparent", TP), ("tracestate", "a=1,b=2")]), ALL);
+        assert!(!e.invalid_tracestate);
     }
 
     #[test]

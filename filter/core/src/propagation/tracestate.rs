@@ -1,12 +1,16 @@
-//! W3C Trace Context Level 1 `tracestate`.
+//! W3C Trace Context Level 2 `tracestate` (editor's draft, w3c/trace-context `acab820`).
 //!
 //! - Several header lines are one list, combined in order (as if joined with `,`).
-//! - Keys: `simple-key` (`lcalpha 0*255(lcalpha / DIGIT / "_" / "-" / "*" / "/")`) or
-//!   multi-tenant `tenant@system` (tenant up to 241 chars starting with lcalpha or DIGIT,
-//!   system up to 14 chars starting with lcalpha). Values: up to 256 printable ASCII
-//!   chars except `,` and `=`, not ending with a space.
-//! - Empty members (`a=1,,b=2`) are allowed and ignored; at most 32 members; keys unique.
-//! - An invalid list is dropped as a whole (we then propagate no `tracestate`).
+//! - Keys: `( lcalpha / DIGIT ) 0*255 ( lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@" )`, so
+//!   1 to 256 characters; Level 2 dropped Level 1's separate `tenant@system` form (its
+//!   241/14-character parts and the single `@`). Values: up to 256 printable ASCII chars
+//!   except `,` and `=`, not ending with a space; leading spaces are part of the value,
+//!   trailing ones are optional whitespace.
+//! - Empty members (`a=1,,b=2`) are allowed and ignored; at most 32 members (counted as
+//!   received, duplicates included).
+//! - A repeated key keeps its first (leftmost) member; later ones are discarded (the spec lets
+//!   a vendor discard duplicates it did not generate) and counted.
+//! - Any other invalid member drops the list as a whole (we then propagate no `tracestate`).
 //! - A member we change or add moves to the front; when the header exceeds [`MAX_LEN`],
 //!   members longer than 128 chars go first, then members from the end.
 
@@ -30,42 +34,42 @@ pub enum TraceStateError {
     Value,
     /// More than 32 members.
     TooManyMembers,
-    /// The same key twice.
-    DuplicateKey,
 }
 
-/// A valid tracestate list, leftmost (most recent) member first.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A valid tracestate list, leftmost (most recent) member first. Two lists are equal when
+/// their members are (the parse counters are not compared).
+#[derive(Clone, Debug, Default)]
 pub struct TraceState {
     members: Vec<(String, String)>,
+    /// Members as received, duplicates included (the 32-member limit applies to these).
+    received: usize,
+    /// Members discarded because their key was already in the list.
+    duplicates: usize,
 }
+
+impl PartialEq for TraceState {
+    fn eq(&self, other: &TraceState) -> bool {
+        self.members == other.members
+    }
+}
+
+impl Eq for TraceState {}
 
 fn key_char(c: u8) -> bool {
-    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-' | b'*' | b'/')
+    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-' | b'*' | b'/' | b'@')
 }
 
-/// Checks the key grammar, including multi-tenant keys.
+/// Most characters in a key.
+pub const MAX_KEY_LEN: usize = 256;
+
+/// Checks the Level 2 key grammar: a lowercase letter or a digit, then up to 255 of lowercase
+/// letters, digits, `_`, `-`, `*`, `/` and `@`.
 pub fn is_valid_key(key: &str) -> bool {
     let b = key.as_bytes();
-    match key.split_once('@') {
-        None => {
-            !b.is_empty()
-                && b.len() <= 256
-                && b[0].is_ascii_lowercase()
-                && b.iter().all(|&c| key_char(c))
-        }
-        Some((tenant, system)) => {
-            let (t, s) = (tenant.as_bytes(), system.as_bytes());
-            !t.is_empty()
-                && t.len() <= 241
-                && (t[0].is_ascii_lowercase() || t[0].is_ascii_digit())
-                && t.iter().all(|&c| key_char(c))
-                && !s.is_empty()
-                && s.len() <= 14
-                && s[0].is_ascii_lowercase()
-                && s.iter().all(|&c| key_char(c))
-        }
-    }
+    !b.is_empty()
+        && b.len() <= MAX_KEY_LEN
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter().all(|&c| key_char(c))
 }
 
 /// Checks the value grammar: 1..=256 chars of `%x20-2B / %x2D-3C / %x3E-7E`, last not a space.
@@ -99,11 +103,13 @@ impl TraceState {
             if !is_valid_value(v) {
                 return Err(TraceStateError::Value);
             }
-            if self.members.len() == MAX_MEMBERS {
+            if self.received == MAX_MEMBERS {
                 return Err(TraceStateError::TooManyMembers);
             }
+            self.received += 1;
             if self.get(k).is_some() {
-                return Err(TraceStateError::DuplicateKey);
+                self.duplicates += 1;
+                continue;
             }
             self.members.push((k.to_owned(), v.to_owned()));
         }
@@ -123,6 +129,11 @@ impl TraceState {
             ts.parse_into(line)?;
         }
         Ok(Some(ts))
+    }
+
+    /// How many members were discarded because their key came earlier in the list.
+    pub fn duplicates(&self) -> usize {
+        self.duplicates
     }
 
     /// The value of `key`.
@@ -221,6 +232,10 @@ mod tests {
         (" a=1 ,\tb=2\t",                              "a=1,b=2",                    "optional whitespace around members"),
         ("a=1,,b=2,",                                  "a=1,b=2",                    "empty members are ignored"),
         ("tenant@system=x,1tenant@sys-2=y",            "tenant@system=x,1tenant@sys-2=y", "multi-tenant keys"),
+        ("1a=1,a@=2,a@b@c=3,t@1sys=4",                 "1a=1,a@=2,a@b@c=3,t@1sys=4", "Level 2 keys: a digit first, '@' anywhere after the first character"),
+        ("t@systemnamelongerthan14=x",                 "t@systemnamelongerthan14=x", "Level 2: no 14-character limit after '@'"),
+        ("a=1,b=2,a=3",                                "a=1,b=2",                    "a repeated key: the first member stays"),
+        ("k= v",                                       "k= v",                       "leading spaces belong to the value"),
         ("a_-*/9=v",                                   "a_-*/9=v",                   "all key characters"),
         ("k=a b!\"#$%&'()*+-./:;<>?@[]^_`{|}~",        "k=a b!\"#$%&'()*+-./:;<>?@[]^_`{|}~", "all value characters"),
         ("",                                           "",                           "empty list"),
@@ -230,17 +245,14 @@ mod tests {
     const INVALID: &[(&str, TraceStateError, &str)] = &[
         ("a",                 E::Key,            "no ="),
         ("A=1",               E::Key,            "uppercase key"),
-        ("1a=1",              E::Key,            "simple key starts with a digit"),
-        ("a@=1",              E::Key,            "empty system id"),
-        ("@a=1",              E::Key,            "empty tenant id"),
-        ("t@1sys=1",          E::Key,            "system id starts with a digit"),
-        ("t@systemnameistoolong=1", E::Key,      "system id over 14 chars"),
-        ("a@b@c=1",           E::Key,            "two @"),
+        ("@a=1",              E::Key,            "key starts with @"),
+        ("_a=1",              E::Key,            "key starts with _"),
+        ("a.b=1",             E::Key,            ". in a key"),
+        ("a =1",              E::Key,            "space before ="),
         ("a=",                E::Value,          "empty value"),
         ("a=x\u{1}",          E::Value,          "control character in value"),
         ("a=b=c",             E::Value,          "= inside the value"),
         ("a=\u{e9}",          E::Value,          "non-ASCII value"),
-        ("a=1,a=2",           E::DuplicateKey,   "duplicate key"),
     ];
 
     #[test]
@@ -261,6 +273,11 @@ mod tests {
             TraceState::parse(&long_key),
             Err(E::Key),
             "key over 256 chars"
+        );
+        let key_256 = format!("{}@{}", "t".repeat(200), "v".repeat(55));
+        assert!(
+            TraceState::parse(&format!("{key_256}=1")).is_ok(),
+            "256 chars with @"
         );
         let long_value = format!("a={}", "v".repeat(257));
         assert_eq!(
@@ -291,11 +308,16 @@ mod tests {
             TraceState::extract(&h).unwrap().unwrap().header_value(),
             "a=1,b=2,c=3"
         );
-        h.insert("tracestate".into(), vec!["a=1".into(), "a=2".into()]);
+        h.insert("tracestate".into(), vec!["a=1".into(), "a=2,b=3".into()]);
+        let ts = TraceState::extract(&h).unwrap().unwrap();
+        assert_eq!(ts.header_value(), "a=1,b=3", "duplicate across lines");
+        assert_eq!(ts.duplicates(), 1);
+        let dup32: Vec<String> = (0..33).map(|i| format!("k{}=v", i % 2)).collect();
+        h.insert("tracestate".into(), vec![dup32.join(",")]);
         assert_eq!(
             TraceState::extract(&h),
-            Err(E::DuplicateKey),
-            "duplicate across lines"
+            Err(E::TooManyMembers),
+            "33 members received, even if only 2 keys"
         );
         let lines: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
         h.insert("tracestate".into(), lines);
