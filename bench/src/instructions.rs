@@ -364,7 +364,10 @@ pub async fn count(
         perf_window(envoy.pid(), &cg_dir.join("perf.csv"), window).await?
     } else {
         // Idle first: what Envoy runs with no traffic over IDLE_WINDOW (each dump also zeroes
-        // the counters, so the window below starts from zero).
+        // the counters, so the window below starts from zero), after the spans of the warm-up
+        // have left (SETTLE outlasts every tracer's flush timer): an export caught in the idle
+        // window would be subtracted from the requests' cost as if it were a timer.
+        tokio::time::sleep(SETTLE).await;
         let idle_dir = cg_dir.join("idle");
         std::fs::create_dir_all(&idle_dir).map_err(|e| format!("{}: {e}", idle_dir.display()))?;
         callgrind_control(&["-i", "on"], envoy.pid())?;
@@ -412,6 +415,10 @@ pub async fn count(
 
 /// Length of the idle window counted before the requests.
 const IDLE_WINDOW: Duration = Duration::from_secs(5);
+
+/// Wait between the warm-up and the idle window: longer than the filter's flush interval
+/// (`FLUSH_INTERVAL_MS`) and Envoy's OpenTelemetry tracer's (5 s by default).
+const SETTLE: Duration = Duration::from_secs(6);
 
 /// Dumps (and zeroes) the counters of `pid` and reads the dump's totals.
 async fn dump(cg_dir: &Path, pid: u32) -> Result<BTreeMap<String, u64>, String> {
