@@ -136,6 +136,7 @@ fn benches(c: &mut Criterion) {
         max_export_batch_size: Some(512),
         batch_timeout: Duration::from_secs(5),
         export_timeout: Duration::from_secs(30),
+        storage: None,
     };
     let (handle, _task) =
         runtime.block_on(async { batcher::spawn("zipkin", exporter, &batch_cfg, metrics.clone()) });
