@@ -73,6 +73,7 @@ pub const REFUSAL_REASONS: &[&str] = &[
     "queue_full",
     "too_many_spans",
     "shutting_down",
+    "not_durable",
 ];
 
 /// Classes of failed export calls (`shim_export_errors_total{exporter,kind}`).
@@ -138,6 +139,8 @@ pub struct Metrics {
     pub connections_open: Gauge,
     /// HTTP connections closed at once because `receiver.max_connections` were open.
     pub connections_refused: Counter,
+    /// The durable queue's families (`shim_storage_*`).
+    pub storage: crate::storage::StorageMetrics,
 }
 
 impl Default for Metrics {
@@ -172,6 +175,7 @@ impl Metrics {
             ingest_queue_spans: Gauge::default(),
             connections_open: Gauge::default(),
             connections_refused: Counter::default(),
+            storage: crate::storage::StorageMetrics::default(),
         };
         r.register(
             "spans_received",
@@ -274,6 +278,7 @@ impl Metrics {
             "HTTP connections closed at once because receiver.max_connections were open",
             m.connections_refused.clone(),
         );
+        m.storage.register(&mut r);
         // Every refusal reason exists from the start at 0, so alerts can be written on it.
         for reason in REFUSAL_REASONS {
             let l = ReasonLabel {
