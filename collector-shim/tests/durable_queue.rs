@@ -14,6 +14,7 @@ use collector_shim::app::build_exporters;
 use collector_shim::config::{self, Config};
 use collector_shim::metrics::Metrics;
 use collector_shim::{run_with, Listeners};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use pipeline_support::*;
 use prost::Message;
 use tokio::sync::oneshot;
@@ -197,5 +198,138 @@ async fn a_full_budget_drops_by_its_rule_and_counts_every_span() {
         }
         let _ = shim.stop.send(());
         assert!(shim.task.await.unwrap().unwrap().flushed, "{rule}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_fails_is_answered_503_and_sampled_out_spans_are_not_stored() {
+    let (backend, received) = otlp_backend::start().await;
+    received.refuse_next.store(usize::MAX, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(backend, dir.path(), "max_bytes: 1048576");
+    cfg.receiver.grpc_listen = Some(([127, 0, 0, 1], 0).into());
+    let listeners = Listeners::bind(&cfg).await.unwrap();
+    let grpc = listeners.grpc.as_ref().unwrap().local_addr().unwrap();
+    let addr = listeners.http_addr();
+    let metrics = Metrics::new();
+    let exporters = build_exporters(&cfg, &metrics).unwrap();
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(run_with(
+        cfg,
+        listeners,
+        exporters,
+        metrics.clone(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    let client = reqwest::Client::new();
+    // The exporter's directory vanishes before its first segment is created: the write fails,
+    // so neither transport may answer success.
+    assert!(eventually(10, || dir.path().join("otlp/cursor").exists()).await);
+    std::fs::remove_dir_all(dir.path().join("otlp")).unwrap();
+    assert_eq!(post(&client, addr, 1).await, 503);
+    let mut grpc_client = TraceServiceClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap();
+    let spans = (0..5)
+        .map(|i| span(&trace_id(2000 + i, 1), u64::from(i), 1))
+        .collect();
+    let err = grpc_client.export(request("svc", spans)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
+    let text = metrics.encode();
+    assert_eq!(
+        metric_value(&text, "shim_requests_refused_total{reason=\"not_durable\"}"),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            "shim_spans_dropped_total{reason=\"storage_error\",exporter=\"otlp\"}"
+        ),
+        55.0,
+        "{text}"
+    );
+    // Back: the next request is stored.
+    std::fs::create_dir_all(dir.path().join("otlp")).unwrap();
+    assert_eq!(post(&client, addr, 3).await, 200);
+    assert_eq!(
+        metric_value(&metrics.encode(), "shim_storage_records{exporter=\"otlp\"}"),
+        1.0
+    );
+    let _ = stop.send(());
+    let _ = task.await;
+
+    // Spans the sampler drops are answered at once and never written.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(backend, dir.path(), "max_bytes: 1048576");
+    cfg.sampling.probability = 0.0;
+    let shim = start(cfg).await;
+    assert_eq!(post(&client, shim.addr, 4).await, 200);
+    let text = shim.metrics.encode();
+    assert_eq!(
+        metric_value(&text, "shim_storage_records{exporter=\"otlp\"}"),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric_value(&text, "shim_storage_bytes{exporter=\"otlp\"}"),
+        0.0,
+        "{text}"
+    );
+    let _ = shim.stop.send(());
+    let _ = shim.task.await;
+}
+
+/// Not a check: the figures behind "Cost" in docs/shim.md. Eight clients send 4000 requests of
+/// 50 spans to a backend that takes everything; prints requests/s and the p50/p99 answer time
+/// for the memory queue and the durable queue with each sync policy.
+/// `cargo test -p collector-shim --release --test durable_queue -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn cost_of_the_durable_queue() {
+    for storage in [None, Some("sync: always"), Some("sync: interval")] {
+        let (backend, received) = otlp_backend::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(backend, dir.path(), storage.unwrap_or("sync: always"));
+        if storage.is_none() {
+            cfg.batch.storage = None;
+            cfg.batch.max_queue_size = 1_000_000;
+        }
+        let shim = start(cfg).await;
+        let started = std::time::Instant::now();
+        let mut clients = Vec::new();
+        for c in 0..8u32 {
+            let addr = shim.addr;
+            clients.push(tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut times = Vec::new();
+                for tag in (c * 500)..(c * 500 + 500) {
+                    let t = std::time::Instant::now();
+                    assert_eq!(post(&client, addr, tag).await, 200);
+                    times.push(t.elapsed());
+                }
+                times
+            }));
+        }
+        let mut times = Vec::new();
+        for c in clients {
+            times.extend(c.await.unwrap());
+        }
+        let answered = started.elapsed();
+        assert!(eventually(120, || received.count() >= 200_000).await);
+        let delivered = started.elapsed();
+        times.sort();
+        println!(
+            "{:<16} {:>7.0} requests/s answered, all delivered after {:>6.2} s, answer p50 {:>7.2} ms p99 {:>7.2} ms",
+            storage.unwrap_or("memory queue"),
+            4000.0 / answered.as_secs_f64(),
+            delivered.as_secs_f64(),
+            times[times.len() / 2].as_secs_f64() * 1e3,
+            times[times.len() * 99 / 100].as_secs_f64() * 1e3,
+        );
+        let _ = shim.stop.send(());
+        let _ = shim.task.await;
     }
 }
