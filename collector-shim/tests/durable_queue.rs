@@ -282,6 +282,59 @@ async fn a_write_that_fails_is_answered_503_and_sampled_out_spans_are_not_stored
     let _ = shim.task.await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_read_back_from_disk_never_exceed_the_batch_size() {
+    let exp = RecordingExporter::new("rec");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = fast_config();
+    cfg.batch.max_queue_size = 100;
+    cfg.batch.max_export_batch_size = Some(50);
+    cfg.batch.storage = Some(collector_shim::config::StorageConfig {
+        directory: dir.path().to_path_buf(),
+        ..Default::default()
+    });
+    let shim = Shim::start(cfg, vec![exp.clone()]).await;
+    let client = reqwest::Client::new();
+    // Requests of 30 spans (one record each) and one of 120 (three records of 50, 50, 20).
+    for tag in 0..10u32 {
+        let spans: Vec<_> = (0..30)
+            .map(|i| span(&trace_id(tag * 1000 + i, 1), u64::from(i), 1))
+            .collect();
+        let r = client
+            .post(shim.url("/v1/traces"))
+            .header("content-type", "application/x-protobuf")
+            .body(request("svc", spans).encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let spans: Vec<_> = (0..120)
+        .map(|i| span(&trace_id(99_000 + i, 1), u64::from(i), 1))
+        .collect();
+    let r = client
+        .post(shim.url("/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(request("svc", spans).encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        eventually(30, || exp.span_count() == 420).await,
+        "{:?}",
+        exp.batch_sizes()
+    );
+    assert!(
+        exp.batch_sizes().iter().all(|&n| n <= 50),
+        "{:?}",
+        exp.batch_sizes()
+    );
+    assert_eq!(exp.max_concurrent.load(Ordering::SeqCst), 1);
+    shim.stop().await;
+    assert!(exp.shut_down.load(Ordering::SeqCst));
+}
+
 /// Not a check: the figures behind "Cost" in docs/shim.md. Eight clients send 4000 requests of
 /// 50 spans to a backend that takes everything; prints requests/s and the p50/p99 answer time
 /// for the memory queue and the durable queue with each sync policy.

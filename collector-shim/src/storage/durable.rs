@@ -221,6 +221,8 @@ struct Batch {
     start: Option<Position>,
     /// Cursor after the last record.
     end: Option<Position>,
+    /// The next record did not fit: send without waiting for `batch_timeout`.
+    full: bool,
 }
 
 impl Worker {
@@ -231,7 +233,13 @@ impl Worker {
         let mut writer_done = false;
         let mut backoff = BACKOFF.0;
         loop {
-            if batch.spans.len() < batch_size && !self.fill(&mut batch, batch_size).await {
+            if !batch.full
+                && batch.spans.len() < batch_size
+                && !self.fill(&mut batch, batch_size).await
+            {
+                if writer_done && batch.records.is_empty() {
+                    break; // shutting down on an unreadable queue: what is left stays on disk
+                }
                 // A read error: try again after a pause.
                 tokio::time::sleep(backoff).await;
                 continue;
@@ -240,8 +248,8 @@ impl Worker {
                 deadline = Some(Instant::now() + self.cfg.batch_timeout);
             }
             let due = deadline.is_some_and(|d| Instant::now() >= d);
-            if !batch.records.is_empty() && (batch.spans.len() >= batch_size || writer_done || due)
-            {
+            let full = batch.full || batch.spans.len() >= batch_size;
+            if !batch.records.is_empty() && (full || writer_done || due) {
                 if self.export(&mut batch).await {
                     deadline = None;
                     backoff = BACKOFF.0;
@@ -286,17 +294,20 @@ impl Worker {
     /// False on a read error.
     async fn fill(&self, batch: &mut Batch, batch_size: usize) -> bool {
         let want = batch_size - batch.spans.len();
+        let had = !batch.records.is_empty();
         let q = self.queue.clone();
         let read = tokio::task::spawn_blocking(move || {
             let mut q = lock(&q);
             let mut items = Vec::new();
             let mut n = 0usize;
+            let mut full = false;
             while n < want {
                 match q.read_next()? {
-                    // One record more than fits is handed back by rewinding (the batch
-                    // never exceeds `batch_size` unless a single record does).
-                    Some(item) if n > 0 && n + item.spans as usize > want => {
+                    // A record that does not fit is handed back, to start the next batch (a
+                    // batch exceeds `batch_size` only when a single record does).
+                    Some(item) if (had || n > 0) && n + item.spans as usize > want => {
                         q.unread(&item);
+                        full = true;
                         break;
                     }
                     Some(item) => {
@@ -306,11 +317,14 @@ impl Worker {
                     None => break,
                 }
             }
-            Ok::<_, std::io::Error>(items)
+            Ok::<_, std::io::Error>((items, full))
         })
         .await;
         let items = match read {
-            Ok(Ok(items)) => items,
+            Ok(Ok((items, full))) => {
+                batch.full |= full;
+                items
+            }
             Ok(Err(e)) => {
                 self.tel.io_errors.inc();
                 if let Some(folded) = self.error_log.hit() {
@@ -402,6 +416,7 @@ impl Worker {
         let records = std::mem::take(&mut batch.records);
         batch.spans.clear();
         batch.start = None;
+        batch.full = false;
         let Some(end) = batch.end.take() else { return };
         let q = self.queue.clone();
         let r = tokio::task::spawn_blocking(move || lock(&q).ack(end, &records)).await;

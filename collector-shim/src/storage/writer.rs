@@ -86,10 +86,16 @@ impl Writer {
         }
     }
 
-    async fn write(&self, msgs: Vec<WriteMsg>) {
+    async fn write(&self, mut msgs: Vec<WriteMsg>) {
         let q = self.queue.clone();
         let batch_size = self.batch_size.max(1);
-        let spans: Vec<Vec<SpanRecord>> = msgs.iter().map(|m| m.spans.clone()).collect();
+        // The spans move to the blocking thread; the receipts stay here, so a panic there
+        // (a lost result) still fails every request instead of letting its receipt succeed.
+        let counts: Vec<usize> = msgs.iter().map(|m| m.spans.len()).collect();
+        let spans: Vec<Vec<SpanRecord>> = msgs
+            .iter_mut()
+            .map(|m| std::mem::take(&mut m.spans))
+            .collect();
         let result = tokio::task::spawn_blocking(move || write_group(&q, &spans, batch_size)).await;
         let (outcomes, dropped_oldest, error) = match result {
             Ok(r) => r,
@@ -102,7 +108,7 @@ impl Writer {
             }
         }
         for (i, m) in msgs.into_iter().enumerate() {
-            let n = m.spans.len();
+            let n = counts.get(i).copied().unwrap_or(0);
             let out = outcomes.get(i);
             let failed = out.is_none_or(|o| o.failed);
             let newest = out.map_or(0, |o| o.dropped_newest);
