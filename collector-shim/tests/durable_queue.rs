@@ -335,6 +335,46 @@ async fn batches_read_back_from_disk_never_exceed_the_batch_size() {
     assert!(exp.shut_down.load(Ordering::SeqCst));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_backend_down_does_not_hold_back_another_and_tail_decisions_are_stored() {
+    let (down, down_rx) = otlp_backend::start().await;
+    let (up, up_rx) = otlp_backend::start().await;
+    down_rx.refuse_next.store(usize::MAX, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "receiver: {{ http_listen: '127.0.0.1:0' }}\n\
+         sampling: {{ tail: {{ decision_wait: 200ms, policies: [ {{ type: latency, threshold: 1ms }} ] }} }}\n\
+         batch: {{ max_export_batch_size: 50, batch_timeout: 20ms, storage: {{ directory: '{}' }} }}\n\
+         exporters:\n\
+         \x20 - {{ type: otlp, name: down, endpoint: 'http://{down}/v1/traces', retry: {{ max_elapsed_time: 100ms }} }}\n\
+         \x20 - {{ type: otlp, name: up, endpoint: 'http://{up}/v1/traces' }}\n",
+        dir.path().display()
+    );
+    let cfg = config::load::finish(config::load::parse_str(&yaml, false).unwrap()).unwrap();
+    let shim = start(cfg).await;
+    let client = reqwest::Client::new();
+    for tag in 0..10 {
+        assert_eq!(post(&client, shim.addr, tag).await, 200);
+    }
+    // Held for the tail decision, then written to both queues; the healthy backend gets all.
+    assert!(
+        eventually(30, || unique(&up_rx).len() == 500).await,
+        "{}",
+        unique(&up_rx).len()
+    );
+    assert_eq!(down_rx.count(), 0);
+    let text = shim.metrics.encode();
+    assert_eq!(
+        metric_value(&text, "shim_queue_length{exporter=\"down\"}"),
+        500.0,
+        "{text}"
+    );
+    down_rx.refuse_next.store(0, Ordering::SeqCst);
+    assert!(eventually(30, || unique(&down_rx).len() == 500).await);
+    let _ = shim.stop.send(());
+    assert!(shim.task.await.unwrap().unwrap().flushed);
+}
+
 /// Not a check: the figures behind "Cost" in docs/shim.md. Eight clients send 4000 requests of
 /// 50 spans to a backend that takes everything; prints requests/s and the p50/p99 answer time
 /// for the memory queue and the durable queue with each sync policy.
