@@ -298,3 +298,43 @@ async fn sigkill_while_exporting_sends_at_most_one_batch_twice() {
     assert!(dups <= 50, "{dups} spans delivered twice");
     println!("duplicates after SIGKILL while exporting: {dups} spans");
 }
+
+#[test]
+fn an_unusable_queue_directory_stops_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    let config = dir.path().join("shim.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "receiver: {{ http_listen: '127.0.0.1:0' }}\nbatch: {{ storage: {{ directory: '{}' }} }}\n",
+            not_a_dir.display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_collector-shim"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded: it must exit on its own within 15 s.
+    let mut status = None;
+    for _ in 0..300 {
+        status = child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("still running with an unusable queue directory");
+    };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("batch.storage.directory"), "{err}");
+}
