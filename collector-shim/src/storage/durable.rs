@@ -2,11 +2,11 @@
 //! disk queue, and an export worker that reads it back in batches and acknowledges what the
 //! backend took.
 //!
-//! The writer takes every message waiting (up to [`GROUP`]) and writes them with one sync
-//! (group commit): under load the cost of a sync is shared by many requests, and each request's
-//! [`Receipt`] is released only after it. The writer's backlog is bounded ([`BACKLOG`]
-//! messages); beyond it the spans are refused (counted as `queue_full`) and their request
-//! answered 503, rather than held in memory.
+//! The writer (`super::writer`) takes every message waiting (up to `GROUP`) and writes them
+//! with one sync (group commit): under load a sync's cost is shared by many requests, and
+//! each request's [`Receipt`] is released only after it. The writer's backlog is bounded
+//! ([`BACKLOG`] messages); beyond it the spans are refused (counted as `queue_full`) and their
+//! request answered 503, rather than held in memory.
 //!
 //! Unlike the memory queue, a batch the backend did not take (retryable errors, timeouts) stays
 //! on disk and is tried again after a backoff (0.5 s doubling to 5 s), however long the outage:

@@ -20,7 +20,8 @@
 //! - [`queue`]: one exporter's directory: segments, cursor, budget, recovery; [`files`] its
 //!   file-level helpers (names, bounded reads, the cursor file).
 //! - [`writer`]: the writer task (group commit).
-//! - [`durable`]: the writer task and the export worker of one exporter.
+//! - [`durable`]: the sampler's handle, the export worker, and [`durable::spawn`] that opens
+//!   (recovering) an exporter's queue and starts both tasks.
 //! - [`receipt`]: the receiver's wait for the durable write of a request.
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
