@@ -189,3 +189,36 @@ fn reading_never_panics_on_arbitrary_segment_bytes() {
         let _ = record::scan(&buf, 0);
     }
 }
+
+#[test]
+fn interval_sync_waits_for_its_interval_and_always_syncs_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let interval = Options::from_config(&StorageConfig {
+        sync: SyncMode::Interval,
+        sync_interval: std::time::Duration::from_millis(100),
+        ..StorageConfig::default()
+    });
+    let (mut q, _) = open(dir.path(), interval);
+    assert_eq!(q.sync_due_in(), None, "nothing written, nothing due");
+    q.append(&item(1, 10), 1).unwrap();
+    q.sync(false).unwrap();
+    let due = q
+        .sync_due_in()
+        .expect("written data waits for the interval");
+    assert!(due <= std::time::Duration::from_millis(100));
+    std::thread::sleep(std::time::Duration::from_millis(120));
+    q.sync(false).unwrap();
+    assert_eq!(q.sync_due_in(), None, "synced once due");
+    q.append(&item(2, 10), 1).unwrap();
+    q.sync(true).unwrap();
+    assert_eq!(
+        q.sync_due_in(),
+        None,
+        "a forced sync (shutdown) does not wait"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut q, _) = open(dir.path(), opts(1 << 20, WhenFull::DropNewest));
+    q.append(&item(1, 10), 1).unwrap();
+    assert_eq!(q.sync_due_in(), None, "`always` never waits for a timer");
+}
