@@ -460,6 +460,6 @@ impl DiskQueue {
     }
 
     fn save_cursor(&mut self) -> io::Result<()> {
-        write_cursor(&self.dir, self.acked, self.opts.sync == SyncPolicy::Always)
+        write_cursor(&self.dir, self.acked)
     }
 }
