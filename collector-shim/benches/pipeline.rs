@@ -185,6 +185,7 @@ fn full_pipeline(
         max_export_batch_size: Some(512),
         batch_timeout: Duration::from_secs(5),
         export_timeout: Duration::from_secs(30),
+        storage: None,
     };
     let (handle, _task) = runtime.block_on(async {
         batcher::spawn_confirming("zipkin", exporter, &batch_cfg, metrics.clone(), red.clone())

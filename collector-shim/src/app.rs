@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::batcher::{self, BatcherHandle};
+use crate::batcher::{self, QueueHandle};
 use crate::config::Config;
 use crate::exporter::{self, Exporter};
 use crate::metrics::Metrics;
@@ -27,6 +27,7 @@ use crate::receiver::serve::{serve, ConnLimits};
 use crate::receiver::{Ingest, IngestMsg};
 use crate::red::RedMetrics;
 use crate::sampler::Sampler;
+use crate::storage::Receipt;
 
 /// The sockets the shim serves on (bound by the caller, so tests can use port 0).
 pub struct Listeners {
@@ -143,15 +144,37 @@ pub async fn run_with(
     let mut handles = Vec::new();
     let mut tasks = Vec::new();
     for (i, (name, exp)) in exporters.into_iter().enumerate() {
+        // Exemplars come from the first exporter's accepted batches (see `red`).
         let confirm = if i == 0 { red.clone() } else { None };
-        let (h, t) = batcher::spawn_confirming(&name, exp, &config.batch, metrics.clone(), confirm);
+        let (h, t) = match &config.batch.storage {
+            None => {
+                let (h, t) =
+                    batcher::spawn_confirming(&name, exp, &config.batch, metrics.clone(), confirm);
+                (QueueHandle::Memory(h), t)
+            }
+            Some(st) => {
+                let (h, t) = crate::storage::durable::spawn(
+                    &name,
+                    exp,
+                    &config.batch,
+                    st,
+                    metrics.clone(),
+                    confirm,
+                )
+                .await?;
+                (QueueHandle::Durable(h), t)
+            }
+        };
         handles.push(h);
         tasks.push(t);
     }
     let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
 
     // Receivers -> sampler.
-    let (ingest, ingest_rx) = Ingest::new(config.receiver.max_pending_spans, metrics.clone());
+    let (mut ingest, ingest_rx) = Ingest::new(config.receiver.max_pending_spans, metrics.clone());
+    if config.batch.storage.is_some() {
+        ingest = ingest.with_receipts();
+    }
     let sampler = Sampler::new(&config.sampling, metrics.clone(), Instant::now());
     let sampler_task = tokio::spawn(sampler_loop(
         sampler,
@@ -281,7 +304,7 @@ async fn sampler_loop(
     mut sampler: Sampler,
     red: Option<RedMetrics>,
     mut rx: mpsc::UnboundedReceiver<IngestMsg>,
-    queues: Vec<BatcherHandle>,
+    queues: Vec<QueueHandle>,
     ingest: Ingest,
 ) {
     let mut out: Vec<SpanRecord> = Vec::new();
@@ -295,7 +318,7 @@ async fn sampler_loop(
         };
         tokio::select! {
             msg = rx.recv() => match msg {
-                Some(IngestMsg::Spans(spans, permit)) => {
+                Some(IngestMsg::Spans(spans, permit, receipt)) => {
                     let now = Instant::now();
                     if let Some(r) = &red {
                         r.record(&spans, now);
@@ -303,27 +326,33 @@ async fn sampler_loop(
                     sampler.offer(spans, now, &mut out);
                     drop(permit);
                     ingest.update_gauge();
+                    // What sampling kept of this request is queued under its receipt (the
+                    // receiver's 200 waits for it with the durable queue); what the tail
+                    // sampler holds is queued when decided, without it.
+                    fan_out(&mut out, &queues, receipt.as_ref());
+                    continue;
                 }
                 Some(IngestMsg::Drain) | None => break,
             },
             () = timer => sampler.tick(Instant::now(), &mut out),
         }
-        fan_out(&mut out, &queues);
+        fan_out(&mut out, &queues, None);
     }
     sampler.flush(Instant::now(), &mut out);
-    fan_out(&mut out, &queues);
+    fan_out(&mut out, &queues, None);
 }
 
-fn fan_out(out: &mut Vec<SpanRecord>, queues: &[BatcherHandle]) {
+fn fan_out(out: &mut Vec<SpanRecord>, queues: &[QueueHandle], receipt: Option<&Receipt>) {
     let Some((last, rest)) = queues.split_last() else {
         out.clear();
         return;
     };
-    // Every exporter gets its own copy; the last one takes the original.
-    for span in out.drain(..) {
-        for q in rest {
-            q.offer(span.clone());
-        }
-        last.offer(span);
+    if out.is_empty() {
+        return;
     }
+    // Every exporter gets its own copy; the last one takes the original.
+    for q in rest {
+        q.offer_all(out.clone(), receipt);
+    }
+    last.offer_all(std::mem::take(out), receipt);
 }

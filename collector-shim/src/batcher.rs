@@ -55,6 +55,15 @@ pub struct BatcherTask {
 }
 
 impl BatcherTask {
+    /// A task another queue kind (`storage::durable`) runs, with its not-yet-safe span count.
+    pub fn new(name: &str, join: JoinHandle<()>, pending: Arc<AtomicUsize>) -> Self {
+        BatcherTask {
+            name: name.to_string(),
+            join,
+            pending,
+        }
+    }
+
     /// Spans accepted and not yet handed to the backend (or dropped).
     pub fn pending(&self) -> usize {
         self.pending.load(Ordering::Acquire)
@@ -89,6 +98,27 @@ impl BatcherHandle {
     /// Exporter name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+}
+
+/// One exporter's queue as the sampler sees it: in memory (this module) or on disk
+/// (`storage::durable`, with `batch.storage`).
+#[derive(Clone)]
+pub enum QueueHandle {
+    /// The bounded memory queue.
+    Memory(BatcherHandle),
+    /// The durable queue.
+    Durable(crate::storage::durable::DurableHandle),
+}
+
+impl QueueHandle {
+    /// Queues the spans one request (or one tail decision) kept. A durable queue holds a copy of
+    /// `receipt` until they are on disk; the memory queue needs none.
+    pub fn offer_all(&self, spans: Vec<SpanRecord>, receipt: Option<&crate::storage::Receipt>) {
+        match self {
+            QueueHandle::Memory(h) => spans.into_iter().for_each(|s| h.offer(s)),
+            QueueHandle::Durable(h) => h.offer(spans, receipt),
+        }
     }
 }
 

@@ -6,7 +6,8 @@
 //! (a bounded queue and a task per exporter) -> [`exporter`] (Zipkin, Jaeger, OTLP, console,
 //! file). [`config`] reads file + `OTEL_*` env + flags, [`metrics`] is the self-telemetry,
 //! [`app`] wires it all and runs until a shutdown future resolves ([`shutdown`] has the
-//! signal one), [`model`] is the span record that flows through.
+//! signal one), [`model`] is the span record that flows through, [`storage`] the optional
+//! durable (on-disk) queue per exporter.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -19,5 +20,6 @@ pub mod receiver;
 pub mod red;
 pub mod sampler;
 pub mod shutdown;
+pub mod storage;
 
 pub use app::{run, run_with, Listeners, Summary};

@@ -88,8 +88,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
         let kinds: Vec<&str> = cfg.exporters.iter().map(|e| e.name()).collect();
+        let storage = cfg.batch.storage.as_ref().map_or_else(
+            || "off".to_string(),
+            |s| {
+                format!(
+                    "{} ({} bytes per exporter)",
+                    s.directory.display(),
+                    s.max_bytes
+                )
+            },
+        );
         println!(
-            "config ok: listen {}, probability {}, tail {}, exporters {:?}",
+            "config ok: listen {}, probability {}, tail {}, exporters {:?}, durable queue {}",
             cfg.receiver.http_listen,
             cfg.sampling.probability,
             if cfg.sampling.tail.is_some() {
@@ -97,7 +107,8 @@ fn main() -> ExitCode {
             } else {
                 "off"
             },
-            kinds
+            kinds,
+            storage
         );
         return ExitCode::SUCCESS;
     }

@@ -74,6 +74,7 @@ pub const REFUSAL_REASONS: &[&str] = &[
     "queue_full",
     "too_many_spans",
     "shutting_down",
+    "not_durable",
 ];
 
 /// Classes of failed export calls (`shim_export_errors_total{exporter,kind}`).
@@ -144,6 +145,8 @@ pub struct Metrics {
     pub ready: Gauge,
     /// The RED stage, once the pipeline has built it (its families are encoded with the rest).
     red: Arc<OnceLock<RedMetrics>>,
+    /// The durable queue's families (`shim_storage_*`).
+    pub storage: crate::storage::StorageMetrics,
 }
 
 impl Default for Metrics {
@@ -180,6 +183,7 @@ impl Metrics {
             connections_refused: Counter::default(),
             ready: Gauge::default(),
             red: Arc::default(),
+            storage: crate::storage::StorageMetrics::default(),
         };
         r.register(
             "spans_received",
@@ -287,6 +291,7 @@ impl Metrics {
             "1 while the shim takes spans (/readyz 200), 0 while starting or shutting down",
             m.ready.clone(),
         );
+        m.storage.register(&mut r);
         // Every refusal reason exists from the start at 0, so alerts can be written on it.
         for reason in REFUSAL_REASONS {
             let l = ReasonLabel {

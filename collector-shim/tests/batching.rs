@@ -20,6 +20,7 @@ fn batch_cfg(queue: usize, batch: usize, timeout_ms: u64) -> BatchConfig {
         max_export_batch_size: Some(batch),
         batch_timeout: Duration::from_millis(timeout_ms),
         export_timeout: Duration::from_secs(30),
+        storage: None,
     }
 }
 

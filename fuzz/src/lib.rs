@@ -54,6 +54,7 @@ pub const TARGETS: &[Target] = &[
     ("otlp_json", otlp_json),
     ("shim_config_yaml", shim_config_yaml),
     ("shim_config_toml", shim_config_toml),
+    ("storage_segment", storage_segment),
 ];
 
 /// Input as header lines: each `\n`-separated line is `name: value` (name lowercased, value
@@ -398,6 +399,63 @@ pub fn otlp_protobuf(data: &[u8]) {
     let again = ExportTraceServiceRequest::decode(bytes.as_slice()).expect("our own encoding");
     assert_eq!(again.encode_to_vec(), bytes, "protobuf round trip");
     check_records(req);
+}
+
+/// A durable queue segment file as the shim reads it at start-up (`storage::record`).
+/// Properties: reading never panics and always moves forward; the scan's counts are the walk's;
+/// the valid records, framed again into a fresh segment, read back as the same payloads with
+/// no damage reported.
+pub fn storage_segment(data: &[u8]) {
+    use collector_shim::storage::record::{self, Parsed, SEGMENT_HEADER, SEGMENT_MAGIC};
+    let Some(scan) = record::scan(data, 0) else {
+        assert!(!data.starts_with(SEGMENT_MAGIC), "our header refused");
+        return;
+    };
+    let mut at = SEGMENT_HEADER as usize;
+    let (mut payloads, mut corrupt, mut truncated) = (Vec::new(), 0u64, false);
+    loop {
+        match record::parse(data, at) {
+            Parsed::Record { payload, next } => {
+                assert!(next > at && next <= data.len(), "a record moves forward");
+                payloads.push(data[payload].to_vec());
+                at = next;
+            }
+            Parsed::Corrupt { resume } => {
+                assert!(resume > at && resume <= data.len(), "resync moves forward");
+                corrupt += 1;
+                at = resume;
+            }
+            Parsed::Truncated => {
+                truncated = true;
+                break;
+            }
+            Parsed::End => break,
+        }
+    }
+    let with_count = payloads
+        .iter()
+        .filter(|p| record::split_payload(p).is_some())
+        .count() as u64;
+    assert_eq!(
+        (scan.records, scan.corrupt, scan.truncated, scan.bad_payload),
+        (
+            with_count,
+            corrupt,
+            truncated,
+            payloads.len() as u64 - with_count
+        ),
+        "scan agrees with the walk"
+    );
+    let mut rebuilt = SEGMENT_MAGIC.to_vec();
+    for p in &payloads {
+        rebuilt.extend(record::frame(p));
+    }
+    let again = record::scan(&rebuilt, 0).expect("our own segment");
+    assert_eq!(
+        (again.records, again.corrupt, again.truncated),
+        (scan.records, 0, false),
+        "valid records re-framed read back clean"
+    );
 }
 
 /// The shim's OTLP/JSON intake. Properties: a request that parses, written back as OTLP/JSON

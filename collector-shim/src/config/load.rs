@@ -182,6 +182,9 @@ fn apply_flags(cfg: &mut Config, f: &Overrides) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Smallest `batch.storage.max_bytes`: a few segments of the smallest size.
+pub const MIN_STORAGE_BYTES: u64 = 64 * 1024;
+
 pub(crate) fn check(ok: bool, key: &str, reason: &str) -> Result<(), ConfigError> {
     if ok {
         Ok(())
@@ -329,6 +332,23 @@ pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
         "batch.export_timeout",
         "must be greater than 0",
     )?;
+    if let Some(st) = &b.storage {
+        check(
+            !st.directory.as_os_str().is_empty(),
+            "batch.storage.directory",
+            "must not be empty",
+        )?;
+        check(
+            st.max_bytes >= MIN_STORAGE_BYTES,
+            "batch.storage.max_bytes",
+            "must be at least 65536 (64 KiB)",
+        )?;
+        check(
+            !st.sync_interval.is_zero(),
+            "batch.storage.sync_interval",
+            "must be greater than 0",
+        )?;
+    }
     check(
         !cfg.shutdown_timeout.is_zero(),
         "shutdown_timeout",
@@ -475,6 +495,12 @@ MaxQueueSize = 4096
         ("exporters: [ { type: carrier_pigeon } ]",            "exporters[0]",                   "unknown exporter"),
         ("exporters: [ { type: zipkin, endpoint: 'ftp://x' } ]", "exporters[0].endpoint",   "bad endpoint"),
         ("shutdown_timeout: 0s",                               "shutdown_timeout",               "zero"),
+        ("batch: { storage: { max_bytes: 1000 } }",            "batch.storage.max_bytes",        "budget too small"),
+        ("batch: { storage: { directory: '' } }",              "batch.storage.directory",        "empty directory"),
+        ("batch: { storage: { when_full: drop_random } }",     "batch.storage.when_full",        "unknown rule"),
+        ("batch: { storage: { sync: sometimes } }",            "batch.storage.sync",             "unknown sync"),
+        ("batch: { storage: { sync: interval, sync_interval: 0s } }", "batch.storage.sync_interval", "zero interval"),
+        ("batch: { storage: { size: 10 } }",                   "batch.storage",                  "typo: unknown key"),
     ];
 
     #[test]

@@ -303,6 +303,9 @@ pub struct BatchConfig {
     /// Env: `OTEL_BSP_EXPORT_TIMEOUT` (ms).
     #[serde(with = "duration")]
     pub export_timeout: Duration,
+    /// Durable queue: each exporter's queue on disk (`crate::storage`). Default: none (the
+    /// memory queue of `max_queue_size` spans).
+    pub storage: Option<StorageConfig>,
 }
 
 impl Default for BatchConfig {
@@ -312,8 +315,62 @@ impl Default for BatchConfig {
             batch_timeout: Duration::from_secs(5),
             max_export_batch_size: None,
             export_timeout: Duration::from_secs(30),
+            storage: None,
         }
     }
+}
+
+/// `batch.storage`: the durable queue, one directory per exporter under `directory`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Directory of the queues (created if missing; one subdirectory per exporter name).
+    /// Default `/var/lib/aetherflow/shim-queue`.
+    pub directory: std::path::PathBuf,
+    /// Disk budget of each exporter's queue, in bytes. Default 268435456 (256 MiB).
+    pub max_bytes: u64,
+    /// What is dropped (and counted) when the budget is reached: `drop_newest` (the spans being
+    /// written) or `drop_oldest` (the oldest stored spans). Default `drop_newest`.
+    pub when_full: WhenFull,
+    /// When written data is forced to disk: `always` (before the receiver answers) or
+    /// `interval` (every `sync_interval`; a crash of the process loses nothing, a power loss
+    /// up to one interval). Default `always`.
+    pub sync: SyncMode,
+    /// Time between syncs with `sync: interval`. Default 1s.
+    #[serde(with = "duration")]
+    pub sync_interval: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            directory: "/var/lib/aetherflow/shim-queue".into(),
+            max_bytes: 256 * 1024 * 1024,
+            when_full: WhenFull::DropNewest,
+            sync: SyncMode::Always,
+            sync_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Which spans a full durable queue drops.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// The spans being written (what is stored stays, as the memory queue does).
+    DropNewest,
+    /// The oldest stored spans, a segment at a time.
+    DropOldest,
+}
+
+/// When the durable queue forces written data to disk.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// After every write, before the receiver answers.
+    Always,
+    /// Every `sync_interval`.
+    Interval,
 }
 
 impl BatchConfig {

@@ -43,8 +43,16 @@ impl TraceService for GrpcReceiver {
         }
         let n = accepted.spans.len() as u64;
         if n > 0 {
-            let refused = match st.ingest.try_submit(accepted.spans) {
-                Ok(()) => None,
+            let refused = match st.ingest.submit(accepted.spans) {
+                Ok(None) => None,
+                // The durable queue: OK only once what sampling kept is on disk.
+                Ok(Some(wait)) => match wait.durable(crate::storage::receipt::WAIT).await {
+                    true => None,
+                    false => Some((
+                        "not_durable",
+                        Status::unavailable("spans could not be stored durably, retry later"),
+                    )),
+                },
                 Err(Refusal::Full) => Some((
                     "queue_full",
                     Status::unavailable("pipeline queue full, retry later"),

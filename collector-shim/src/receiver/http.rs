@@ -273,8 +273,21 @@ async fn export_traces(
     }
     let n = accepted.spans.len() as u64;
     if n > 0 {
-        match st.ingest.try_submit(accepted.spans) {
-            Ok(()) => {}
+        match st.ingest.submit(accepted.spans) {
+            Ok(None) => {}
+            Ok(Some(wait)) => {
+                // The durable queue: 200 only once what sampling kept is on disk.
+                if !wait.durable(crate::storage::receipt::WAIT).await {
+                    return refuse(
+                        &st,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not_durable",
+                        n,
+                        Some(encoding),
+                        "spans could not be stored durably, retry later".into(),
+                    );
+                }
+            }
             Err(Refusal::Full) => {
                 return refuse(
                     &st,

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::Metrics;
 use crate::model::SpanRecord;
+use crate::storage::{Receipt, ReceiptWait};
 
 pub mod decode;
 pub mod grpc;
@@ -20,8 +21,9 @@ pub mod serve;
 
 /// What travels from the receivers to the sampler task.
 pub enum IngestMsg {
-    /// Spans from one request, with the permits that reserve their place.
-    Spans(Vec<SpanRecord>, OwnedSemaphorePermit),
+    /// Spans from one request, with the permits that reserve their place and, with the
+    /// durable queue, the receipt the receiver waits on before answering.
+    Spans(Vec<SpanRecord>, OwnedSemaphorePermit, Option<Receipt>),
     /// Receivers have stopped: take every pending decision and close the exporters' queues.
     Drain,
 }
@@ -50,6 +52,8 @@ pub struct Ingest {
     closed: Arc<AtomicBool>,
     /// For the pending-spans gauge.
     metrics: Metrics,
+    /// With the durable queue: each request gets a receipt to wait on.
+    durable: bool,
 }
 
 impl Ingest {
@@ -65,12 +69,25 @@ impl Ingest {
             max_pending,
             closed: Arc::new(AtomicBool::new(false)),
             metrics,
+            durable: false,
         };
         (ingest, rx)
     }
 
+    /// Requests get a receipt to wait on (the durable queue is on).
+    pub fn with_receipts(mut self) -> Self {
+        self.durable = true;
+        self
+    }
+
     /// Hands spans to the sampler without waiting.
     pub fn try_submit(&self, spans: Vec<SpanRecord>) -> Result<(), Refusal> {
+        self.submit(spans).map(drop)
+    }
+
+    /// Hands spans to the sampler without waiting; with the durable queue, returns the wait
+    /// that resolves once what the sampler kept of them is on disk.
+    pub fn submit(&self, spans: Vec<SpanRecord>) -> Result<Option<ReceiptWait>, Refusal> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Refusal::Closed);
         }
@@ -83,11 +100,18 @@ impl Ingest {
             .clone()
             .try_acquire_many_owned(n)
             .map_err(|_| Refusal::Full)?;
+        let (receipt, wait) = match self.durable {
+            true => {
+                let (r, w) = Receipt::new();
+                (Some(r), Some(w))
+            }
+            false => (None, None),
+        };
         self.tx
-            .send(IngestMsg::Spans(spans, permit))
+            .send(IngestMsg::Spans(spans, permit, receipt))
             .map_err(|_| Refusal::Closed)?;
         self.update_gauge();
-        Ok(())
+        Ok(wait)
     }
 
     /// Spans waiting for the sampler.
