@@ -36,7 +36,7 @@ impl HttpTrace {
             &lines,
             &mut RequestHeaders(&lines),
             &mut ids,
-            host::now_nanos(),
+            host::now_nanos,
             |e| sh.pending.count(e),
         );
         Some(Box::new(stream))

@@ -4,6 +4,7 @@
 
 use crate::grpc;
 use crate::span::{Attributes, SpanKind, StatusCode};
+use std::borrow::Cow;
 
 /// The semantic conventions version followed.
 pub const SEMCONV_VERSION: &str = "1.45.0";
@@ -119,20 +120,53 @@ fn protocol_version(p: &str) -> Option<&str> {
 /// Builds name, attributes and status for `ex` as a span of `kind`. Takes the exchange by
 /// value: its strings move into the attributes instead of being copied (this runs once per
 /// request inside the proxy).
-pub fn describe(ex: Exchange, kind: SpanKind, max_len: usize) -> Described {
+pub fn describe(mut ex: Exchange, kind: SpanKind, max_len: usize) -> Described {
     let mut a = Attributes::new(max_len);
     let method_known = KNOWN_METHODS.contains(&ex.method.as_str());
+    request_attributes(&ex, kind, method_known, &mut a);
+    let local_reply = ex.envoy.from_upstream == Some(false);
+    moved_attributes(&mut ex, &mut a);
+    let grpc_method = if ex.grpc {
+        grpc::method_from_path(split_path(&ex.path).0)
+    } else {
+        None
+    };
+    let outcome = match grpc_method {
+        Some(m) => grpc_outcome(&ex, m, kind, local_reply, &mut a),
+        None => http_outcome(&ex, kind, method_known, local_reply),
+    };
+    if let Some(t) = &outcome.error_type {
+        a.str("error.type", t);
+    }
+    Described {
+        name: outcome.name,
+        attributes: a,
+        status: outcome.status,
+        status_message: outcome
+            .status_message
+            .map(|m| crate::span::truncate_utf8(m, max_len).to_owned())
+            .unwrap_or_default(),
+    }
+}
+
+/// `path?query#fragment` to the path (no fragment) and the query.
+fn split_path(target: &str) -> (&str, Option<&str>) {
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    (path.split('#').next().unwrap_or(path), query)
+}
+
+/// What the request and the response status say: method, URL, route, status code, server.
+fn request_attributes(ex: &Exchange, kind: SpanKind, method_known: bool, a: &mut Attributes) {
     if method_known {
         a.str("http.request.method", &ex.method);
     } else {
         a.str("http.request.method", "_OTHER");
         a.str("http.request.method_original", &ex.method);
     }
-    let (path, query) = match ex.path.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (ex.path.as_str(), None),
-    };
-    let path = path.split('#').next().unwrap_or(path);
+    let (path, query) = split_path(&ex.path);
     a.str("url.path", path);
     if let Some(q) = query.filter(|q| !q.is_empty()) {
         a.str("url.query", q);
@@ -162,328 +196,140 @@ pub fn describe(ex: Exchange, kind: SpanKind, max_len: usize) -> Described {
             a.int("server.port", i64::from(p));
         }
     }
-    if let Some(c) = ex.client_address {
-        a.string("client.address", c);
-    }
     if let Some(v) = ex.protocol.as_deref().and_then(protocol_version) {
         a.str("network.protocol.version", v);
     }
-    if let Some(ua) = ex.user_agent {
+}
+
+/// The values the span keeps as they are (client, user agent, recorded headers, baggage,
+/// Envoy facts): moved out of the exchange, not copied.
+fn moved_attributes(ex: &mut Exchange, a: &mut Attributes) {
+    if let Some(c) = ex.client_address.take() {
+        a.string("client.address", c);
+    }
+    if let Some(ua) = ex.user_agent.take() {
         a.string("user_agent.original", ua);
     }
-    for (k, v) in ex.request_headers {
+    for (k, v) in std::mem::take(&mut ex.request_headers) {
         a.string(format!("http.request.header.{k}"), v);
     }
-    for (k, v) in ex.response_headers {
+    for (k, v) in std::mem::take(&mut ex.response_headers) {
         a.string(format!("http.response.header.{k}"), v);
     }
-    for (k, v) in ex.baggage {
+    for (k, v) in std::mem::take(&mut ex.baggage) {
         a.string(format!("baggage.{k}"), v);
     }
-    let e = ex.envoy;
+    let e = &mut ex.envoy;
     for (key, v) in [
-        ("envoy.route_name", e.route_name),
-        ("envoy.upstream.cluster", e.upstream_cluster),
-        ("envoy.upstream.address", e.upstream_address),
-        ("envoy.response_flags", e.response_flags),
-        ("envoy.request_id", e.request_id),
+        ("envoy.route_name", e.route_name.take()),
+        ("envoy.upstream.cluster", e.upstream_cluster.take()),
+        ("envoy.upstream.address", e.upstream_address.take()),
+        ("envoy.response_flags", e.response_flags.take()),
+        ("envoy.request_id", e.request_id.take()),
     ] {
         if let Some(v) = v.filter(|v| !v.is_empty() && v != "-") {
             a.string(key, v);
         }
     }
+}
 
-    let local_reply = e.from_upstream == Some(false);
-    let mut status = StatusCode::Unset;
-    let mut status_message = String::new();
-    let mut error_type: Option<String> = None;
-    let grpc_method = if ex.grpc {
-        grpc::method_from_path(path)
-    } else {
-        None
-    };
+/// Span name, status and `error.type` of an exchange.
+struct Outcome<'a> {
+    name: String,
+    status: StatusCode,
+    /// The gRPC message of a failed call (capped by the caller).
+    status_message: Option<&'a str>,
+    error_type: Option<Cow<'a, str>>,
+}
 
-    let name = if let Some(m) = grpc_method {
-        a.str("rpc.system.name", "grpc");
-        a.str("rpc.method", m);
-        if let Some(n) = ex.request_messages {
-            a.int("aetherflow.grpc.request_messages", n as i64);
+impl Outcome<'_> {
+    fn ok(name: String) -> Self {
+        Outcome {
+            name,
+            status: StatusCode::Unset,
+            status_message: None,
+            error_type: None,
         }
-        if let Some(n) = ex.response_messages {
-            a.int("aetherflow.grpc.response_messages", n as i64);
-        }
-        match ex.grpc_status {
-            Some(code) => {
-                let name = grpc::status_name(code);
-                a.str("rpc.response.status_code", name);
-                if grpc::is_error(code, kind) {
-                    status = StatusCode::Error;
-                    error_type = Some(name.to_owned());
-                    if let Some(msg) = &ex.grpc_message {
-                        status_message = crate::span::truncate_utf8(msg, max_len).to_owned();
-                    }
-                }
+    }
+}
+
+/// A gRPC call: named by its method, status from `grpc-status` (its absence is an error).
+fn grpc_outcome<'a>(
+    ex: &'a Exchange,
+    method: &str,
+    kind: SpanKind,
+    local_reply: bool,
+    a: &mut Attributes,
+) -> Outcome<'a> {
+    a.str("rpc.system.name", "grpc");
+    a.str("rpc.method", method);
+    if let Some(n) = ex.request_messages {
+        a.int("aetherflow.grpc.request_messages", n as i64);
+    }
+    if let Some(n) = ex.response_messages {
+        a.int("aetherflow.grpc.response_messages", n as i64);
+    }
+    let mut out = Outcome::ok(method.to_owned());
+    match ex.grpc_status {
+        Some(code) => {
+            let name = grpc::status_name(code);
+            a.str("rpc.response.status_code", name);
+            if grpc::is_error(code, kind) {
+                out.status = StatusCode::Error;
+                out.error_type = Some(Cow::Borrowed(name));
+                out.status_message = ex.grpc_message.as_deref();
             }
-            None => {
-                a.bool("aetherflow.grpc.status_missing", true);
-                status = StatusCode::Error;
-                error_type = Some(
-                    match ex.status {
-                        None => "reset",
-                        Some(_) if local_reply => "local_reply",
-                        Some(_) => "grpc_status_missing",
-                    }
-                    .to_owned(),
-                );
-            }
         }
-        m.to_owned()
+        None => {
+            a.bool("aetherflow.grpc.status_missing", true);
+            out.status = StatusCode::Error;
+            out.error_type = Some(Cow::Borrowed(match ex.status {
+                None => "reset",
+                Some(_) if local_reply => "local_reply",
+                Some(_) => "grpc_status_missing",
+            }));
+        }
+    }
+    out
+}
+
+/// An HTTP exchange: named `METHOD route` (or the method alone), status from the code.
+fn http_outcome(
+    ex: &Exchange,
+    kind: SpanKind,
+    method_known: bool,
+    local_reply: bool,
+) -> Outcome<'static> {
+    let m = if method_known {
+        ex.method.as_str()
     } else {
-        match ex.status {
-            None => {
-                status = StatusCode::Error;
-                error_type = Some("reset".to_owned());
-            }
-            Some(s) if local_reply && s >= 400 => {
-                status = StatusCode::Error;
-                error_type = Some("local_reply".to_owned());
-            }
-            Some(s) if s >= 500 || (kind == SpanKind::Client && s >= 400) || s < 100 => {
-                status = StatusCode::Error;
-                error_type = Some(s.to_string());
-            }
-            Some(_) => {}
-        }
-        let m = if method_known {
-            ex.method.as_str()
-        } else {
-            "HTTP"
-        };
-        match &ex.route {
-            Some(r) => {
-                let mut n = String::with_capacity(m.len() + 1 + r.len());
-                n.push_str(m);
-                n.push(' ');
-                n.push_str(r);
-                n
-            }
-            None => m.to_owned(),
-        }
+        "HTTP"
     };
-    if let Some(t) = error_type {
-        a.str("error.type", &t);
+    let name = match &ex.route {
+        Some(r) => {
+            let mut n = String::with_capacity(m.len() + 1 + r.len());
+            n.push_str(m);
+            n.push(' ');
+            n.push_str(r);
+            n
+        }
+        None => m.to_owned(),
+    };
+    let mut out = Outcome::ok(name);
+    match ex.status {
+        None => out.error_type = Some(Cow::Borrowed("reset")),
+        Some(s) if local_reply && s >= 400 => out.error_type = Some(Cow::Borrowed("local_reply")),
+        Some(s) if s >= 500 || (kind == SpanKind::Client && s >= 400) || s < 100 => {
+            // The conventions' error.type for an HTTP failure is the status code itself.
+            out.error_type = Some(Cow::Owned(s.to_string()));
+        }
+        Some(_) => {}
     }
-    Described {
-        name,
-        attributes: a,
-        status,
-        status_message,
+    if out.error_type.is_some() {
+        out.status = StatusCode::Error;
     }
+    out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::span::Value;
-
-    fn http(method: &str, path: &str, status: Option<u16>) -> Exchange {
-        Exchange {
-            method: method.into(),
-            path: path.into(),
-            scheme: "http".into(),
-            authority: "api.example.com:8080".into(),
-            protocol: Some("HTTP/1.1".into()),
-            user_agent: Some("curl/8".into()),
-            client_address: Some("10.0.0.1".into()),
-            status,
-            envoy: EnvoyFacts {
-                from_upstream: Some(true),
-                ..EnvoyFacts::default()
-            },
-            ..Exchange::default()
-        }
-    }
-
-    fn s(d: &Described, k: &str) -> Option<String> {
-        match d.attributes.get(k) {
-            Some(Value::Str(v)) => Some(v.clone()),
-            Some(Value::Int(i)) => Some(i.to_string()),
-            Some(Value::Bool(b)) => Some(b.to_string()),
-            None => None,
-        }
-    }
-
-    #[test]
-    fn http_attributes() {
-        let d = describe(
-            http("GET", "/users/42?x=1", Some(200)),
-            SpanKind::Server,
-            256,
-        );
-        assert_eq!(d.name, "GET", "never the raw path");
-        assert_eq!(s(&d, "http.request.method").as_deref(), Some("GET"));
-        assert_eq!(s(&d, "url.path").as_deref(), Some("/users/42"));
-        assert_eq!(s(&d, "url.query").as_deref(), Some("x=1"));
-        assert_eq!(s(&d, "url.scheme").as_deref(), Some("http"));
-        assert_eq!(s(&d, "http.response.status_code").as_deref(), Some("200"));
-        assert_eq!(s(&d, "server.address").as_deref(), Some("api.example.com"));
-        assert_eq!(s(&d, "server.port").as_deref(), Some("8080"));
-        assert_eq!(s(&d, "client.address").as_deref(), Some("10.0.0.1"));
-        assert_eq!(s(&d, "network.protocol.version").as_deref(), Some("1.1"));
-        assert_eq!(s(&d, "user_agent.original").as_deref(), Some("curl/8"));
-        assert_eq!(
-            s(&d, "url.full"),
-            None,
-            "server spans carry url.path, not url.full"
-        );
-        assert_eq!(d.status, StatusCode::Unset);
-        assert_eq!(s(&d, "error.type"), None);
-    }
-
-    #[test]
-    fn name_with_route_and_unknown_method() {
-        let mut ex = http("GET", "/users/42", Some(200));
-        ex.route = Some("/users/{id}".into());
-        assert_eq!(
-            describe(ex.clone(), SpanKind::Server, 256).name,
-            "GET /users/{id}"
-        );
-        let d = describe(http("FOO", "/", Some(200)), SpanKind::Server, 256);
-        assert_eq!(d.name, "HTTP");
-        assert_eq!(s(&d, "http.request.method").as_deref(), Some("_OTHER"));
-        assert_eq!(
-            s(&d, "http.request.method_original").as_deref(),
-            Some("FOO")
-        );
-    }
-
-    #[rustfmt::skip]
-    const STATUS: &[(Option<u16>, Option<bool>, SpanKind, Option<&str>, &str)] = &[
-        (Some(200), Some(true),  SpanKind::Server, None,                "2xx is fine"),
-        (Some(404), Some(true),  SpanKind::Server, None,                "server: 4xx is the client's fault"),
-        (Some(404), Some(true),  SpanKind::Client, Some("404"),         "client: 4xx is an error"),
-        (Some(503), Some(true),  SpanKind::Server, Some("503"),         "server: 5xx"),
-        (Some(503), Some(false), SpanKind::Server, Some("local_reply"), "local reply without upstream response"),
-        (Some(200), Some(false), SpanKind::Server, None,                "local 200 (direct response) is fine"),
-        (None,      None,        SpanKind::Server, Some("reset"),       "no response at all"),
-    ];
-
-    #[test]
-    fn http_status_rules() {
-        for &(status, from_upstream, kind, want, why) in STATUS {
-            let mut ex = http("GET", "/", status);
-            ex.envoy.from_upstream = from_upstream;
-            let d = describe(ex.clone(), kind, 256);
-            assert_eq!(s(&d, "error.type").as_deref(), want, "{why}");
-            let err = if want.is_some() {
-                StatusCode::Error
-            } else {
-                StatusCode::Unset
-            };
-            assert_eq!(d.status, err, "{why}");
-        }
-    }
-
-    fn grpc_ex(status: Option<u32>) -> Exchange {
-        let mut ex = http("POST", "/helloworld.Greeter/SayHello", Some(200));
-        ex.grpc = true;
-        ex.grpc_status = status;
-        ex.grpc_message = Some("boom".into());
-        ex.request_messages = Some(1);
-        ex.response_messages = Some(3);
-        ex
-    }
-
-    #[test]
-    fn grpc_spans() {
-        let d = describe(grpc_ex(Some(0)), SpanKind::Server, 256);
-        assert_eq!(d.name, "helloworld.Greeter/SayHello");
-        assert_eq!(s(&d, "rpc.system.name").as_deref(), Some("grpc"));
-        assert_eq!(
-            s(&d, "rpc.method").as_deref(),
-            Some("helloworld.Greeter/SayHello")
-        );
-        assert_eq!(s(&d, "rpc.response.status_code").as_deref(), Some("OK"));
-        assert_eq!(
-            s(&d, "aetherflow.grpc.request_messages").as_deref(),
-            Some("1")
-        );
-        assert_eq!(
-            s(&d, "aetherflow.grpc.response_messages").as_deref(),
-            Some("3")
-        );
-        assert_eq!(d.status, StatusCode::Unset);
-
-        let d = describe(grpc_ex(Some(5)), SpanKind::Server, 256);
-        assert_eq!(
-            s(&d, "rpc.response.status_code").as_deref(),
-            Some("NOT_FOUND")
-        );
-        assert_eq!(
-            d.status,
-            StatusCode::Unset,
-            "NOT_FOUND is not a server error"
-        );
-        let d = describe(grpc_ex(Some(5)), SpanKind::Client, 256);
-        assert_eq!(
-            d.status,
-            StatusCode::Error,
-            "any non-OK code fails a client span"
-        );
-        assert_eq!(s(&d, "error.type").as_deref(), Some("NOT_FOUND"));
-        assert_eq!(d.status_message, "boom");
-        let d = describe(grpc_ex(Some(14)), SpanKind::Server, 256);
-        assert_eq!(
-            (d.status, s(&d, "error.type").as_deref()),
-            (StatusCode::Error, Some("UNAVAILABLE"))
-        );
-
-        let d = describe(grpc_ex(None), SpanKind::Server, 256);
-        assert_eq!(d.status, StatusCode::Error, "missing status is not OK");
-        assert_eq!(
-            s(&d, "aetherflow.grpc.status_missing").as_deref(),
-            Some("true")
-        );
-        assert_eq!(s(&d, "rpc.response.status_code"), None);
-    }
-
-    #[test]
-    fn recorded_headers_baggage_envoy_and_caps() {
-        let mut ex = http("GET", "/", Some(200));
-        ex.request_headers = vec![("x-user".into(), "u".repeat(100))];
-        ex.response_headers = vec![("server".into(), "envoy".into())];
-        ex.baggage = vec![("tenant".into(), "acme".into())];
-        ex.envoy.route_name = Some("r1".into());
-        ex.envoy.response_flags = Some("-".into());
-        ex.envoy.request_id = Some("abc".into());
-        let d = describe(ex.clone(), SpanKind::Client, 16);
-        assert_eq!(
-            s(&d, "http.request.header.x-user").unwrap().len(),
-            16,
-            "capped"
-        );
-        assert_eq!(
-            s(&d, "http.response.header.server").as_deref(),
-            Some("envoy")
-        );
-        assert_eq!(s(&d, "baggage.tenant").as_deref(), Some("acme"));
-        assert_eq!(s(&d, "envoy.route_name").as_deref(), Some("r1"));
-        assert_eq!(s(&d, "envoy.response_flags"), None, "'-' means none");
-        assert_eq!(s(&d, "envoy.request_id").as_deref(), Some("abc"));
-        assert_eq!(
-            s(&d, "url.full").as_deref(),
-            Some("http://api.examp"),
-            "capped at 16 bytes too"
-        );
-    }
-
-    #[test]
-    fn authority_forms() {
-        assert_eq!(split_authority("a.b"), ("a.b", None));
-        assert_eq!(split_authority("a.b:443"), ("a.b", Some(443)));
-        assert_eq!(split_authority("[::1]:80"), ("::1", Some(80)));
-        assert_eq!(split_authority("[::1]"), ("::1", None));
-        assert_eq!(split_authority("a:b"), ("a:b", None));
-        assert_eq!(split_authority("::1"), ("::1", None));
-    }
-}
+mod tests;

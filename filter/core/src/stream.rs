@@ -136,13 +136,14 @@ impl Tracer {
     }
 
     /// Request headers: extract, decide, inject (and trim baggage), and gather what the span
-    /// records from the request. `now_ns` is the span's start.
+    /// records from the request. `now` reads the span's start (ns since the Unix epoch); it is
+    /// called only when the request records a span (a clock read is a host call).
     pub fn start<H: RequestLines + ?Sized>(
         &self,
         lines: &H,
         out: &mut dyn Injector,
         ids: &mut IdGenerator,
-        now_ns: u64,
+        now: impl FnOnce() -> u64,
         mut count: impl FnMut(Event),
     ) -> ActiveStream {
         let cfg = &self.cfg;
@@ -202,10 +203,11 @@ impl Tracer {
             }
         }
         let resp_frames = req_frames.clone();
+        let start_ns = if decision.record { now() } else { 0 };
         ActiveStream {
             decision,
             ex,
-            start_ns: now_ns,
+            start_ns,
             req_frames,
             resp_frames,
             response_ended: false,

@@ -104,7 +104,7 @@ impl Filter {
                 lines: &lines,
                 writes: &mut writes,
             };
-            Some(p.tracer.start(&lines, &mut out, ids, now_ns(), |e| {
+            Some(p.tracer.start(&lines, &mut out, ids, now_ns, |e| {
                 p.metrics.add_from_stream(filter, e.metric(), 1)
             }))
         });

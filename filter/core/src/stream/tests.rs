@@ -104,7 +104,7 @@ fn a_request_continues_the_trace_and_the_span_carries_every_attribute() {
     let mut w = Writes::default();
     let mut events = Vec::new();
     let mut ids = IdGenerator::from_u64(3);
-    let mut a = t.start(&lines, &mut w, &mut ids, 100, |e| events.push(e));
+    let mut a = t.start(&lines, &mut w, &mut ids, || 100, |e| events.push(e));
     assert_eq!(events, [Event::SpanStarted, Event::SpanSampled]);
     let sent = w.0["traceparent"].clone().expect("traceparent set");
     assert!(sent.starts_with(&format!("00-{TID}-")) && sent.ends_with("-01"));
@@ -162,7 +162,13 @@ fn a_request_continues_the_trace_and_the_span_carries_every_attribute() {
 fn facts_are_read_only_when_the_span_needs_them() {
     let t = tracer(r#"{"envoy_attributes":[]}"#);
     let mut ids = IdGenerator::from_u64(1);
-    let a = t.start(&request(&[]), &mut Writes::default(), &mut ids, 1, |_| {});
+    let a = t.start(
+        &request(&[]),
+        &mut Writes::default(),
+        &mut ids,
+        || 1,
+        |_| {},
+    );
     let mut facts = Facts {
         code: Some(200),
         ..Facts::default()
@@ -179,7 +185,13 @@ fn facts_are_read_only_when_the_span_needs_them() {
     );
 
     // A 200 seen in the headers needs no read at all.
-    let mut a = t.start(&request(&[]), &mut Writes::default(), &mut ids, 1, |_| {});
+    let mut a = t.start(
+        &request(&[]),
+        &mut Writes::default(),
+        &mut ids,
+        || 1,
+        |_| {},
+    );
     a.on_response_headers(&t, &Map(vec![(":status", "200")]), &mut Writes::default());
     let mut facts = Facts::default();
     a.finish(&t, &mut facts, 2).expect("span");
@@ -198,7 +210,7 @@ fn a_request_that_succeeded_costs_no_flags_read_and_forwarding_headers_name_the_
 
     // Completed 200 behind a proxy: only the upstream is read.
     let lines = request(&[("x-forwarded-for", "203.0.113.9, 10.0.0.1")]);
-    let mut a = t.start(&lines, &mut Writes::default(), &mut ids, 1, |_| {});
+    let mut a = t.start(&lines, &mut Writes::default(), &mut ids, || 1, |_| {});
     a.on_response_headers(&t, &Map(vec![(":status", "200")]), &mut Writes::default());
     a.on_response_end();
     let (s, read) = finish(a);
@@ -215,14 +227,14 @@ fn a_request_that_succeeded_costs_no_flags_read_and_forwarding_headers_name_the_
         ("x-forwarded-for", "203.0.113.9"),
         ("forwarded", "for=\"[2001:db8::7]:4711\";proto=https"),
     ]);
-    let a = t.start(&lines, &mut Writes::default(), &mut ids, 1, |_| {});
+    let a = t.start(&lines, &mut Writes::default(), &mut ids, || 1, |_| {});
     let (s, _) = finish(a);
     assert_eq!(
         attr(&s, "client.address"),
         Some(&Value::Str("2001:db8::7".into()))
     );
     let lines = request(&[("x-forwarded-for", "unknown")]);
-    let a = t.start(&lines, &mut Writes::default(), &mut ids, 1, |_| {});
+    let a = t.start(&lines, &mut Writes::default(), &mut ids, || 1, |_| {});
     let (s, read) = finish(a);
     assert!(read.contains(&"source"), "{read:?}");
     assert_eq!(
@@ -231,7 +243,13 @@ fn a_request_that_succeeded_costs_no_flags_read_and_forwarding_headers_name_the_
     );
 
     // A 200 cut short (no end of stream) reads the flags: they say what cut it.
-    let mut a = t.start(&request(&[]), &mut Writes::default(), &mut ids, 1, |_| {});
+    let mut a = t.start(
+        &request(&[]),
+        &mut Writes::default(),
+        &mut ids,
+        || 1,
+        |_| {},
+    );
     a.on_response_headers(&t, &Map(vec![(":status", "200")]), &mut Writes::default());
     let (s, read) = finish(a);
     assert!(read.contains(&"flags"), "{read:?}");
@@ -243,7 +261,7 @@ fn a_request_that_succeeded_costs_no_flags_read_and_forwarding_headers_name_the_
     // A completed gRPC call with a failed status reads them too; one that succeeded does not.
     for (code, flags_read) in [("14", true), ("0", false)] {
         let lines = request(&[("content-type", "application/grpc")]);
-        let mut a = t.start(&lines, &mut Writes::default(), &mut ids, 1, |_| {});
+        let mut a = t.start(&lines, &mut Writes::default(), &mut ids, || 1, |_| {});
         a.on_response_headers(&t, &Map(vec![(":status", "200")]), &mut Writes::default());
         a.on_response_trailers(&Map(vec![("grpc-status", code)]));
         let (_, read) = finish(a);
@@ -256,7 +274,13 @@ fn a_request_that_succeeded_costs_no_flags_read_and_forwarding_headers_name_the_
 
     // Opt-in attributes are read when asked for.
     let all = tracer(r#"{"envoy_attributes":["network.protocol.version","envoy.route_name"]}"#);
-    let a = all.start(&request(&[]), &mut Writes::default(), &mut ids, 1, |_| {});
+    let a = all.start(
+        &request(&[]),
+        &mut Writes::default(),
+        &mut ids,
+        || 1,
+        |_| {},
+    );
     let mut facts = Facts::default();
     let s = a.finish(&all, &mut facts, 2).expect("span");
     assert_eq!(facts.read, ["code", "protocol", "route"]);
@@ -272,7 +296,7 @@ fn unrecorded_requests_inject_but_read_nothing() {
     let mut ids = IdGenerator::from_u64(1);
     let mut w = Writes::default();
     let mut events = Vec::new();
-    let mut a = t.start(&request(&[]), &mut w, &mut ids, 1, |e| events.push(e));
+    let mut a = t.start(&request(&[]), &mut w, &mut ids, || 1, |e| events.push(e));
     assert_eq!(events, [Event::SpanStarted]);
     assert!(w.0["traceparent"]
         .as_deref()
@@ -295,7 +319,7 @@ fn force_header_bad_context_and_baggage_are_counted_and_handled() {
         ("baggage", "tenant=acme,bad member"),
         ("x-b3-traceid", TID),
     ]);
-    let a = t.start(&lines, &mut w, &mut ids, 1, |e| events.push(e));
+    let a = t.start(&lines, &mut w, &mut ids, || 1, |e| events.push(e));
     assert_eq!(
         events,
         [
@@ -320,7 +344,7 @@ fn grpc_status_from_trailers_or_trailers_only_headers_and_message_counts() {
         (":path", "/demo.Echo/Say"),
         ("content-type", "application/grpc"),
     ]);
-    let mut a = t.start(&lines, &mut Writes::default(), &mut ids, 1, |_| {});
+    let mut a = t.start(&lines, &mut Writes::default(), &mut ids, || 1, |_| {});
     assert!(a.counts_frames(Direction::Request) && a.counts_frames(Direction::Response));
     let two_messages = [0u8, 0, 0, 0, 1, 9, 0, 0, 0, 0, 0];
     a.on_body(Direction::Request, two_messages.len(), |o, l| {
@@ -345,7 +369,7 @@ fn grpc_status_from_trailers_or_trailers_only_headers_and_message_counts() {
         Some(&Value::Int(0))
     );
 
-    let mut a = t.start(&lines, &mut Writes::default(), &mut ids, 1, |_| {});
+    let mut a = t.start(&lines, &mut Writes::default(), &mut ids, || 1, |_| {});
     a.on_response_headers(
         &t,
         &Map(vec![(":status", "200"), ("grpc-status", "5")]),
