@@ -38,6 +38,7 @@
 //! `kernel-events.json`), `BENCH_SAMPLE_RATIO` (the head-sampling ratio of the filter, its
 //! native form and the OpenTelemetry tracer alike; default 1), `BENCH_CG_BREAKDOWN=0` (skip the host-call calibration that splits the
 //! Wasm filter's addition; it runs when baseline, wasm-floor and filter are all measured).
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 

@@ -1,4 +1,5 @@
 //! The `collector-shim` binary: parse flags, load the config, bind, run until SIGTERM/SIGINT.
+#![forbid(unsafe_code)]
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

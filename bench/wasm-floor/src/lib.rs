@@ -10,6 +10,7 @@
 //! the cost of that call is the slope between two runs (`BENCH_FLOOR_CONFIG`):
 //! `{"host_call": "<kind>", "repeat": N}` with kind `property` (`request.protocol`),
 //! `header` (`:path`), `header_map` (all request headers), `set_header` or `clock`.
+#![forbid(unsafe_code)]
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};

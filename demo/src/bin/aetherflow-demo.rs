@@ -4,6 +4,7 @@
 //!
 //! `--keep-running` (or `DEMO_KEEP=1`) leaves it up for manual requests until Ctrl-C; the shim's
 //! console exporter then prints each new trace.
+#![forbid(unsafe_code)]
 
 use std::time::{Duration, Instant};
 

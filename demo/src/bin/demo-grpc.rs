@@ -1,5 +1,6 @@
 //! `demo-grpc [--listen ADDR]`: the demo gRPC upstream (h2c) (see `aetherflow_demo::grpc_service`).
 //! Spans go to `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (default http://127.0.0.1:4318/v1/traces).
+#![forbid(unsafe_code)]
 
 use aetherflow_demo::{grpc_service, otlp, serve};
 

@@ -1,5 +1,6 @@
 //! `demo-http [--listen ADDR]`: the demo HTTP/1.1 upstream (see `aetherflow_demo::http_service`).
 //! Spans go to `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (default http://127.0.0.1:4318/v1/traces).
+#![forbid(unsafe_code)]
 
 use aetherflow_demo::{http_service, otlp, serve};
 
