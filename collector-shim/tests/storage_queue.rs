@@ -222,3 +222,64 @@ fn interval_sync_waits_for_its_interval_and_always_syncs_at_once() {
     q.append(&item(1, 10), 1).unwrap();
     assert_eq!(q.sync_due_in(), None, "`always` never waits for a timer");
 }
+
+#[test]
+fn damage_is_repaired_at_start_up_so_the_next_start_counts_none() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut q, _) = open(dir.path(), opts(256 * 1024, WhenFull::DropNewest));
+        for tag in 0..48u8 {
+            assert!(q.append(&item(tag, 1000), 1).unwrap().written);
+        }
+        // Export the first three records, so the cursor points inside the first segment.
+        for _ in 0..3 {
+            let it = q.read_next().unwrap().expect("a record");
+            q.ack(it.end, &[(it.end.seg, it.spans)]).unwrap();
+        }
+    }
+    let mut segs: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segs.sort();
+    // Damage the first segment after the cursor (its sixth record) and cut the last one short.
+    let mut first = std::fs::read(&segs[0]).unwrap();
+    let frame = record::RECORD_HEADER + 1004;
+    first[8 + 5 * frame + record::RECORD_HEADER + 10] ^= 0xff;
+    std::fs::write(&segs[0], first).unwrap();
+    let last = segs.last().unwrap();
+    let len = std::fs::metadata(last).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(last).unwrap();
+    f.set_len(len - 100).unwrap();
+    drop(f);
+
+    let corrupt = |m: &Metrics, reason: &str| {
+        metric(
+            m,
+            &format!("shim_storage_corrupt_records_total{{exporter=\"q\",reason=\"{reason}\"}}"),
+        )
+    };
+    // First start: the damage is counted once; nothing is read yet (a crash before export).
+    {
+        let (_q, m) = open(dir.path(), opts(256 * 1024, WhenFull::DropNewest));
+        assert_eq!(corrupt(&m, "checksum"), 1.0, "{}", m.encode());
+        assert_eq!(corrupt(&m, "truncated"), 1.0, "{}", m.encode());
+    }
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp")),
+        "no repair file left behind"
+    );
+    // Second start: the segments were repaired, so there is nothing to count again, and the
+    // same records come back: all but the three exported, the damaged one and the cut one.
+    let (mut q, m) = open(dir.path(), opts(256 * 1024, WhenFull::DropNewest));
+    assert_eq!(corrupt(&m, "checksum"), 0.0, "{}", m.encode());
+    assert_eq!(corrupt(&m, "truncated"), 0.0, "{}", m.encode());
+    let got = drain(&mut q);
+    let want: Vec<u8> = (3..47u8).filter(|t| *t != 5).collect();
+    assert_eq!(got, want);
+}

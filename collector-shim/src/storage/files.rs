@@ -141,10 +141,42 @@ pub fn write_cursor(dir: &Path, at: Position) -> io::Result<()> {
     fs::rename(&tmp, dir.join(CURSOR))
 }
 
+/// Saves the cursor and forces it to disk (the rare paths that change what its offset means).
+pub fn write_cursor_durably(dir: &Path, at: Position) -> io::Result<()> {
+    write_cursor(dir, at)?;
+    File::open(dir.join(CURSOR))?.sync_all()?;
+    sync_dir(dir);
+    Ok(())
+}
+
 /// Makes a new or renamed entry of `dir` durable (best effort: not every platform allows it).
 pub fn sync_dir(dir: &Path) {
     // Directory fsync makes a new or renamed entry durable; not every platform allows it.
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
+}
+
+/// Rewrites a damaged segment with only its valid, not yet exported records (`kept`, frame
+/// ranges of `buf`), so that the damage counted at this start is not met, and counted, again
+/// at the next. Written to `<id>.seg.tmp`, forced to disk, then renamed over the segment: a
+/// crash leaves the damaged file or the repaired one. Returns the new file's length.
+pub fn rewrite_segment(
+    path: &Path,
+    header: &[u8],
+    buf: &[u8],
+    kept: &[std::ops::Range<usize>],
+) -> io::Result<u64> {
+    let tmp = path.with_extension("seg.tmp");
+    let mut f = File::create(&tmp)?;
+    let mut len = header.len() as u64;
+    f.write_all(header)?;
+    for r in kept {
+        let frame = buf.get(r.clone()).unwrap_or_default();
+        f.write_all(frame)?;
+        len += frame.len() as u64;
+    }
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    Ok(len)
 }

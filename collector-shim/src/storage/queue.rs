@@ -24,7 +24,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::files::{read_bounded, read_cursor, seg_path, sync_dir, write_cursor};
+use super::files::{
+    read_bounded, read_cursor, rewrite_segment, seg_path, sync_dir, write_cursor,
+    write_cursor_durably,
+};
 pub use super::files::{Appended, Item, Options, Position, SyncPolicy};
 use super::record::{self, Parsed, MAX_PAYLOAD, SEGMENT_HEADER, SEGMENT_MAGIC};
 use super::StorageTelemetry;
@@ -85,7 +88,7 @@ impl DiskQueue {
     /// Opens (creating) `dir` and recovers what a previous run left there.
     pub fn open(dir: &Path, opts: Options, tel: StorageTelemetry) -> io::Result<DiskQueue> {
         fs::create_dir_all(dir)?;
-        let cursor = read_cursor(dir).unwrap_or_else(|_| {
+        let mut cursor = read_cursor(dir).unwrap_or_else(|_| {
             tel.corrupt("cursor", 1);
             tracing::warn!(exporter = %tel.exporter, dir = %dir.display(), "durable queue cursor unreadable; sending every stored record again");
             None
@@ -94,6 +97,11 @@ impl DiskQueue {
         for entry in fs::read_dir(dir)? {
             let name = entry?.file_name();
             let name = name.to_string_lossy();
+            if name.ends_with(".seg.tmp") {
+                // A repair a crash cut short: the segment it was made from is still there.
+                let _ = fs::remove_file(dir.join(name.as_ref()));
+                continue;
+            }
             if let Some(id) = name
                 .strip_suffix(".seg")
                 .and_then(|n| n.parse::<u64>().ok())
@@ -158,12 +166,44 @@ impl DiskQueue {
                 .corrupt("checksum", scan.corrupt + u64::from(unread_tail));
             q.tel.corrupt("payload", scan.bad_payload);
             q.tel.corrupt("truncated", u64::from(scan.truncated));
-            if scan.corrupt + scan.bad_payload + u64::from(scan.truncated || unread_tail) > 0 {
+            let damaged = scan.damaged(unread_tail);
+            if damaged {
                 tracing::warn!(exporter = %q.tel.exporter, file = %path.display(), corrupt = scan.corrupt, truncated = scan.truncated, "damaged durable queue segment: valid records are kept, the rest skipped");
             }
             if scan.records == 0 {
                 let _ = fs::remove_file(&path);
                 continue;
+            }
+            let mut bytes = bytes;
+            if damaged {
+                // The repaired file starts at its first record not yet exported: a cursor in it
+                // moves to that start, on disk before the file changes (a crash in between
+                // then sends exported records again, never skips one).
+                let reset = Position {
+                    seg: id,
+                    off: SEGMENT_HEADER,
+                };
+                let header = buf.get(..SEGMENT_HEADER as usize).unwrap_or_default();
+                let repaired = match cursor {
+                    Some(c) if c.seg == id => write_cursor_durably(dir, reset),
+                    _ => Ok(()),
+                }
+                .and_then(|()| rewrite_segment(&path, header, &buf, &scan.kept));
+                match repaired {
+                    Ok(len) => {
+                        bytes = len;
+                        sync_dir(dir);
+                        if let Some(c) = cursor.as_mut().filter(|c| c.seg == id) {
+                            *c = reset;
+                        }
+                    }
+                    Err(e) => {
+                        // Kept as it is: still read correctly, its damage counted again at the
+                        // next start.
+                        q.tel.io_errors.inc();
+                        tracing::warn!(exporter = %q.tel.exporter, file = %path.display(), error = %e, "damaged durable queue segment could not be repaired");
+                    }
+                }
             }
             q.tel.recovered.inc_by(scan.spans);
             q.segments.push_back(Segment {

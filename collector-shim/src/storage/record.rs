@@ -174,6 +174,16 @@ pub struct Scan {
     pub truncated: bool,
     /// Records whose payload is too short to carry a span count.
     pub bad_payload: u64,
+    /// Where the counted records' frames are (header and payload), in order: what a repair
+    /// keeps.
+    pub kept: Vec<std::ops::Range<usize>>,
+}
+
+impl Scan {
+    /// Whether anything in the segment was damaged (counted, and repaired at recovery).
+    pub fn damaged(&self, unread_tail: bool) -> bool {
+        self.corrupt + self.bad_payload > 0 || self.truncated || unread_tail
+    }
 }
 
 /// Scans every record after the segment header, counting in `records`/`spans` only those that
@@ -192,6 +202,7 @@ pub fn scan(buf: &[u8], from: usize) -> Option<Scan> {
                     Some((n, _)) if at >= from => {
                         s.records += 1;
                         s.spans += u64::from(n);
+                        s.kept.push(at..next);
                     }
                     Some(_) => {}
                     None => s.bad_payload += 1,
