@@ -24,6 +24,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 // Private: the module's interface is the C ABI of `hooks` (its `#[no_mangle]` functions are
 // exported whatever the module's visibility), not a Rust API.
 mod abi;
+mod exports;
 mod filter;
 mod handoff;
 mod hooks;

@@ -11,6 +11,7 @@
 //! Envoy's event loop; the cost per span is the same encoding either way.
 
 use crate::abi::{self, ConfigEnvoyPtr, ConfigSchedulerPtr, FilterEnvoyPtr, ModuleBuffer};
+use crate::exports::Exports;
 use crate::handoff;
 use crate::host;
 use aetherflow_core::buffer::{self, Pushed, SpanBuffer};
@@ -20,7 +21,6 @@ use aetherflow_core::otlp;
 use aetherflow_core::retry::{self, RetryQueue};
 use aetherflow_core::span::Span;
 use aetherflow_core::stream::Tracer;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -500,40 +500,6 @@ struct ClearOnDrop<'a>(&'a AtomicBool);
 impl Drop for ClearOnDrop<'_> {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
-    }
-}
-
-/// Export requests in flight, by callout id.
-#[derive(Default)]
-struct Exports {
-    /// Callout id -> the request (kept for a retry, or for the next configuration if this
-    /// one is destroyed while the callout is in flight).
-    inflight: HashMap<u64, retry::Request>,
-    /// Results that arrived while their callout was being started (before its id was
-    /// known to `inflight`): at most one per started callout.
-    early: HashMap<u64, Option<u16>>,
-}
-
-impl Exports {
-    /// A callout was started: its result, if Envoy already delivered it.
-    fn started(&mut self, id: u64, req: retry::Request) -> Option<(retry::Request, Option<u16>)> {
-        match self.early.remove(&id) {
-            Some(status) => Some((req, status)),
-            None => {
-                self.inflight.insert(id, req);
-                None
-            }
-        }
-    }
-
-    /// A callout finished: its span count, or `None` when it is not known yet (kept for
-    /// `started` when a flush is starting callouts) or at all.
-    fn finished(&mut self, id: u64, status: Option<u16>, flushing: bool) -> Option<retry::Request> {
-        let req = self.inflight.remove(&id);
-        if req.is_none() && flushing {
-            self.early.insert(id, status);
-        }
-        req
     }
 }
 
