@@ -145,8 +145,12 @@ fuzz:
 ## and Zipkin tracers side by side (results in bench/results/), then Envoy's instructions per request
 ## under valgrind's callgrind for each configuration (instructions.json: the figure machine load does
 ## not move), then the shim soak: collector-shim alone with tail sampling at 50 k spans/s for 60 s,
-## its RSS against the 100 MB target (shim_soak.json).
-## `make bench BENCH_QUICK=1`: the quick harness run and a 10 s soak only (< 2 min).
+## its RSS against the 100 MB target (shim_soak.json), then the fault soak: 10 minutes of steady
+## traffic through Envoy, the filter and the shim (durable queue on) while the backend flaps, the shim
+## is killed and restarted and the filter's configuration is reloaded through file-based LDS; spans
+## sent vs received, duplicates, RSS over time (fault_soak.json; `FAULT_SOAK_SECONDS=120` shortens it,
+## `FAULT_SOAK_FORM=native` runs the native module).
+## `make bench BENCH_QUICK=1`: the quick harness run, a 10 s shim soak and a 60 s fault soak (< 3 min).
 bench: tools wasm native
 	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) build --release -p collector-shim -p aetherflow-bench
 	$(if $(filter 1 true,$(BENCH_QUICK)),,CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) bench -p aetherflow-core --bench core)
@@ -155,6 +159,7 @@ bench: tools wasm native
 	BENCH_QUICK=$(BENCH_QUICK) AETHERFLOW_SHIM_BIN=$(ROOT)/target/release/collector-shim $(ROOT)/target/release/aetherflow-bench
 	BENCH_QUICK=$(BENCH_QUICK) AETHERFLOW_SHIM_BIN=$(ROOT)/target/release/collector-shim $(ROOT)/target/release/aetherflow-bench instructions
 	BENCH_QUICK=$(BENCH_QUICK) AETHERFLOW_SHIM_BIN=$(ROOT)/target/release/collector-shim $(ROOT)/target/release/aetherflow-bench shim-soak
+	BENCH_QUICK=$(BENCH_QUICK) AETHERFLOW_SHIM_BIN=$(ROOT)/target/release/collector-shim $(ROOT)/target/release/aetherflow-bench fault-soak
 
 ## demo: the whole pipeline on loopback without Docker, printing trace trees
 ## (`make demo DEMO_KEEP=1` keeps it running for manual curl/grpcurl requests;

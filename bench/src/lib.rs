@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod envoy;
+pub mod fault_soak;
 pub mod harness;
 pub mod instructions;
 pub mod loadgen;

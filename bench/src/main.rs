@@ -31,6 +31,11 @@
 //!   `bench/wasm-floor`);
 //! - `AETHERFLOW_ENVOY`, `AETHERFLOW_WASM`, `AETHERFLOW_SHIM_BIN`: the components (see README).
 //!
+//! `aetherflow-bench fault-soak` (also run by `make bench`, last): steady traffic through Envoy,
+//! the filter and the shim with its durable queue while the backend flaps, the shim is killed
+//! and restarted and the filter's configuration is reloaded; spans sent vs received,
+//! duplicates, RSS over time (`fault_soak.json`; settings in `fault_soak/cli.rs`).
+//!
 //! `aetherflow-bench instructions` (see `instructions.rs`) takes `BENCH_CONFIGS`,
 //! `BENCH_WORKLOADS`, `BENCH_QUICK`, `BENCH_OUT`, and `BENCH_CG_REQUESTS`, `BENCH_CG_RUNS`,
 //! `BENCH_CG_KEEP` (keep the callgrind dumps), `BENCH_COUNTER=kernel` (count system calls,
@@ -449,7 +454,8 @@ fn main() -> ExitCode {
             }
         };
     }
-    let soak = mode == "shim-soak";
+    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1" || v == "true");
+    let soak = mode == "shim-soak" || mode == "fault-soak";
     let plan = if soak {
         None
     } else {
@@ -478,6 +484,9 @@ fn main() -> ExitCode {
             outcome = async {
                 match plan {
                     Some(plan) => run(plan).await,
+                    None if mode == "fault-soak" => {
+                        aetherflow_bench::fault_soak::cli::from_env(quick, out_dir(quick)).await
+                    }
                     None => shim_soak().await,
                 }
             } => outcome,

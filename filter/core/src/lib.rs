@@ -43,6 +43,7 @@ pub mod log_limit;
 pub mod metrics;
 pub mod otlp;
 pub mod propagation;
+pub mod retry;
 pub mod route;
 pub mod sampling;
 pub mod semconv;

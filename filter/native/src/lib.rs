@@ -6,6 +6,7 @@
 //! - [`abi`]: our declarations of the ABI's types and callbacks (Envoy 1.40, ABI `v0.2.0`).
 //! - [`hooks`]: the exported event hooks; every one catches unwinding and fails open.
 //! - [`filter`]: one HTTP stream; [`plugin`]: one configuration, its span buffer and export.
+//! - [`handoff`]: what a torn-down configuration leaves for the next one to send.
 //! - [`host`]: safe views of Envoy's headers, bodies and attributes.
 //!
 //! Built for one Envoy minor version (the ABI is only promised to be stable from one minor
@@ -23,7 +24,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 // Private: the module's interface is the C ABI of `hooks` (its `#[no_mangle]` functions are
 // exported whatever the module's visibility), not a Rust API.
 mod abi;
+mod exports;
 mod filter;
+mod handoff;
 mod hooks;
 mod host;
 mod plugin;

@@ -11,14 +11,16 @@
 //! Envoy's event loop; the cost per span is the same encoding either way.
 
 use crate::abi::{self, ConfigEnvoyPtr, ConfigSchedulerPtr, FilterEnvoyPtr, ModuleBuffer};
+use crate::exports::Exports;
+use crate::handoff;
 use crate::host;
 use aetherflow_core::buffer::{self, Pushed, SpanBuffer};
 use aetherflow_core::log_limit::LogLimiter;
 use aetherflow_core::metrics::{Kind, Metric};
 use aetherflow_core::otlp;
+use aetherflow_core::retry::{self, RetryQueue};
 use aetherflow_core::span::Span;
 use aetherflow_core::stream::Tracer;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -166,6 +168,8 @@ pub struct Plugin {
     scheduler: Mutex<Scheduler>,
     /// Export requests in flight (main thread).
     exports: Mutex<Exports>,
+    /// Failed export requests waiting for another attempt (main thread).
+    retry: Mutex<RetryQueue>,
     /// A flush is running (main thread): a callout that completes inside Envoy's call to
     /// start it must not start a nested flush.
     flushing: AtomicBool,
@@ -205,6 +209,7 @@ impl Plugin {
             flush_asked: AtomicBool::new(false),
             scheduler: Mutex::new(Scheduler(Some(sched))),
             exports: Mutex::new(Exports::default()),
+            retry: Mutex::new(RetryQueue::new(cfg.max_buffered_spans)),
             flushing: AtomicBool::new(false),
             stop: Stop::default(),
             ticker: Mutex::new(None),
@@ -262,9 +267,8 @@ impl Plugin {
         }
     }
 
-    /// Stops the ticker and deletes the scheduler (main thread, config_destroy). Spans still
-    /// buffered cannot be sent any more (Envoy is dropping the configuration): they are
-    /// counted as dropped.
+    /// Stops the ticker and deletes the scheduler (main thread, config_destroy). This
+    /// configuration cannot send any more: what it holds goes to the next one (`hand_off`).
     pub fn shutdown(&self) {
         *lock(&self.stop.stopped) = true;
         self.stop.wake.notify_all();
@@ -281,11 +285,46 @@ impl Plugin {
                 };
             }
         }
-        let left = lock(&self.buffer).len();
-        if left > 0 {
+        self.hand_off();
+    }
+
+    /// Leaves what this configuration could not send for the next one (`handoff`): the
+    /// callouts in flight (Envoy cancels them once this hook returns) and the buffered spans,
+    /// encoded with this configuration's resource. What does not fit is counted as dropped.
+    fn hand_off(&self) {
+        let mut requests: Vec<retry::Request> = lock(&self.exports)
+            .inflight
+            .drain()
+            .map(|(_, r)| r)
+            .collect();
+        requests.extend(lock(&self.retry).take_all());
+        let now = now_ns();
+        loop {
+            let batch = lock(&self.buffer).next_batch(now, true);
+            let Some(batch) = batch else { break };
+            requests.push(retry::Request::new(
+                self.encoder.encode(&batch),
+                batch.len(),
+            ));
+        }
+        let (mut kept, mut dropped) = (0, 0);
+        for r in requests {
+            let n = r.spans;
+            match handoff::put(r) {
+                Ok(()) => kept += n,
+                Err(_) => dropped += n,
+            }
+        }
+        if dropped > 0 {
+            self.export_failed(
+                dropped,
+                &format!("configuration removed: {dropped} spans over the hand-off bound dropped"),
+            );
+        }
+        if kept > 0 {
             host::log(
-                abi::LogLevel::Warn,
-                &format!("aetherflow: configuration removed with {left} spans not yet exported; they are dropped"),
+                abi::LogLevel::Info,
+                &format!("aetherflow: configuration removed; {kept} spans left for the next configuration to send"),
             );
         }
     }
@@ -324,9 +363,10 @@ impl Plugin {
         self.flush(false);
     }
 
-    /// Sends full batches, and the partial one when the flush interval has passed, while
-    /// fewer than `max_inflight_dispatches` requests are in flight (main thread). No lock is
-    /// held across a callout: Envoy may report its end before the call returns.
+    /// Sends a failed request whose backoff has passed, what a torn-down configuration left,
+    /// full batches, and the partial one when the flush interval has passed, while fewer than
+    /// `max_inflight_dispatches` requests are in flight (main thread). No lock is held across
+    /// a callout: Envoy may report its end before the call returns.
     fn flush(&self, force_partial: bool) {
         if self.flushing.swap(true, Ordering::AcqRel) {
             return;
@@ -340,11 +380,24 @@ impl Plugin {
             if busy >= cfg.max_inflight_dispatches {
                 break;
             }
-            let batch = lock(&self.buffer).next_batch(now, force_partial);
-            let Some(batch) = batch else { break };
-            let n = batch.len();
-            let body = self.encoder.encode(&batch);
-            drop(batch);
+            // First a failed request whose backoff has passed (while one waits, no new
+            // batch: its spans stay in the buffer), then what a torn-down configuration left
+            // (`handoff`), then this one's spans.
+            let due = lock(&self.retry).due(now);
+            let mut req = match due {
+                Some(req) => req,
+                None if !lock(&self.retry).is_empty() => break,
+                None => match handoff::take() {
+                    Some(req) => req,
+                    None => {
+                        let batch = lock(&self.buffer).next_batch(now, force_partial);
+                        let Some(batch) = batch else { break };
+                        retry::Request::new(self.encoder.encode(&batch), batch.len())
+                    }
+                },
+            };
+            req.attempts += 1;
+            let n = req.spans;
             let headers = [
                 abi::ModuleHttpHeader::of(":method", "POST"),
                 abi::ModuleHttpHeader::of(":path", &cfg.collector_path),
@@ -362,7 +415,7 @@ impl Plugin {
                     ModuleBuffer::of(cfg.collector_cluster.as_bytes()),
                     headers.as_ptr(),
                     headers.len(),
-                    ModuleBuffer::of(&body),
+                    ModuleBuffer::of(&req.body),
                     cfg.collector_timeout_ms,
                 )
             };
@@ -377,9 +430,9 @@ impl Plugin {
                 );
                 break;
             }
-            let finished = lock(&self.exports).started(id, n);
-            if let Some(status) = finished {
-                self.account(n, status);
+            let finished = lock(&self.exports).started(id, req);
+            if let Some((req, status)) = finished {
+                self.account(req, status);
             }
         }
         let buffered = lock(&self.buffer).len();
@@ -391,27 +444,33 @@ impl Plugin {
     /// was a response.
     pub fn on_export_done(&self, id: u64, status: Option<u16>) {
         let flushing = self.flushing.load(Ordering::Acquire);
-        let n = lock(&self.exports).finished(id, status, flushing);
-        if let Some(n) = n {
-            self.account(n, status);
+        let req = lock(&self.exports).finished(id, status, flushing);
+        if let Some(req) = req {
+            self.account(req, status);
         }
         // A finished request frees a slot: send what is waiting without delaying to the tick.
         self.flush(false);
     }
 
-    fn account(&self, n: usize, status: Option<u16>) {
-        match status {
-            Some(s) if (200..300).contains(&s) => {
-                self.metrics
-                    .add(self.envoy, Metric::SpansExported, n as u64)
+    /// The end of one attempt: counted, or kept for another (`aetherflow_core::retry`).
+    fn account(&self, req: retry::Request, status: Option<u16>) {
+        let n = req.spans;
+        if status.is_some_and(|s| (200..300).contains(&s)) {
+            self.metrics
+                .add(self.envoy, Metric::SpansExported, n as u64);
+            return;
+        }
+        let why = match status {
+            Some(s) => format!("status {s}"),
+            None => "no response (timeout or connection failure)".to_owned(),
+        };
+        let kept = lock(&self.retry).failed(req, status, now_ns());
+        match kept {
+            Ok(()) => {
+                self.metrics.add(self.envoy, Metric::ExportFailures, 1);
+                self.warn_export(&format!("export of {n} spans failed: {why}; retrying"));
             }
-            other => {
-                let why = match other {
-                    Some(s) => format!("status {s}"),
-                    None => "no response (timeout or connection failure)".to_owned(),
-                };
-                self.export_failed(n, &format!("export of {n} spans failed: {why}"));
-            }
+            Err(_) => self.export_failed(n, &format!("export of {n} spans failed: {why}; dropped")),
         }
     }
 
@@ -419,6 +478,10 @@ impl Plugin {
         self.metrics.add(self.envoy, Metric::ExportFailures, 1);
         self.metrics
             .add(self.envoy, Metric::SpansDroppedExportFailed, n as u64);
+        self.warn_export(msg);
+    }
+
+    fn warn_export(&self, msg: &str) {
         if let Some(k) = self.export_log.allow(now_ns()) {
             host::log(abi::LogLevel::Warn, &LogLimiter::line(msg, k));
         }
@@ -437,39 +500,6 @@ struct ClearOnDrop<'a>(&'a AtomicBool);
 impl Drop for ClearOnDrop<'_> {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
-    }
-}
-
-/// Export requests in flight, by callout id.
-#[derive(Default)]
-struct Exports {
-    /// Callout id -> number of spans.
-    inflight: HashMap<u64, usize>,
-    /// Results that arrived while their callout was being started (before its id was
-    /// known to `inflight`): at most one per started callout.
-    early: HashMap<u64, Option<u16>>,
-}
-
-impl Exports {
-    /// A callout was started: its result, if Envoy already delivered it.
-    fn started(&mut self, id: u64, n: usize) -> Option<Option<u16>> {
-        match self.early.remove(&id) {
-            Some(status) => Some(status),
-            None => {
-                self.inflight.insert(id, n);
-                None
-            }
-        }
-    }
-
-    /// A callout finished: its span count, or `None` when it is not known yet (kept for
-    /// `started` when a flush is starting callouts) or at all.
-    fn finished(&mut self, id: u64, status: Option<u16>, flushing: bool) -> Option<usize> {
-        let n = self.inflight.remove(&id);
-        if n.is_none() && flushing {
-            self.early.insert(id, status);
-        }
-        n
     }
 }
 
