@@ -18,7 +18,8 @@
 //!   decision both adapters share.
 //! - The span: [`span`] (the model), [`semconv`] (name, attributes, status per the semantic
 //!   conventions), [`envoy`] (Envoy facts decoded).
-//! - Export: [`buffer`] (the per-VM span buffer and flush policy), [`otlp`] (protobuf
+//! - Export: [`buffer`] (the per-VM span buffer and flush policy), [`retry`] (bounded retry
+//!   of failed exports), [`otlp`] (protobuf
 //!   encoding, over the private `wire` writer), [`contract`] (what filter and collector agree
 //!   on: the record-only attribute, OTLP span flags).
 //! - Configuration and operation: [`config`] (the filter's JSON configuration, validated),
