@@ -69,6 +69,7 @@ pub const REFUSAL_REASONS: &[&str] = &[
     "unsupported_media_type",
     "body_too_large",
     "body_read_error",
+    "body_read_timeout",
     "unsupported_encoding",
     "malformed",
     "queue_full",

@@ -375,6 +375,26 @@ pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
         "must be greater than 0",
     )?;
     check(
+        !cfg.receiver.body_read_timeout.is_zero(),
+        "receiver.body_read_timeout",
+        "must be greater than 0",
+    )?;
+    check(
+        cfg.receiver.grpc_max_concurrent_streams > 0,
+        "receiver.grpc_max_concurrent_streams",
+        "must be at least 1",
+    )?;
+    check(
+        !cfg.receiver.grpc_keepalive_interval.is_zero(),
+        "receiver.grpc_keepalive_interval",
+        "must be greater than 0",
+    )?;
+    check(
+        !cfg.receiver.grpc_keepalive_timeout.is_zero(),
+        "receiver.grpc_keepalive_timeout",
+        "must be greater than 0",
+    )?;
+    check(
         matches!(cfg.log.format.as_str(), "text" | "json"),
         "log.format",
         "must be `text` or `json`",

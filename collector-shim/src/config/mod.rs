@@ -128,6 +128,19 @@ pub struct ReceiverConfig {
     /// waits for one: closes slow-header (slowloris) and idle keep-alive connections. Default 10s.
     #[serde(with = "duration")]
     pub header_read_timeout: Duration,
+    /// Longest a request may take to deliver its body once its head is in (OTLP/HTTP and
+    /// OTLP/gRPC): a client that stalls or trickles the body gets 408 (gRPC: `DEADLINE_EXCEEDED`)
+    /// and the connection is closed. Default 30s.
+    #[serde(with = "duration")]
+    pub body_read_timeout: Duration,
+    /// OTLP/gRPC calls in flight on one connection (HTTP/2 max concurrent streams). Default 32.
+    pub grpc_max_concurrent_streams: u32,
+    /// How often the OTLP/gRPC listener PINGs a connection to check its peer. Default 30s.
+    #[serde(with = "duration")]
+    pub grpc_keepalive_interval: Duration,
+    /// How long a PING may go unanswered before the connection is closed. Default 10s.
+    #[serde(with = "duration")]
+    pub grpc_keepalive_timeout: Duration,
 }
 
 impl Default for ReceiverConfig {
@@ -140,6 +153,10 @@ impl Default for ReceiverConfig {
             max_pending_spans: 65536,
             max_connections: 1024,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            grpc_max_concurrent_streams: 32,
+            grpc_keepalive_interval: Duration::from_secs(30),
+            grpc_keepalive_timeout: Duration::from_secs(10),
         }
     }
 }
