@@ -109,10 +109,10 @@ pub struct OtlpConfig {
     /// Name in logs and metric labels; default `otlp`.
     #[serde(default)]
     pub name: Option<String>,
-    /// `http/protobuf` (default) or `grpc`. Env: `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`.
+    /// `http/protobuf` (default), `http/json` or `grpc`. Env: `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`.
     #[serde(default)]
     pub protocol: OtlpProtocol,
-    /// http/protobuf: the traces URL, default `http://127.0.0.1:4318/v1/traces` (a URL with no
+    /// http/protobuf and http/json: the traces URL, default `http://127.0.0.1:4318/v1/traces` (a URL with no
     /// path gets `/v1/traces`). grpc: `scheme://host:port` with no path, default
     /// `http://127.0.0.1:4317`. Empty (the default) means the protocol's default.
     #[serde(default)]
@@ -132,6 +132,11 @@ pub struct OtlpConfig {
     /// TLS settings for an `https://` endpoint (CA file, client certificate, server name).
     #[serde(default)]
     pub tls: TlsConfig,
+    /// OTLP/gRPC with an endpoint written without a scheme (`collector:4317`): `true` connects
+    /// in plain text, `false` (the default) with TLS. Ignored when the endpoint has a scheme.
+    /// Env: `OTEL_EXPORTER_OTLP_[TRACES_]INSECURE`.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 /// Transport of the OTLP exporter (the values of `OTEL_EXPORTER_OTLP_PROTOCOL`).
@@ -141,19 +146,24 @@ pub enum OtlpProtocol {
     #[default]
     #[serde(rename = "http/protobuf")]
     HttpProtobuf,
+    /// OTLP/JSON bodies POSTed over HTTP/1.1 (hex ids, enums as integers, 64-bit integers as
+    /// strings, lowerCamelCase keys).
+    #[serde(rename = "http/json")]
+    HttpJson,
     /// The `TraceService/Export` gRPC method over HTTP/2.
     #[serde(rename = "grpc")]
     Grpc,
 }
 
 impl OtlpProtocol {
-    /// Parses the spec's names; `http/json` is refused with the alternatives.
+    /// Parses the spec's names.
     pub fn parse(text: &str) -> Result<Self, String> {
         match text.trim() {
             "http/protobuf" => Ok(OtlpProtocol::HttpProtobuf),
+            "http/json" => Ok(OtlpProtocol::HttpJson),
             "grpc" => Ok(OtlpProtocol::Grpc),
             other => Err(format!(
-                "`{other}` is not supported (use `http/protobuf` or `grpc`)"
+                "`{other}` is not supported (use `http/protobuf`, `http/json` or `grpc`)"
             )),
         }
     }
@@ -323,6 +333,7 @@ impl ExporterConfig {
             timeout: DEFAULT_TIMEOUT,
             retry: RetryConfig::default(),
             tls: TlsConfig::default(),
+            insecure: false,
         })
     }
 
