@@ -4,40 +4,16 @@
 //! exports nor grow memory without bound; beyond `receiver.max_connections` connections are
 //! closed at once and counted; `receiver.header_read_timeout` closes the held ones; a call whose
 //! request message stalls ends in `DEADLINE_EXCEEDED` after `receiver.body_read_timeout`.
+mod hardening_support;
 mod pipeline_support;
 
 use std::time::Duration;
 
+use hardening_support::{assert_limit_reached, hold, open_files_limit, rss_kib};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use pipeline_support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-
-/// The soft limit on open files of this process.
-fn open_files_limit() -> usize {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(1024)
-}
-
-/// Resident memory of this process in KiB (0 where /proc is missing).
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// The HTTP/2 client preface and an empty SETTINGS frame: a connection ready for calls.
 const PREFACE_AND_SETTINGS: &[u8] =
@@ -74,34 +50,14 @@ async fn held_grpc_connections_neither_block_exports_nor_grow_memory() {
     let before = rss_kib();
 
     // A third idle TCP, a third half a preface, a third a ready HTTP/2 connection with no call.
-    let mut conns = Vec::with_capacity(held);
-    for i in 0..held {
-        let Ok(mut s) = TcpStream::connect(grpc).await else {
-            break;
-        };
-        let _ = match i % 3 {
-            1 => s.write_all(&PREFACE_AND_SETTINGS[..10]).await,
-            2 => s.write_all(PREFACE_AND_SETTINGS).await,
-            _ => Ok(()),
-        };
-        conns.push(s);
-    }
+    let mut conns = hold(grpc, held, |i| match i % 3 {
+        1 => &PREFACE_AND_SETTINGS[..10],
+        2 => PREFACE_AND_SETTINGS,
+        _ => b"",
+    })
+    .await;
     assert!(conns.len() >= held * 9 / 10, "connected {}", conns.len());
-    assert!(
-        eventually(20, || shim.metric("shim_connections_open") as usize
-            >= max_connections - 1
-            && shim.metric("shim_connections_refused_total") > 0.0)
-        .await,
-        "open {} refused {}",
-        shim.metric("shim_connections_open"),
-        shim.metric("shim_connections_refused_total")
-    );
-    assert!(shim.metric("shim_connections_open") as usize <= max_connections);
-    let grown_kib = rss_kib().saturating_sub(before);
-    assert!(
-        grown_kib < 96 * 1024,
-        "{held} held gRPC connections grew memory by {grown_kib} KiB"
-    );
+    assert_limit_reached(&shim, max_connections, before, 96 * 1024).await;
 
     // The idle timeout closes every held connection (the HTTP/1 listener holds none) ...
     assert!(
@@ -144,13 +100,7 @@ async fn grpc_exports_are_served_beside_many_idle_connections_under_the_limit() 
     let exp = RecordingExporter::new("rec");
     let shim = Shim::start(cfg, vec![exp.clone()]).await;
     let grpc = shim.grpc.expect("grpc listener");
-    let mut conns = Vec::with_capacity(held);
-    for _ in 0..held {
-        if let Ok(mut s) = TcpStream::connect(grpc).await {
-            let _ = s.write_all(PREFACE_AND_SETTINGS).await;
-            conns.push(s);
-        }
-    }
+    let conns = hold(grpc, held, |_| PREFACE_AND_SETTINGS).await;
     assert!(
         eventually(20, || shim.metric("shim_connections_open") as usize
             >= conns.len())
