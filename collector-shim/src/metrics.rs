@@ -426,7 +426,8 @@ impl Metrics {
     }
 }
 
-/// A log line at a bounded rate: the first occurrence logs, then at most one line per
+/// A log line at a bounded rate, the one used wherever a runtime fault is reported (exporters,
+/// batcher, durable queue, RED overflow): the first occurrence logs, then at most one line per
 /// `every`, reporting how many occurrences were folded into it.
 #[derive(Debug)]
 pub struct LogThrottle {
@@ -462,6 +463,13 @@ impl LogThrottle {
                 Some(n)
             }
         }
+    }
+}
+
+impl Default for LogThrottle {
+    /// One line per 10 seconds.
+    fn default() -> Self {
+        LogThrottle::new(Duration::from_secs(10))
     }
 }
 

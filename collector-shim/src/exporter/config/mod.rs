@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 pub use crate::exporter::tls::TlsConfig;
 
@@ -64,7 +64,10 @@ pub struct ZipkinConfig {
     #[serde(default = "default_zipkin_endpoint")]
     pub endpoint: String,
     /// Time allowed for one HTTP attempt; default `10s`.
-    #[serde(default = "default_timeout", deserialize_with = "de_duration")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "crate::config::duration::deserialize"
+    )]
     pub timeout: Duration,
     /// Extra request headers (e.g. authorization); default none.
     #[serde(default)]
@@ -89,7 +92,10 @@ pub struct JaegerConfig {
     #[serde(default = "default_jaeger_endpoint")]
     pub endpoint: String,
     /// Time allowed for one HTTP attempt; default `10s`.
-    #[serde(default = "default_timeout", deserialize_with = "de_duration")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "crate::config::duration::deserialize"
+    )]
     pub timeout: Duration,
     /// Extra request headers; default none.
     #[serde(default)]
@@ -124,7 +130,10 @@ pub struct OtlpConfig {
     #[serde(default)]
     pub compression: Compression,
     /// Time allowed for one HTTP attempt; default `10s`.
-    #[serde(default = "default_timeout", deserialize_with = "de_duration")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "crate::config::duration::deserialize"
+    )]
     pub timeout: Duration,
     /// Retry policy for failed attempts.
     #[serde(default)]
@@ -241,16 +250,16 @@ pub struct RetryConfig {
     /// Retry at all; default `true`. With `false` a failed attempt fails the batch.
     pub enabled: bool,
     /// Upper bound of the first backoff; default `500ms`.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub initial_interval: Duration,
     /// Largest backoff between two attempts; default `5s`.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub max_interval: Duration,
     /// Give up once this much time has passed since the first attempt; default `20s`. A wait
     /// (backoff or `Retry-After`) that would end past it gives up at once. Keep
     /// `max_elapsed_time + timeout` within the batcher's `export_timeout` (default 30 s, as
     /// `OTEL_BSP_EXPORT_TIMEOUT`) so the exporter reports the backend's error rather than being cut off.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub max_elapsed_time: Duration,
     /// Growth factor of the backoff; default 2.
     pub multiplier: f64,
@@ -284,16 +293,9 @@ fn default_max_files() -> u32 {
     1
 }
 
-/// Parses a duration in the config's one syntax (`250us`, `500ms`, `5s`, `2m`, `1h`, or a plain
-/// number of milliseconds); see `crate::config::duration`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    crate::config::duration::parse(text)
-}
-
-/// Serde adapter for durations (the config's one syntax).
-pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    crate::config::duration::deserialize(d)
-}
+/// The config's one duration syntax (`250us`, `500ms`, `5s`, `2m`, `1h`, or a plain number of
+/// milliseconds), from `crate::config::duration`.
+pub use crate::config::duration::parse as parse_duration;
 
 impl ExporterConfig {
     /// Zipkin exporter with defaults and the given URL (`OTEL_EXPORTER_ZIPKIN_ENDPOINT`).

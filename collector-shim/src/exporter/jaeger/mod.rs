@@ -11,8 +11,9 @@ use bytes::Bytes;
 use crate::exporter::config::{JaegerConfig, RetryConfig};
 use crate::exporter::group::by_resource;
 use crate::exporter::http::HttpSender;
-use crate::exporter::retry::{retry, LogLimiter};
+use crate::exporter::retry::retry;
 use crate::exporter::{ExportError, Exporter, ExporterTelemetry};
+use crate::metrics::LogThrottle;
 use crate::model::SpanRecord;
 
 /// Sends batches to a Jaeger collector over Thrift/HTTP.
@@ -26,7 +27,7 @@ pub struct JaegerExporter {
     /// Retry and drop counters.
     telemetry: ExporterTelemetry,
     /// Bounds the log lines of a failing backend.
-    log: LogLimiter,
+    log: LogThrottle,
 }
 
 impl JaegerExporter {
@@ -47,7 +48,7 @@ impl JaegerExporter {
             )?,
             retry: cfg.retry.clone(),
             telemetry,
-            log: LogLimiter::default(),
+            log: LogThrottle::default(),
         })
     }
 }

@@ -22,8 +22,9 @@ use prost::Message;
 
 use crate::exporter::config::{Compression, OtlpConfig, OtlpProtocol, RetryConfig};
 use crate::exporter::http::HttpSender;
-use crate::exporter::retry::{retry, LogLimiter};
+use crate::exporter::retry::retry;
 use crate::exporter::{ExportError, Exporter, ExporterTelemetry};
+use crate::metrics::LogThrottle;
 use crate::model::SpanRecord;
 use grpc::GrpcSender;
 
@@ -42,10 +43,10 @@ pub struct OtlpExporter {
     /// Retry and rejection counters.
     telemetry: ExporterTelemetry,
     /// Bounds the log lines of a failing backend.
-    log: LogLimiter,
+    log: LogThrottle,
     /// Bounds the partial-success log lines separately (a steady trickle of rejections must not
     /// hide outage warnings, nor flood the log).
-    partial_log: LogLimiter,
+    partial_log: LogThrottle,
 }
 
 impl OtlpExporter {
@@ -73,8 +74,8 @@ impl OtlpExporter {
             json: cfg.protocol == OtlpProtocol::HttpJson,
             retry: cfg.retry.clone(),
             telemetry,
-            log: LogLimiter::default(),
-            partial_log: LogLimiter::default(),
+            log: LogThrottle::default(),
+            partial_log: LogThrottle::default(),
         })
     }
 
@@ -87,9 +88,12 @@ impl OtlpExporter {
                 .rejected_spans
                 .inc_by(p.rejected_spans as u64);
         }
-        if (p.rejected_spans > 0 || !p.error_message.is_empty()) && self.partial_log.allow() {
+        if p.rejected_spans <= 0 && p.error_message.is_empty() {
+            return;
+        }
+        if let Some(n) = self.partial_log.hit() {
             tracing::warn!(exporter = %self.name, rejected_spans = p.rejected_spans,
-                message = %p.error_message, suppressed = self.partial_log.take_suppressed(),
+                message = %p.error_message, suppressed = n - 1,
                 "backend accepted the batch partially");
         }
     }

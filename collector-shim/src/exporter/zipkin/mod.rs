@@ -8,8 +8,9 @@ use bytes::Bytes;
 
 use crate::exporter::config::{RetryConfig, ZipkinConfig};
 use crate::exporter::http::HttpSender;
-use crate::exporter::retry::{retry, LogLimiter};
+use crate::exporter::retry::retry;
 use crate::exporter::{ExportError, Exporter, ExporterTelemetry};
+use crate::metrics::LogThrottle;
 use crate::model::SpanRecord;
 
 /// Sends batches to a Zipkin collector.
@@ -23,7 +24,7 @@ pub struct ZipkinExporter {
     /// Retry and drop counters.
     telemetry: ExporterTelemetry,
     /// Bounds the log lines of a failing backend.
-    log: LogLimiter,
+    log: LogThrottle,
 }
 
 impl ZipkinExporter {
@@ -44,7 +45,7 @@ impl ZipkinExporter {
             )?,
             retry: cfg.retry.clone(),
             telemetry,
-            log: LogLimiter::default(),
+            log: LogThrottle::default(),
         })
     }
 }
