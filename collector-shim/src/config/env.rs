@@ -168,7 +168,7 @@ pub fn apply(cfg: &mut Config, env: &dyn Env) -> Result<(), ConfigError> {
                 "zipkin" | "otlp" | "console" | "jaeger" => {
                     if !cfg.exporters.iter().any(|e| e.kind() == kind) {
                         cfg.exporters.push(
-                            super::load::default_exporter(kind)
+                            ExporterConfig::with_defaults(kind)
                                 .map_err(|r| ConfigError::new("OTEL_TRACES_EXPORTER", r))?,
                         );
                     }

@@ -5,8 +5,10 @@
 //! repeats them. Unknown keys are refused (`deny_unknown_fields`) so a typo never passes silently.
 //!
 //! Layout: `duration` (the one duration syntax), `env` (OTEL_* mapping behind the `Env` trait),
-//! `expand` (`${env:NAME}` references in values), `load` (file formats, validation), `seed`
-//! (the seed's flat keys).
+//! `expand` (`${env:NAME}` references in values), `load` (file formats and the order of the
+//! sources), `flags` (command-line values), `seed` (the seed's flat keys), `validate` (checks
+//! across the tree), `error` (the key-naming error they all return). `env`, `flags` and `seed`
+//! depend on `error` and `validate`, never on `load`, so the modules form no cycle.
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,12 +20,17 @@ use crate::red::RedConfig;
 
 pub mod duration;
 pub mod env;
+pub mod error;
 pub mod expand;
+pub mod flags;
 pub mod load;
 mod seed;
+pub mod validate;
 
 pub use env::{Env, MapEnv, ProcessEnv};
-pub use load::{load, ConfigError, Overrides};
+pub use error::ConfigError;
+pub use flags::Overrides;
+pub use load::load;
 
 /// The whole shim configuration.
 #[derive(Clone, Debug, Deserialize)]

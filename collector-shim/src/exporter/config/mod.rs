@@ -298,6 +298,17 @@ fn default_max_files() -> u32 {
 pub use crate::config::duration::parse as parse_duration;
 
 impl ExporterConfig {
+    /// An exporter of `kind` with every default, or why `kind` is not an exporter (`--exporter`,
+    /// `OTEL_TRACES_EXPORTER`, the seed's `Exporter`).
+    pub fn with_defaults(kind: &str) -> Result<ExporterConfig, String> {
+        if kind == "file" {
+            return Err("the file exporter needs a path; configure it in the file".into());
+        }
+        serde_json::from_value(serde_json::json!({ "type": kind })).map_err(|_| {
+            format!("`{kind}` is not an exporter (zipkin, jaeger, otlp, console, file)")
+        })
+    }
+
     /// Zipkin exporter with defaults and the given URL (`OTEL_EXPORTER_ZIPKIN_ENDPOINT`).
     pub fn zipkin(endpoint: impl Into<String>) -> Self {
         ExporterConfig::Zipkin(ZipkinConfig {
