@@ -229,7 +229,13 @@ pub fn serve(
                         _ = conn.as_mut() => break,
                         _ = stop.wait_for(|s| *s), if hard_stop.is_none() => {
                             conn.as_mut().graceful_shutdown();
-                            hard_stop = Some(Instant::now() + grace);
+                            // Calls in flight get their time; an idle connection (or one
+                            // stuck before its first call) does not hold shutdown up.
+                            let wait = match activity.idle_since() {
+                                Some(_) => IDLE_CLOSE_GRACE,
+                                None => grace,
+                            };
+                            hard_stop = Some(Instant::now() + wait);
                         }
                         _ = tokio::time::sleep_until(check.into()) => {
                             if hard_stop.is_some() {
