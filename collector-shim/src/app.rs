@@ -22,6 +22,7 @@ use crate::exporter::{self, Exporter};
 use crate::metrics::Metrics;
 use crate::model::SpanRecord;
 use crate::receiver::decode::ResourceDefaults;
+use crate::receiver::grpc::GrpcLimits;
 use crate::receiver::http::{admin_router, otlp_router, ReceiverState};
 use crate::receiver::serve::{serve, ConnLimits};
 use crate::receiver::{Ingest, IngestMsg};
@@ -200,12 +201,20 @@ pub async fn run_with(
         metrics: metrics.clone(),
         ready: ready.clone(),
         max_body_bytes: config.receiver.max_body_bytes,
+        body_read_timeout: config.receiver.body_read_timeout,
         defaults: Arc::new(defaults),
     };
     let admin = admin_router(metrics.clone(), ready.clone());
     let limits = ConnLimits {
         max_connections: config.receiver.max_connections,
         header_read_timeout: config.receiver.header_read_timeout,
+        body_read_timeout: config.receiver.body_read_timeout,
+    };
+    let grpc_limits = GrpcLimits {
+        conn: limits,
+        max_concurrent_streams: config.receiver.grpc_max_concurrent_streams,
+        keepalive_interval: config.receiver.grpc_keepalive_interval,
+        keepalive_timeout: config.receiver.grpc_keepalive_timeout,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     // A separate admin listener outlives the receiver: /readyz answers 503 and /metrics
@@ -215,7 +224,7 @@ pub async fn run_with(
     let grpc_addr = listeners.grpc.as_ref().and_then(|l| l.local_addr().ok());
     let grpc_server = listeners
         .grpc
-        .map(|l| crate::receiver::grpc::serve(l, state.clone(), stop_rx.clone()));
+        .map(|l| crate::receiver::grpc::serve(l, state.clone(), stop_rx.clone(), grpc_limits));
     let (http_router, admin_server) = match listeners.admin {
         None => (otlp_router(state).merge(admin), None),
         Some(l) => (

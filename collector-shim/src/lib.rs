@@ -7,7 +7,8 @@
 //! file). [`config`] reads file + `OTEL_*` env + flags, [`metrics`] is the self-telemetry,
 //! [`app`] wires it all and runs until a shutdown future resolves ([`shutdown`] has the
 //! signal one), [`model`] is the span record that flows through, [`storage`] the optional
-//! durable (on-disk) queue per exporter.
+//! durable (on-disk) queue per exporter, [`rpc`] the `google.rpc` messages (error status,
+//! `RetryInfo`) both ends of OTLP use.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod model;
 pub mod receiver;
 pub mod red;
+pub mod rpc;
 pub mod sampler;
 pub mod shutdown;
 pub mod storage;

@@ -69,6 +69,7 @@ pub const REFUSAL_REASONS: &[&str] = &[
     "unsupported_media_type",
     "body_too_large",
     "body_read_error",
+    "body_read_timeout",
     "unsupported_encoding",
     "malformed",
     "queue_full",
@@ -425,7 +426,8 @@ impl Metrics {
     }
 }
 
-/// A log line at a bounded rate: the first occurrence logs, then at most one line per
+/// A log line at a bounded rate, the one used wherever a runtime fault is reported (exporters,
+/// batcher, durable queue, RED overflow): the first occurrence logs, then at most one line per
 /// `every`, reporting how many occurrences were folded into it.
 #[derive(Debug)]
 pub struct LogThrottle {
@@ -461,6 +463,13 @@ impl LogThrottle {
                 Some(n)
             }
         }
+    }
+}
+
+impl Default for LogThrottle {
+    /// One line per 10 seconds.
+    fn default() -> Self {
+        LogThrottle::new(Duration::from_secs(10))
     }
 }
 

@@ -120,7 +120,7 @@ fn invalid_values_stop_start_up_naming_the_variable() {
         ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "soon"),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "0"),
         ("OTEL_EXPORTER_OTLP_HEADERS", "novalue"),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml"),
         ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "carrier-pigeon"),
         ("OTEL_EXPORTER_OTLP_CERTIFICATE", missing),
         ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", missing),

@@ -2,41 +2,14 @@
 //! idle ones and slowloris ones (a request head that never ends) neither stop new exports nor
 //! grow memory without bound; beyond `receiver.max_connections` connections are closed at once
 //! and counted; `receiver.header_read_timeout` closes the held ones.
+mod hardening_support;
 mod pipeline_support;
 
 use std::time::Duration;
 
+use hardening_support::{assert_limit_reached, hold, open_files_limit, rss_kib};
 use pipeline_support::*;
 use prost::Message;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-
-/// The soft limit on open files of this process (the test's clients and the shim's server
-/// sockets share it).
-fn open_files_limit() -> usize {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(1024)
-}
-
-/// Resident memory of this process in KiB (0 where /proc is missing).
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 async fn export(shim: &Shim, tag: u32) -> reqwest::StatusCode {
     let t = trace_id(tag, 1);
@@ -71,36 +44,15 @@ async fn held_connections_neither_block_exports_nor_grow_memory() {
     let before = rss_kib();
 
     // Half idle (connected, nothing sent), half slowloris (a request head that never ends).
-    let mut conns = Vec::with_capacity(held);
-    for i in 0..held {
-        let Ok(mut s) = TcpStream::connect(shim.addr).await else {
-            break;
-        };
-        if i % 2 == 1 {
-            let _ = s
-                .write_all(b"POST /v1/traces HTTP/1.1\r\nhost: shim\r\ncontent-type: application/x-protobuf\r\n")
-                .await;
-        }
-        conns.push(s);
-    }
+    let conns = hold(shim.addr, held, |i| match i % 2 {
+        1 => b"POST /v1/traces HTTP/1.1\r\nhost: shim\r\ncontent-type: application/x-protobuf\r\n",
+        _ => b"",
+    })
+    .await;
     assert!(conns.len() >= held * 9 / 10, "connected {}", conns.len());
-    // The shim accepted up to its limit and closed the rest at once (counted).
-    assert!(
-        eventually(20, || shim.metric("shim_connections_open") as usize
-            >= max_connections - 1
-            && shim.metric("shim_connections_refused_total") > 0.0)
-        .await,
-        "open {} refused {}",
-        shim.metric("shim_connections_open"),
-        shim.metric("shim_connections_refused_total")
-    );
-    assert!(shim.metric("shim_connections_open") as usize <= max_connections);
-    let grown_kib = rss_kib().saturating_sub(before);
-    // Bounded by the connection limit: a few KiB each (hyper's buffers, a task, two sockets).
-    assert!(
-        grown_kib < 64 * 1024,
-        "{held} held connections grew memory by {grown_kib} KiB"
-    );
+    // The shim accepted up to its limit and closed the rest at once (counted); memory is
+    // bounded by the connection limit: a few KiB each (hyper's buffers, a task, two sockets).
+    assert_limit_reached(&shim, max_connections, before, 64 * 1024).await;
 
     // The header read timeout closes every held connection (idle and slow alike) ...
     assert!(
@@ -123,12 +75,7 @@ async fn exports_are_served_beside_thousands_of_idle_connections_under_the_limit
     cfg.receiver.header_read_timeout = Duration::from_secs(60);
     let exp = RecordingExporter::new("rec");
     let shim = Shim::start(cfg, vec![exp.clone()]).await;
-    let mut conns = Vec::with_capacity(held);
-    for _ in 0..held {
-        if let Ok(s) = TcpStream::connect(shim.addr).await {
-            conns.push(s);
-        }
-    }
+    let conns = hold(shim.addr, held, |_| b"").await;
     assert!(
         eventually(20, || shim.metric("shim_connections_open") as usize
             >= conns.len())

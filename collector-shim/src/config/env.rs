@@ -168,7 +168,7 @@ pub fn apply(cfg: &mut Config, env: &dyn Env) -> Result<(), ConfigError> {
                 "zipkin" | "otlp" | "console" | "jaeger" => {
                     if !cfg.exporters.iter().any(|e| e.kind() == kind) {
                         cfg.exporters.push(
-                            super::load::default_exporter(kind)
+                            ExporterConfig::with_defaults(kind)
                                 .map_err(|r| ConfigError::new("OTEL_TRACES_EXPORTER", r))?,
                         );
                     }
@@ -190,13 +190,16 @@ pub fn apply(cfg: &mut Config, env: &dyn Env) -> Result<(), ConfigError> {
         set_exporter(&mut cfg.exporters, e);
     }
     let get = |k: &str| env.get(k);
-    if let Some(v) = var(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
-        let e = ExporterConfig::otlp(v);
-        check_entry(&e, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")?;
-        set_exporter(&mut cfg.exporters, e);
-    } else if let Some(v) = var(env, "OTEL_EXPORTER_OTLP_ENDPOINT") {
-        // The spec: over HTTP the signal path is appended to the generic endpoint; gRPC takes
-        // it as is. The protocol is the variable's, else the configured exporter's.
+    let endpoint = match (
+        var(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        var(env, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    ) {
+        (Some(v), _) => Some(("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", v, false)),
+        (None, Some(v)) => Some(("OTEL_EXPORTER_OTLP_ENDPOINT", v, true)),
+        (None, None) => None,
+    };
+    if let Some((name, v, base)) = endpoint {
+        // The protocol is the variable's, else the configured exporter's.
         let grpc = match otlp_var(&get, "PROTOCOL") {
             Some((name, p)) => {
                 OtlpProtocol::parse(&p).map_err(|e| ConfigError::new(name, e))?
@@ -207,16 +210,19 @@ pub fn apply(cfg: &mut Config, env: &dyn Env) -> Result<(), ConfigError> {
                 .iter()
                 .any(|e| matches!(e, ExporterConfig::Otlp(c) if c.protocol == OtlpProtocol::Grpc)),
         };
-        let e = if grpc {
-            let mut e = ExporterConfig::otlp(v);
-            if let ExporterConfig::Otlp(c) = &mut e {
+        // The spec: over HTTP the signal path is appended to the generic endpoint; the
+        // signal's own endpoint and any gRPC endpoint are taken as they are (a gRPC one may
+        // omit the scheme: `OTEL_EXPORTER_OTLP_[TRACES_]INSECURE` chooses it).
+        let mut e = match base && !grpc {
+            true => ExporterConfig::otlp_from_base(&v),
+            false => ExporterConfig::otlp(v),
+        };
+        if let ExporterConfig::Otlp(c) = &mut e {
+            if grpc {
                 c.protocol = OtlpProtocol::Grpc;
             }
-            e
-        } else {
-            ExporterConfig::otlp_from_base(&v)
-        };
-        check_entry(&e, "OTEL_EXPORTER_OTLP_ENDPOINT")?;
+        }
+        check_entry(&e, name)?;
         set_exporter(&mut cfg.exporters, e);
     }
     for e in &mut cfg.exporters {

@@ -5,8 +5,10 @@
 //! repeats them. Unknown keys are refused (`deny_unknown_fields`) so a typo never passes silently.
 //!
 //! Layout: `duration` (the one duration syntax), `env` (OTEL_* mapping behind the `Env` trait),
-//! `expand` (`${env:NAME}` references in values), `load` (file formats, validation), `seed`
-//! (the seed's flat keys).
+//! `expand` (`${env:NAME}` references in values), `load` (file formats and the order of the
+//! sources), `flags` (command-line values), `seed` (the seed's flat keys), `validate` (checks
+//! across the tree), `error` (the key-naming error they all return). `env`, `flags` and `seed`
+//! depend on `error` and `validate`, never on `load`, so the modules form no cycle.
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,12 +20,17 @@ use crate::red::RedConfig;
 
 pub mod duration;
 pub mod env;
+pub mod error;
 pub mod expand;
+pub mod flags;
 pub mod load;
 mod seed;
+pub mod validate;
 
 pub use env::{Env, MapEnv, ProcessEnv};
-pub use load::{load, ConfigError, Overrides};
+pub use error::ConfigError;
+pub use flags::Overrides;
+pub use load::load;
 
 /// The whole shim configuration.
 #[derive(Clone, Debug, Deserialize)]
@@ -128,6 +135,19 @@ pub struct ReceiverConfig {
     /// waits for one: closes slow-header (slowloris) and idle keep-alive connections. Default 10s.
     #[serde(with = "duration")]
     pub header_read_timeout: Duration,
+    /// Longest a request may take to deliver its body once its head is in (OTLP/HTTP and
+    /// OTLP/gRPC): a client that stalls or trickles the body gets 408 (gRPC: `DEADLINE_EXCEEDED`)
+    /// and the connection is closed. Default 30s.
+    #[serde(with = "duration")]
+    pub body_read_timeout: Duration,
+    /// OTLP/gRPC calls in flight on one connection (HTTP/2 max concurrent streams). Default 32.
+    pub grpc_max_concurrent_streams: u32,
+    /// How often the OTLP/gRPC listener PINGs a connection to check its peer. Default 30s.
+    #[serde(with = "duration")]
+    pub grpc_keepalive_interval: Duration,
+    /// How long a PING may go unanswered before the connection is closed. Default 10s.
+    #[serde(with = "duration")]
+    pub grpc_keepalive_timeout: Duration,
 }
 
 impl Default for ReceiverConfig {
@@ -140,6 +160,10 @@ impl Default for ReceiverConfig {
             max_pending_spans: 65536,
             max_connections: 1024,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            grpc_max_concurrent_streams: 32,
+            grpc_keepalive_interval: Duration::from_secs(30),
+            grpc_keepalive_timeout: Duration::from_secs(10),
         }
     }
 }

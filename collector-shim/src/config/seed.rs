@@ -1,7 +1,7 @@
 //! The seed's flat keys (`ServiceName`, `Endpoint`, `Exporter`, `SampleRate`, `Environment`,
 //! `BatchTimeout`, `MaxQueueSize`), folded into the config tree. Each value is checked here, so
 //! an error names the key the user wrote rather than the tree key it maps to.
-use super::load::{check, default_exporter, ConfigError};
+use super::error::{check, ConfigError};
 use super::Config;
 use crate::exporter::ExporterConfig;
 
@@ -38,7 +38,9 @@ pub(crate) fn fold_seed_keys(cfg: &mut Config) -> Result<(), ConfigError> {
             ("jaeger", Some(ep)) => ExporterConfig::jaeger(ep),
             ("otlp", Some(ep)) => ExporterConfig::otlp(ep),
             ("file", Some(ep)) => ExporterConfig::file(ep),
-            (_, _) => default_exporter(&kind).map_err(|r| ConfigError::new("Exporter", r))?,
+            (_, _) => {
+                ExporterConfig::with_defaults(&kind).map_err(|r| ConfigError::new("Exporter", r))?
+            }
         };
         check_entry(&e, "Endpoint")?;
         cfg.exporters.push(e);

@@ -3,11 +3,11 @@
 //! Layout: `config` (the `exporters:` entries, their defaults and `OTEL_EXPORTER_*` handling),
 //! `attrs` and `group` (attribute helpers and resource/scope regrouping shared by the mappings),
 //! `http` + `tls` + `retry` (the shared transport with its rustls configuration, its status
-//! classification and the backoff policy),
-//! and one folder per backend with `model.rs` (pure mapping to the wire format) beside `mod.rs`
-//! (transport): `zipkin` (v2 JSON), `jaeger` (Thrift binary over HTTP, with its small `thrift`
-//! encoder), `otlp` (protobuf over HTTP, or gRPC in `otlp::grpc`), `console` (trace trees) and
-//! `file` (JSON lines).
+//! classification and the backoff policy), `post` (the one exporter of the POST-a-body backends
+//! over them), and one folder per backend with `model.rs` (pure mapping to the wire format)
+//! beside `mod.rs` (its encoder): `zipkin` (v2 JSON) and `jaeger` (Thrift binary over HTTP, with
+//! its small `thrift` encoder) are `post::PostExporter`s; `otlp` (protobuf or JSON over HTTP, or
+//! gRPC in `otlp::grpc`), `console` (trace trees) and `file` (JSON lines) have their own.
 //!
 //! Wire formats are tested against independent decoders in `tests/decoders/` (Python).
 use std::sync::Arc;
@@ -23,6 +23,7 @@ pub mod group;
 pub mod http;
 pub mod jaeger;
 pub mod otlp;
+pub mod post;
 pub mod retry;
 pub mod tls;
 pub mod zipkin;

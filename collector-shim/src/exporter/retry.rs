@@ -4,7 +4,6 @@
 //! Classification happens in `exporter::http` (status codes and connection errors into
 //! [`ExportError`]); this module only decides whether and when to try again.
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
@@ -12,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::exporter::config::RetryConfig;
 use crate::exporter::{ExportError, ExporterTelemetry};
+use crate::metrics::LogThrottle;
 
 /// Runs `attempt` until it succeeds (returning its value), fails for good, or the policy's time budget is spent.
 ///
@@ -23,7 +23,7 @@ use crate::exporter::{ExportError, ExporterTelemetry};
 pub async fn retry<T, F, Fut>(
     policy: &RetryConfig,
     telemetry: &ExporterTelemetry,
-    log: &LogLimiter,
+    log: &LogThrottle,
     exporter: &str,
     mut attempt: F,
 ) -> Result<T, ExportError>
@@ -54,9 +54,9 @@ where
         if !policy.enabled || started.elapsed() + wait > policy.max_elapsed_time {
             return Err(err);
         }
-        if log.allow() {
+        if let Some(n) = log.hit() {
             tracing::warn!(exporter, error = %err, retry_in_ms = wait.as_millis() as u64,
-                suppressed = log.take_suppressed(), "export attempt failed, retrying");
+                suppressed = n - 1, "export attempt failed, retrying");
         }
         tokio::time::sleep(wait).await;
         telemetry.retries.inc();
@@ -84,61 +84,9 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// Lets one log line through per interval and counts the ones it held back, so a dead
-/// backend produces a bounded amount of log.
-#[derive(Debug)]
-pub struct LogLimiter {
-    /// Minimum time between two lines, in milliseconds.
-    interval_ms: u64,
-    /// When the last line went out, in ms since `origin` (`u64::MAX` = never).
-    last_ms: AtomicU64,
-    /// Lines held back since the last one went out.
-    suppressed: AtomicU64,
-    /// Reference point for `last_ms`.
-    origin: std::time::Instant,
-}
-
-impl LogLimiter {
-    /// At most one line per `interval`.
-    pub fn new(interval: Duration) -> Self {
-        LogLimiter {
-            interval_ms: interval.as_millis() as u64,
-            last_ms: AtomicU64::new(u64::MAX),
-            suppressed: AtomicU64::new(0),
-            origin: std::time::Instant::now(),
-        }
-    }
-
-    /// Whether a line may go out now; if not, it is counted as suppressed.
-    pub fn allow(&self) -> bool {
-        let now = self.origin.elapsed().as_millis() as u64;
-        let last = self.last_ms.load(Ordering::Relaxed);
-        let due = last == u64::MAX || now.saturating_sub(last) >= self.interval_ms;
-        // Of racing callers only the one that moves `last_ms` logs.
-        if due
-            && self
-                .last_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            return true;
-        }
-        self.suppressed.fetch_add(1, Ordering::Relaxed);
-        false
-    }
-
-    /// Lines held back since the previous call (reported with the next line that goes out).
-    pub fn take_suppressed(&self) -> u64 {
-        self.suppressed.swap(0, Ordering::Relaxed)
-    }
-}
-
-impl Default for LogLimiter {
-    /// One line per 10 seconds.
-    fn default() -> Self {
-        LogLimiter::new(Duration::from_secs(10))
-    }
-}
+/// The exporters' log throttle is the shim's one [`LogThrottle`]; this name stays for callers
+/// of [`retry`] written against it.
+pub use crate::metrics::LogThrottle as LogLimiter;
 
 #[cfg(test)]
 mod tests {
@@ -171,15 +119,5 @@ mod tests {
             c = next_ceiling(c, &p);
         }
         assert_eq!(seen, [500, 1000, 2000, 4000, 5000, 5000]);
-    }
-
-    #[test]
-    fn log_limiter_lets_one_line_per_interval() {
-        let l = LogLimiter::new(Duration::from_secs(3600));
-        assert!(l.allow());
-        assert!(!l.allow());
-        assert!(!l.allow());
-        assert_eq!(l.take_suppressed(), 2);
-        assert_eq!(l.take_suppressed(), 0);
     }
 }

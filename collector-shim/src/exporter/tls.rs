@@ -121,8 +121,15 @@ impl TlsConfig {
         // of the build time). rustls 0.23.48 deprecates it for lacking post-quantum key
         // exchange; X25519 and the NIST curves remain, which every tracing backend offers.
         #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider)
+        let mut provider = rustls::crypto::ring::default_provider();
+        // AES-128-GCM before AES-256-GCM (ring's default order; servers follow the client's):
+        // both are strong, and with 10 AES rounds instead of 14 a span batch costs the client
+        // and the backend less to encrypt and decrypt (the TLS export benchmark's gap to plain
+        // HTTP). ChaCha20-Poly1305 keeps its place for servers without AES.
+        provider
+            .cipher_suites
+            .sort_by_key(|s| !AES_128_FIRST.contains(&s.suite()));
+        let builder = ClientConfig::builder_with_provider(Arc::new(provider))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| format!("tls: {e}"))?
             .with_root_certificates(roots);
@@ -134,6 +141,13 @@ impl TlsConfig {
         }
     }
 }
+
+/// Suites moved to the front of the client's preference, in this order.
+const AES_128_FIRST: [rustls::CipherSuite; 3] = [
+    rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+    rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+];
 
 /// Every certificate of a PEM file (at least one).
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -176,4 +190,25 @@ pub fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         };
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aes_128_gcm_is_offered_first_and_every_suite_stays() {
+        let cfg = TlsConfig::unused().unwrap();
+        let suites: Vec<_> = cfg
+            .crypto_provider()
+            .cipher_suites
+            .iter()
+            .map(|s| s.suite())
+            .collect();
+        assert_eq!(suites[0], rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        #[allow(deprecated)]
+        let all = rustls::crypto::ring::default_provider().cipher_suites.len();
+        assert_eq!(suites.len(), all);
+        assert!(suites.contains(&rustls::CipherSuite::TLS13_AES_256_GCM_SHA384));
+    }
 }

@@ -8,14 +8,22 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tonic::codec::CompressionEncoding;
+use tonic::codegen::Service;
 use tonic::{Request, Response, Status};
 
+use super::deadline::DeadlineBody;
 use super::decode;
 use super::http::ReceiverState;
+use super::serve::{accept, ConnLimits};
 use super::Refusal;
 use crate::metrics::{ReasonLabel, TransportLabel};
 
@@ -87,27 +95,169 @@ impl TraceService for GrpcReceiver {
     }
 }
 
+/// Limits of the OTLP/gRPC listener.
+#[derive(Clone, Copy, Debug)]
+pub struct GrpcLimits {
+    /// Connections at once, and how long a connection may hold without a call (`header_read_timeout`)
+    /// or with an unfinished request message (`body_read_timeout`).
+    pub conn: ConnLimits,
+    /// Calls in flight on one connection (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub max_concurrent_streams: u32,
+    /// How often an HTTP/2 PING checks that the peer is alive.
+    pub keepalive_interval: Duration,
+    /// How long a PING may go unanswered before the connection is closed.
+    pub keepalive_timeout: Duration,
+}
+
+/// Largest header block accepted from a client (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`).
+const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
+
+/// After an idle connection is told to close (GOAWAY), how long it may take before it is dropped.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// When a connection last finished a call, and how many are in flight.
+#[derive(Default)]
+struct Activity {
+    /// (calls in flight, when the last one ended or the connection opened).
+    state: Mutex<(usize, Option<Instant>)>,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            state: Mutex::new((0, Some(Instant::now()))),
+        })
+    }
+
+    /// Marks a call in flight until the guard drops.
+    fn begin(self: &Arc<Self>) -> CallGuard {
+        if let Ok(mut s) = self.state.lock() {
+            s.0 += 1;
+            s.1 = None;
+        }
+        CallGuard(self.clone())
+    }
+
+    /// When the connection became idle, or `None` while a call is in flight.
+    fn idle_since(&self) -> Option<Instant> {
+        self.state.lock().ok().and_then(|s| s.1)
+    }
+}
+
+/// Ends a call's mark on drop (also when the call is cancelled).
+struct CallGuard(Arc<Activity>);
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.state.lock() {
+            s.0 = s.0.saturating_sub(1);
+            if s.0 == 0 {
+                s.1 = Some(Instant::now());
+            }
+        }
+    }
+}
+
 /// Serves OTLP/gRPC on `listener` until `stop` turns true, then finishes calls in flight.
+///
+/// Hardened as the HTTP/1 listener is: at most `max_connections` connections (beyond it, closed
+/// at once and counted); a connection with no call in flight for `header_read_timeout` (idle,
+/// or a client that never completes the HTTP/2 preface or a request head) is closed; a request
+/// message not complete within `body_read_timeout` ends in `DEADLINE_EXCEEDED` (counted); HTTP/2
+/// PINGs close connections to dead peers; streams per connection and header size are bounded.
 pub fn serve(
     listener: TcpListener,
     state: ReceiverState,
     mut stop: watch::Receiver<bool>,
+    limits: GrpcLimits,
 ) -> JoinHandle<()> {
+    let metrics = state.metrics.clone();
     let limit = state.max_body_bytes;
     let svc = TraceServiceServer::new(GrpcReceiver { state })
         .accept_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(limit);
+    let timed_out = metrics
+        .requests_refused
+        .get_or_create(&ReasonLabel {
+            reason: "body_read_timeout".into(),
+        })
+        .clone();
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .keep_alive_interval(limits.keepalive_interval)
+        .keep_alive_timeout(limits.keepalive_timeout);
+    let conn_limits = limits.conn;
+    // A call in flight at shutdown gets its body time and the durable wait, no more.
+    let grace = conn_limits.body_read_timeout + crate::storage::receipt::WAIT;
     tokio::spawn(async move {
-        let signal = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        let incoming = tonic::transport::server::TcpIncoming::from(listener);
-        if let Err(e) = tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming_shutdown(incoming, signal)
-            .await
-        {
-            tracing::error!(error = %e, "OTLP/gRPC server failed");
+        let slots = Arc::new(Semaphore::new(conn_limits.max_connections));
+        while let Some((tcp, slot)) = accept(&listener, &slots, &mut stop, &metrics).await {
+            let activity = Activity::new();
+            let call_activity = activity.clone();
+            let svc = svc.clone();
+            let timed_out = timed_out.clone();
+            let body_timeout = conn_limits.body_read_timeout;
+            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let mut svc = svc.clone();
+                let guard = call_activity.begin();
+                let req = req.map(|b| DeadlineBody::new(b, body_timeout, timed_out.clone()));
+                async move {
+                    let resp = svc.call(req).await;
+                    drop(guard);
+                    resp
+                }
+            });
+            let conn = builder.serve_connection(TokioIo::new(tcp), service);
+            let open = metrics.connections_open.clone();
+            open.inc();
+            let mut stop = stop.clone();
+            let idle_limit = conn_limits.header_read_timeout;
+            tokio::spawn(async move {
+                tokio::pin!(conn);
+                let mut hard_stop: Option<Instant> = None;
+                loop {
+                    let check = match (hard_stop, activity.idle_since()) {
+                        (Some(t), _) => t,
+                        (None, Some(since)) => since + idle_limit,
+                        (None, None) => Instant::now() + idle_limit,
+                    };
+                    tokio::select! {
+                        // Errors here are the client's (reset, PING timeout); nothing to report.
+                        _ = conn.as_mut() => break,
+                        _ = stop.wait_for(|s| *s), if hard_stop.is_none() => {
+                            conn.as_mut().graceful_shutdown();
+                            // Calls in flight get their time; an idle connection (or one
+                            // stuck before its first call) does not hold shutdown up.
+                            let wait = match activity.idle_since() {
+                                Some(_) => IDLE_CLOSE_GRACE,
+                                None => grace,
+                            };
+                            hard_stop = Some(Instant::now() + wait);
+                        }
+                        _ = tokio::time::sleep_until(check.into()) => {
+                            if hard_stop.is_some() {
+                                break;
+                            }
+                            if activity
+                                .idle_since()
+                                .is_some_and(|since| since.elapsed() >= idle_limit)
+                            {
+                                conn.as_mut().graceful_shutdown();
+                                hard_stop = Some(Instant::now() + IDLE_CLOSE_GRACE);
+                            }
+                        }
+                    }
+                }
+                open.dec();
+                drop(slot);
+            });
         }
+        drop(listener);
+        // Every connection has closed once every slot is back.
+        let all = u32::try_from(conn_limits.max_connections).unwrap_or(u32::MAX);
+        let _ = slots.acquire_many(all).await;
     })
 }

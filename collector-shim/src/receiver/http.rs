@@ -4,7 +4,8 @@
 //! Answers follow the OTLP/HTTP spec: 200 with an `ExportTraceServiceResponse` (carrying a
 //! partial success when spans were rejected) in the request's encoding; errors carry a
 //! `google.rpc.Status` in that encoding (plain text when the encoding is unknown): 400
-//! malformed, 413 too large (before or after gzip), 415 unsupported type or encoding, 503 with
+//! malformed, 408 body not delivered within `receiver.body_read_timeout` (the connection is then
+//! closed), 413 too large (before or after gzip), 415 unsupported type or encoding, 503 with
 //! `Retry-After` when the pipeline sheds load or shuts down.
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use super::decode::{self, DecodeError, Encoding, ResourceDefaults};
 use super::{Ingest, Refusal};
 use crate::metrics::{Metrics, TransportLabel};
 use crate::red::Format;
+use crate::rpc::RpcStatus;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -37,23 +39,15 @@ pub struct ReceiverState {
     pub ready: Arc<AtomicBool>,
     /// Body limit in bytes, before and after decompression.
     pub max_body_bytes: usize,
+    /// Longest a request may take to deliver its body once its head is in.
+    pub body_read_timeout: std::time::Duration,
     /// Resource attributes added where missing.
     pub defaults: Arc<ResourceDefaults>,
 }
 
-/// `google.rpc.Status`, the body of OTLP/HTTP error responses.
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    /// A `google.rpc.Code`.
-    #[prost(int32, tag = "1")]
-    code: i32,
-    /// The reason, for people.
-    #[prost(string, tag = "2")]
-    message: String,
-}
-
 /// `google.rpc.Code` values used here.
 const INVALID_ARGUMENT: i32 = 3;
+const DEADLINE_EXCEEDED: i32 = 4;
 const RESOURCE_EXHAUSTED: i32 = 8;
 const UNAVAILABLE: i32 = 14;
 
@@ -114,13 +108,19 @@ fn refuse(
     let code = match status {
         StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => UNAVAILABLE,
         StatusCode::PAYLOAD_TOO_LARGE => RESOURCE_EXHAUSTED,
+        StatusCode::REQUEST_TIMEOUT => DEADLINE_EXCEEDED,
         _ => INVALID_ARGUMENT,
     };
     let mut resp = match encoding {
         Some(Encoding::Protobuf) => (
             status,
             [(header::CONTENT_TYPE, Encoding::Protobuf.content_type())],
-            RpcStatus { code, message }.encode_to_vec(),
+            RpcStatus {
+                code,
+                message,
+                details: Vec::new(),
+            }
+            .encode_to_vec(),
         )
             .into_response(),
         Some(Encoding::Json) => (
@@ -212,7 +212,25 @@ async fn export_traces(
     if declared.is_some_and(|n| n > limit as u64) {
         return too_large(&st);
     }
-    let raw = match Limited::new(body, limit).collect().await {
+    let read = tokio::time::timeout(st.body_read_timeout, Limited::new(body, limit).collect());
+    let Ok(read) = read.await else {
+        // A stalled or trickled body: answer and close, so the connection's slot comes back.
+        let mut resp = refuse(
+            &st,
+            StatusCode::REQUEST_TIMEOUT,
+            "body_read_timeout",
+            0,
+            Some(encoding),
+            format!(
+                "request body not received within {:?} (receiver.body_read_timeout)",
+                st.body_read_timeout
+            ),
+        );
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return resp;
+    };
+    let raw = match read {
         Ok(c) => c.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(&st),
         Err(e) => {

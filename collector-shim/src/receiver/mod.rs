@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::model::SpanRecord;
 use crate::storage::{Receipt, ReceiptWait};
 
+pub mod deadline;
 pub mod decode;
 pub mod grpc;
 pub mod http;

@@ -15,8 +15,8 @@ use std::time::Duration;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
@@ -28,6 +28,43 @@ pub struct ConnLimits {
     pub max_connections: usize,
     /// Longest wait for a complete request head (idle keep-alive included).
     pub header_read_timeout: Duration,
+    /// Longest wait for a complete request body once its head is in.
+    pub body_read_timeout: Duration,
+}
+
+/// The next connection with a slot, or `None` once `stop` turns true. A connection beyond the
+/// limit is accepted and closed at once (counted), so the kernel's backlog never fills.
+pub(super) async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    stop: &mut watch::Receiver<bool>,
+    metrics: &Metrics,
+) -> Option<(TcpStream, OwnedSemaphorePermit)> {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => return None,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                // Out of file descriptors and similar: wait a little rather than spin.
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                let _ = tcp.set_nodelay(true);
+                return Some((tcp, slot));
+            }
+            Err(_) => {
+                metrics.connections_refused.inc();
+                drop(tcp);
+            }
+        }
+    }
 }
 
 /// Serves `router` on `listener` until `stop` turns true, then finishes requests in flight.
@@ -41,26 +78,7 @@ pub fn serve(
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         let graceful = GracefulShutdown::new();
-        loop {
-            let accepted = tokio::select! {
-                r = listener.accept() => r,
-                _ = stop.wait_for(|s| *s) => break,
-            };
-            let tcp = match accepted {
-                Ok((tcp, _)) => tcp,
-                Err(e) => {
-                    // Out of file descriptors and similar: wait a little rather than spin.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                metrics.connections_refused.inc();
-                drop(tcp);
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
+        while let Some((tcp, slot)) = accept(&listener, &slots, &mut stop, &metrics).await {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())

@@ -4,7 +4,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::config::duration;
-use crate::config::load::check;
+use crate::config::error::check;
 use crate::config::ConfigError;
 
 /// Most buckets a histogram may have (each series carries one count and one exemplar per bucket).

@@ -134,39 +134,60 @@ fn all(t: &Table) -> impl Iterator<Item = (&Series, bool)> {
         .chain(t.overflow.iter().map(|s| (s, true)))
 }
 
-/// Appends the RED families of `t` to `out`; `names` are the label names of a series' values.
-pub fn write(out: &mut String, t: &Table, names: &[String], f: Format) {
-    let om = f == Format::OpenMetrics;
-    header(
-        out,
-        "shim_red_requests",
-        "counter",
-        "Spans received (every request, sampled or not), by series",
-        None,
-        f,
-    );
+/// One labelled counter family: a `_total` sample per series, with the series' exemplar in
+/// OpenMetrics.
+#[allow(clippy::too_many_arguments)]
+fn counter_family(
+    out: &mut String,
+    t: &Table,
+    names: &[String],
+    f: Format,
+    name: &str,
+    help: &str,
+    value: impl Fn(&Series) -> u64,
+    exemplar_of: impl Fn(&Series) -> Option<&Exemplar>,
+) {
+    header(out, name, "counter", help, None, f);
     for (s, o) in all(t) {
-        out.push_str("shim_red_requests_total");
+        let _ = write!(out, "{name}_total");
         labels(out, names, s, o, None);
-        let _ = writeln!(out, " {}", s.requests);
-    }
-    header(
-        out,
-        "shim_red_errors",
-        "counter",
-        "Spans received with status ERROR, by series",
-        None,
-        f,
-    );
-    for (s, o) in all(t) {
-        out.push_str("shim_red_errors_total");
-        labels(out, names, s, o, None);
-        let _ = write!(out, " {}", s.errors);
-        if let (true, Some(e)) = (om, &s.error_exemplar) {
+        let _ = write!(out, " {}", value(s));
+        if let (Format::OpenMetrics, Some(e)) = (f, exemplar_of(s)) {
             exemplar(out, e);
         }
         out.push('\n');
     }
+}
+
+/// One unlabelled family with a single sample (`sample` is the family name plus its suffix).
+fn scalar(out: &mut String, f: Format, name: &str, kind: &str, help: &str, sample: &str, v: u64) {
+    header(out, name, kind, help, None, f);
+    let _ = writeln!(out, "{sample} {v}");
+}
+
+/// Appends the RED families of `t` to `out`; `names` are the label names of a series' values.
+pub fn write(out: &mut String, t: &Table, names: &[String], f: Format) {
+    let om = f == Format::OpenMetrics;
+    counter_family(
+        out,
+        t,
+        names,
+        f,
+        "shim_red_requests",
+        "Spans received (every request, sampled or not), by series",
+        |s| s.requests,
+        |_| None,
+    );
+    counter_family(
+        out,
+        t,
+        names,
+        f,
+        "shim_red_errors",
+        "Spans received with status ERROR, by series",
+        |s| s.errors,
+        |s| s.error_exemplar.as_ref(),
+    );
     header(
         out,
         "shim_red_duration_seconds",
@@ -196,33 +217,33 @@ pub fn write(out: &mut String, t: &Table, names: &[String], f: Format) {
         labels(out, names, s, o, None);
         let _ = writeln!(out, " {}", s.requests);
     }
-    header(
+    scalar(
         out,
+        f,
         "shim_red_series",
         "gauge",
         "RED series held now (the overflow series not included)",
-        None,
-        f,
+        "shim_red_series",
+        t.series.len() as u64,
     );
-    let _ = writeln!(out, "shim_red_series {}", t.series.len());
-    header(
+    scalar(
         out,
+        f,
         "shim_red_overflow_spans",
         "counter",
         "Spans counted into the overflow series because red_metrics.max_series were held",
-        None,
-        f,
+        "shim_red_overflow_spans_total",
+        t.overflow_spans,
     );
-    let _ = writeln!(out, "shim_red_overflow_spans_total {}", t.overflow_spans);
-    header(
+    scalar(
         out,
+        f,
         "shim_red_series_expired",
         "counter",
         "RED series removed after red_metrics.series_idle_timeout without a span",
-        None,
-        f,
+        "shim_red_series_expired_total",
+        t.expired,
     );
-    let _ = writeln!(out, "shim_red_series_expired_total {}", t.expired);
 }
 
 /// The registry's OpenMetrics text as classic text: no `# EOF` or `# UNIT`, counter families

@@ -10,7 +10,8 @@ use super::{
 
 impl ExporterConfig {
     /// The entry with defaults filled in: the OTLP endpoint of its protocol when none was
-    /// given, and the backend's path on an HTTP endpoint written without one
+    /// given, the scheme of an OTLP/gRPC endpoint written without one (`https://`, or `http://`
+    /// with `insecure`), and the backend's path on an HTTP endpoint written without one
     /// (`http://zipkin:9411` -> `http://zipkin:9411/api/v2/spans`).
     pub fn resolved(&self) -> ExporterConfig {
         let mut out = self.clone();
@@ -18,14 +19,21 @@ impl ExporterConfig {
             ExporterConfig::Zipkin(c) => c.endpoint = with_default_path(&c.endpoint, ZIPKIN_PATH),
             ExporterConfig::Jaeger(c) => c.endpoint = with_default_path(&c.endpoint, JAEGER_PATH),
             ExporterConfig::Otlp(c) => match c.protocol {
-                OtlpProtocol::HttpProtobuf if c.endpoint.trim().is_empty() => {
+                OtlpProtocol::HttpProtobuf | OtlpProtocol::HttpJson
+                    if c.endpoint.trim().is_empty() =>
+                {
                     c.endpoint = DEFAULT_OTLP_ENDPOINT.into()
                 }
-                OtlpProtocol::HttpProtobuf => {
+                OtlpProtocol::HttpProtobuf | OtlpProtocol::HttpJson => {
                     c.endpoint = with_default_path(&c.endpoint, OTLP_PATH)
                 }
                 OtlpProtocol::Grpc if c.endpoint.trim().is_empty() => {
                     c.endpoint = DEFAULT_OTLP_GRPC_ENDPOINT.into()
+                }
+                // The spec: a gRPC endpoint without a scheme is secure unless `insecure`.
+                OtlpProtocol::Grpc if !c.endpoint.contains("://") => {
+                    let scheme = if c.insecure { "http" } else { "https" };
+                    c.endpoint = format!("{scheme}://{}", c.endpoint.trim())
                 }
                 OtlpProtocol::Grpc => {}
             },

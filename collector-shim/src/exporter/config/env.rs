@@ -9,7 +9,7 @@ impl ExporterConfig {
     /// Applies the standard per-exporter `OTEL_*` variables to this entry (endpoints are
     /// handled by the caller with the constructors above). For `otlp`, each of
     /// `HEADERS` (added to the configured ones), `COMPRESSION`, `TIMEOUT`, `PROTOCOL`,
-    /// `CERTIFICATE`, `CLIENT_CERTIFICATE` and `CLIENT_KEY` is read from
+    /// `INSECURE` (gRPC endpoints without a scheme), `CERTIFICATE`, `CLIENT_CERTIFICATE` and `CLIENT_KEY` is read from
     /// `OTEL_EXPORTER_OTLP_TRACES_*`, or else `OTEL_EXPORTER_OTLP_*`; for `zipkin`,
     /// `OTEL_EXPORTER_ZIPKIN_TIMEOUT`. Timeouts use the config's duration syntax (a plain number
     /// is milliseconds, as the spec says). Errors start with the variable's name.
@@ -43,6 +43,15 @@ impl ExporterConfig {
                 }
                 if let Some((name, v)) = var("PROTOCOL") {
                     c.protocol = OtlpProtocol::parse(&v).map_err(|e| format!("{name}: {e}"))?;
+                }
+                if let Some((name, v)) = var("INSECURE") {
+                    c.insecure = match v.trim().to_ascii_lowercase().as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => {
+                            return Err(format!("{name}: `{}` is not `true` or `false`", v.trim()))
+                        }
+                    };
                 }
                 apply_tls_env(&mut c.tls, &var)?;
             }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 pub use crate::exporter::tls::TlsConfig;
 
@@ -64,7 +64,10 @@ pub struct ZipkinConfig {
     #[serde(default = "default_zipkin_endpoint")]
     pub endpoint: String,
     /// Time allowed for one HTTP attempt; default `10s`.
-    #[serde(default = "default_timeout", deserialize_with = "de_duration")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "crate::config::duration::deserialize"
+    )]
     pub timeout: Duration,
     /// Extra request headers (e.g. authorization); default none.
     #[serde(default)]
@@ -89,7 +92,10 @@ pub struct JaegerConfig {
     #[serde(default = "default_jaeger_endpoint")]
     pub endpoint: String,
     /// Time allowed for one HTTP attempt; default `10s`.
-    #[serde(default = "default_timeout", deserialize_with = "de_duration")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "crate::config::duration::deserialize"
+    )]
     pub timeout: Duration,
     /// Extra request headers; default none.
     #[serde(default)]
@@ -109,10 +115,10 @@ pub struct OtlpConfig {
     /// Name in logs and metric labels; default `otlp`.
     #[serde(default)]
     pub name: Option<String>,
-    /// `http/protobuf` (default) or `grpc`. Env: `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`.
+    /// `http/protobuf` (default), `http/json` or `grpc`. Env: `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`.
     #[serde(default)]
     pub protocol: OtlpProtocol,
-    /// http/protobuf: the traces URL, default `http://127.0.0.1:4318/v1/traces` (a URL with no
+    /// http/protobuf and http/json: the traces URL, default `http://127.0.0.1:4318/v1/traces` (a URL with no
     /// path gets `/v1/traces`). grpc: `scheme://host:port` with no path, default
     /// `http://127.0.0.1:4317`. Empty (the default) means the protocol's default.
     #[serde(default)]
@@ -124,7 +130,10 @@ pub struct OtlpConfig {
     #[serde(default)]
     pub compression: Compression,
     /// Time allowed for one HTTP attempt; default `10s`.
-    #[serde(default = "default_timeout", deserialize_with = "de_duration")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "crate::config::duration::deserialize"
+    )]
     pub timeout: Duration,
     /// Retry policy for failed attempts.
     #[serde(default)]
@@ -132,6 +141,11 @@ pub struct OtlpConfig {
     /// TLS settings for an `https://` endpoint (CA file, client certificate, server name).
     #[serde(default)]
     pub tls: TlsConfig,
+    /// OTLP/gRPC with an endpoint written without a scheme (`collector:4317`): `true` connects
+    /// in plain text, `false` (the default) with TLS. Ignored when the endpoint has a scheme.
+    /// Env: `OTEL_EXPORTER_OTLP_[TRACES_]INSECURE`.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 /// Transport of the OTLP exporter (the values of `OTEL_EXPORTER_OTLP_PROTOCOL`).
@@ -141,19 +155,24 @@ pub enum OtlpProtocol {
     #[default]
     #[serde(rename = "http/protobuf")]
     HttpProtobuf,
+    /// OTLP/JSON bodies POSTed over HTTP/1.1 (hex ids, enums as integers, 64-bit integers as
+    /// strings, lowerCamelCase keys).
+    #[serde(rename = "http/json")]
+    HttpJson,
     /// The `TraceService/Export` gRPC method over HTTP/2.
     #[serde(rename = "grpc")]
     Grpc,
 }
 
 impl OtlpProtocol {
-    /// Parses the spec's names; `http/json` is refused with the alternatives.
+    /// Parses the spec's names.
     pub fn parse(text: &str) -> Result<Self, String> {
         match text.trim() {
             "http/protobuf" => Ok(OtlpProtocol::HttpProtobuf),
+            "http/json" => Ok(OtlpProtocol::HttpJson),
             "grpc" => Ok(OtlpProtocol::Grpc),
             other => Err(format!(
-                "`{other}` is not supported (use `http/protobuf` or `grpc`)"
+                "`{other}` is not supported (use `http/protobuf`, `http/json` or `grpc`)"
             )),
         }
     }
@@ -231,16 +250,16 @@ pub struct RetryConfig {
     /// Retry at all; default `true`. With `false` a failed attempt fails the batch.
     pub enabled: bool,
     /// Upper bound of the first backoff; default `500ms`.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub initial_interval: Duration,
     /// Largest backoff between two attempts; default `5s`.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub max_interval: Duration,
     /// Give up once this much time has passed since the first attempt; default `20s`. A wait
     /// (backoff or `Retry-After`) that would end past it gives up at once. Keep
     /// `max_elapsed_time + timeout` within the batcher's `export_timeout` (default 30 s, as
     /// `OTEL_BSP_EXPORT_TIMEOUT`) so the exporter reports the backend's error rather than being cut off.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub max_elapsed_time: Duration,
     /// Growth factor of the backoff; default 2.
     pub multiplier: f64,
@@ -274,18 +293,22 @@ fn default_max_files() -> u32 {
     1
 }
 
-/// Parses a duration in the config's one syntax (`250us`, `500ms`, `5s`, `2m`, `1h`, or a plain
-/// number of milliseconds); see `crate::config::duration`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    crate::config::duration::parse(text)
-}
-
-/// Serde adapter for durations (the config's one syntax).
-pub fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    crate::config::duration::deserialize(d)
-}
+/// The config's one duration syntax (`250us`, `500ms`, `5s`, `2m`, `1h`, or a plain number of
+/// milliseconds), from `crate::config::duration`.
+pub use crate::config::duration::parse as parse_duration;
 
 impl ExporterConfig {
+    /// An exporter of `kind` with every default, or why `kind` is not an exporter (`--exporter`,
+    /// `OTEL_TRACES_EXPORTER`, the seed's `Exporter`).
+    pub fn with_defaults(kind: &str) -> Result<ExporterConfig, String> {
+        if kind == "file" {
+            return Err("the file exporter needs a path; configure it in the file".into());
+        }
+        serde_json::from_value(serde_json::json!({ "type": kind })).map_err(|_| {
+            format!("`{kind}` is not an exporter (zipkin, jaeger, otlp, console, file)")
+        })
+    }
+
     /// Zipkin exporter with defaults and the given URL (`OTEL_EXPORTER_ZIPKIN_ENDPOINT`).
     pub fn zipkin(endpoint: impl Into<String>) -> Self {
         ExporterConfig::Zipkin(ZipkinConfig {
@@ -323,6 +346,7 @@ impl ExporterConfig {
             timeout: DEFAULT_TIMEOUT,
             retry: RetryConfig::default(),
             tls: TlsConfig::default(),
+            insecure: false,
         })
     }
 

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::exporter::config::FileConfig;
-use crate::exporter::retry::LogLimiter;
 use crate::exporter::{ExportError, Exporter, ExporterTelemetry};
+use crate::metrics::LogThrottle;
 use crate::model::SpanRecord;
 
 /// Appends spans to a size-bounded file.
@@ -23,7 +23,7 @@ pub struct FileExporter {
     /// Drop counter.
     telemetry: ExporterTelemetry,
     /// Bounds the "file full" log lines.
-    log: LogLimiter,
+    log: LogThrottle,
 }
 
 /// The open file and its rotation policy (all blocking I/O happens here).
@@ -65,7 +65,7 @@ impl FileExporter {
                 size: 0,
             })),
             telemetry,
-            log: LogLimiter::default(),
+            log: LogThrottle::default(),
         })
     }
 }
@@ -167,8 +167,8 @@ impl Exporter for FileExporter {
         let dropped = result.map_err(ExportError::NonRetryable)?;
         if dropped > 0 {
             self.telemetry.dropped_spans.inc_by(dropped);
-            if self.log.allow() {
-                tracing::warn!(exporter = %self.name, dropped, suppressed = self.log.take_suppressed(),
+            if let Some(n) = self.log.hit() {
+                tracing::warn!(exporter = %self.name, dropped, suppressed = n - 1,
                     "file is at its size cap (max_files: 0); spans dropped");
             }
         }

@@ -6,49 +6,21 @@
 pub mod model;
 pub mod thrift;
 
-use bytes::Bytes;
-
-use crate::exporter::config::{JaegerConfig, RetryConfig};
 use crate::exporter::group::by_resource;
-use crate::exporter::http::HttpSender;
-use crate::exporter::retry::{retry, LogLimiter};
-use crate::exporter::{ExportError, Exporter, ExporterTelemetry};
+use crate::exporter::post::{Encoding, PostExporter};
 use crate::model::SpanRecord;
 
 /// Sends batches to a Jaeger collector over Thrift/HTTP.
-pub struct JaegerExporter {
-    /// Name for logs and metric labels.
-    name: String,
-    /// POSTs to the configured endpoint.
-    sender: HttpSender,
-    /// Backoff policy.
-    retry: RetryConfig,
-    /// Retry and drop counters.
-    telemetry: ExporterTelemetry,
-    /// Bounds the log lines of a failing backend.
-    log: LogLimiter,
-}
+pub type JaegerExporter = PostExporter<JaegerThrift>;
 
-impl JaegerExporter {
-    /// An exporter for `cfg` (validated).
-    pub fn new(
-        name: &str,
-        cfg: &JaegerConfig,
-        telemetry: ExporterTelemetry,
-    ) -> Result<Self, String> {
-        Ok(JaegerExporter {
-            name: name.to_string(),
-            sender: HttpSender::new(
-                &cfg.endpoint,
-                "application/x-thrift",
-                &cfg.headers,
-                cfg.timeout,
-                &cfg.tls,
-            )?,
-            retry: cfg.retry.clone(),
-            telemetry,
-            log: LogLimiter::default(),
-        })
+/// Thrift binary `Batch`es, one body per process (resource).
+pub struct JaegerThrift;
+
+impl Encoding for JaegerThrift {
+    const CONTENT_TYPE: &'static str = "application/x-thrift";
+
+    fn encode(batch: &[SpanRecord]) -> (Vec<Vec<u8>>, usize) {
+        encode(batch)
     }
 }
 
@@ -76,30 +48,4 @@ pub fn encode(batch: &[SpanRecord]) -> (Vec<Vec<u8>>, usize) {
         bodies.push(thrift::encode(&b));
     }
     (bodies, skipped)
-}
-
-#[async_trait::async_trait]
-impl Exporter for JaegerExporter {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError> {
-        let (bodies, skipped) = encode(batch);
-        if skipped > 0 {
-            self.telemetry.dropped_spans.inc_by(skipped as u64);
-            tracing::warn!(exporter = %self.name, skipped, "spans with invalid trace or span ids left out");
-        }
-        // One request per process; a failure stops the batch so the batcher's outcome is honest
-        // (bodies already accepted are not sent again by this call).
-        for body in bodies {
-            let body = Bytes::from(body);
-            retry(&self.retry, &self.telemetry, &self.log, &self.name, || {
-                let body = body.clone();
-                async move { self.sender.post(body, None).await.map(drop) }
-            })
-            .await?;
-        }
-        Ok(())
-    }
 }

@@ -94,7 +94,8 @@ impl GrpcSender {
 }
 
 /// The OTLP/gRPC retry rules: UNAVAILABLE, CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE
-/// and DATA_LOSS are retryable, RESOURCE_EXHAUSTED is throttling, the rest is final. A TLS
+/// and DATA_LOSS are retryable, RESOURCE_EXHAUSTED is throttling, the rest is final; a
+/// retryable status carrying `google.rpc.RetryInfo` is throttling with the delay it asks for. A TLS
 /// failure under any code is final (it fails the same way until someone fixes it).
 pub fn classify(endpoint: &str, status: &Status) -> ExportError {
     if let Some(reason) = tls_failure(status) {
@@ -107,6 +108,27 @@ pub fn classify(endpoint: &str, status: &Status) -> ExportError {
         status.code(),
         source_chain(status)
     );
+    // The OTLP spec: a server that wants the client to wait says how long in a `RetryInfo`
+    // among the status details; the retry loop waits that long (within its time budget).
+    let retryable = matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::Cancelled
+            | Code::DeadlineExceeded
+            | Code::Aborted
+            | Code::OutOfRange
+            | Code::DataLoss
+            | Code::ResourceExhausted
+    );
+    if let Some(delay) = retryable
+        .then(|| crate::rpc::retry_delay(status.details()))
+        .flatten()
+    {
+        return ExportError::Throttled {
+            retry_after: Some(delay),
+            message,
+        };
+    }
     match status.code() {
         Code::Unavailable
         | Code::Cancelled

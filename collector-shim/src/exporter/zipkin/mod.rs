@@ -1,51 +1,29 @@
 //! Zipkin v2 exporter: a JSON list of spans POSTed to `/api/v2/spans` (Zipkin answers 202).
 //!
-//! The mapping lives in [`model`]; this file is the transport.
+//! The mapping lives in [`model`], the JSON writing in `json`; this file is the encoder the
+//! shared POST exporter (`exporter::post`) sends with.
 mod json;
 pub mod model;
 
-use bytes::Bytes;
-
-use crate::exporter::config::{RetryConfig, ZipkinConfig};
-use crate::exporter::http::HttpSender;
-use crate::exporter::retry::{retry, LogLimiter};
-use crate::exporter::{ExportError, Exporter, ExporterTelemetry};
+use crate::exporter::post::{Encoding, PostExporter};
 use crate::model::SpanRecord;
 
 /// Sends batches to a Zipkin collector.
-pub struct ZipkinExporter {
-    /// Name for logs and metric labels.
-    name: String,
-    /// POSTs to the configured endpoint.
-    sender: HttpSender,
-    /// Backoff policy.
-    retry: RetryConfig,
-    /// Retry and drop counters.
-    telemetry: ExporterTelemetry,
-    /// Bounds the log lines of a failing backend.
-    log: LogLimiter,
-}
+pub type ZipkinExporter = PostExporter<ZipkinJson>;
 
-impl ZipkinExporter {
-    /// An exporter for `cfg` (validated).
-    pub fn new(
-        name: &str,
-        cfg: &ZipkinConfig,
-        telemetry: ExporterTelemetry,
-    ) -> Result<Self, String> {
-        Ok(ZipkinExporter {
-            name: name.to_string(),
-            sender: HttpSender::new(
-                &cfg.endpoint,
-                "application/json",
-                &cfg.headers,
-                cfg.timeout,
-                &cfg.tls,
-            )?,
-            retry: cfg.retry.clone(),
-            telemetry,
-            log: LogLimiter::default(),
-        })
+/// Zipkin v2 JSON, one body per batch.
+pub struct ZipkinJson;
+
+impl Encoding for ZipkinJson {
+    const CONTENT_TYPE: &'static str = "application/json";
+
+    fn encode(batch: &[SpanRecord]) -> (Vec<Vec<u8>>, usize) {
+        let (body, skipped) = encode(batch);
+        let bodies = match body.is_empty() {
+            true => Vec::new(),
+            false => vec![body],
+        };
+        (bodies, skipped)
     }
 }
 
@@ -72,28 +50,4 @@ pub fn encode(batch: &[SpanRecord]) -> (Vec<u8>, usize) {
     }
     body.push(b']');
     (body, skipped)
-}
-
-#[async_trait::async_trait]
-impl Exporter for ZipkinExporter {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError> {
-        let (body, skipped) = encode(batch);
-        if skipped > 0 {
-            self.telemetry.dropped_spans.inc_by(skipped as u64);
-            tracing::warn!(exporter = %self.name, skipped, "spans with invalid trace or span ids left out");
-        }
-        if body.is_empty() {
-            return Ok(());
-        }
-        let body = Bytes::from(body);
-        retry(&self.retry, &self.telemetry, &self.log, &self.name, || {
-            let body = body.clone();
-            async move { self.sender.post(body, None).await.map(drop) }
-        })
-        .await
-    }
 }
