@@ -28,16 +28,6 @@ fn config(backend: SocketAddr, dir: &Path, storage: &str) -> Config {
     load_config(&yaml)
 }
 
-/// Posts request `tag` (50 spans, span ids tag*1000+i) and returns the status.
-async fn post(client: &reqwest::Client, addr: SocketAddr, tag: u32) -> u16 {
-    post_spans(
-        client,
-        addr,
-        numbered_spans(tag * 1000, 50, |i| u64::from(tag * 1000 + i)),
-    )
-    .await
-}
-
 /// Distinct span ids the backend received (each test span's id is its number + 1).
 fn unique(received: &otlp_backend::Received) -> HashSet<u64> {
     received
@@ -59,7 +49,7 @@ async fn an_outage_longer_than_memory_holds_loses_nothing() {
     let shim = Shim::start_configured(config(backend, dir.path(), "max_bytes: 67108864")).await;
     let client = reqwest::Client::new();
     for tag in 0..40 {
-        assert_eq!(post(&client, shim.addr, tag).await, 200);
+        assert_eq!(post_numbered(&client, shim.addr, tag).await, 200);
     }
     // The outage lasts several of the exporter's retry deadlines.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -123,7 +113,7 @@ async fn a_full_budget_drops_by_its_rule_and_counts_every_span() {
         let client = reqwest::Client::new();
         for tag in 0..60 {
             // Beyond the budget spans are dropped and counted, not refused.
-            assert_eq!(post(&client, shim.addr, tag).await, 200, "{rule}");
+            assert_eq!(post_numbered(&client, shim.addr, tag).await, 200, "{rule}");
             let bytes = metric_value(
                 &shim.metrics.encode(),
                 "shim_storage_bytes{exporter=\"otlp\"}",
@@ -174,7 +164,7 @@ async fn a_write_that_fails_is_answered_503_and_sampled_out_spans_are_not_stored
     // so neither transport may answer success.
     assert!(eventually(10, || dir.path().join("otlp/cursor").exists()).await);
     std::fs::remove_dir_all(dir.path().join("otlp")).unwrap();
-    assert_eq!(post(&client, addr, 1).await, 503);
+    assert_eq!(post_numbered(&client, addr, 1).await, 503);
     let mut grpc_client = TraceServiceClient::connect(format!("http://{grpc}"))
         .await
         .unwrap();
@@ -199,7 +189,7 @@ async fn a_write_that_fails_is_answered_503_and_sampled_out_spans_are_not_stored
     );
     // Back: the next request is stored.
     std::fs::create_dir_all(dir.path().join("otlp")).unwrap();
-    assert_eq!(post(&client, addr, 3).await, 200);
+    assert_eq!(post_numbered(&client, addr, 3).await, 200);
     assert_eq!(
         metric_value(&metrics.encode(), "shim_storage_records{exporter=\"otlp\"}"),
         1.0
@@ -211,7 +201,7 @@ async fn a_write_that_fails_is_answered_503_and_sampled_out_spans_are_not_stored
     let mut cfg = config(backend, dir.path(), "max_bytes: 1048576");
     cfg.sampling.probability = 0.0;
     let shim = Shim::start_configured(cfg).await;
-    assert_eq!(post(&client, shim.addr, 4).await, 200);
+    assert_eq!(post_numbered(&client, shim.addr, 4).await, 200);
     let text = shim.metrics.encode();
     assert_eq!(
         metric_value(&text, "shim_storage_records{exporter=\"otlp\"}"),
@@ -280,7 +270,7 @@ async fn one_backend_down_does_not_hold_back_another_and_tail_decisions_are_stor
     let shim = Shim::start_configured(cfg).await;
     let client = reqwest::Client::new();
     for tag in 0..10 {
-        assert_eq!(post(&client, shim.addr, tag).await, 200);
+        assert_eq!(post_numbered(&client, shim.addr, tag).await, 200);
     }
     // Held for the tail decision, then written to both queues; the healthy backend gets all.
     assert!(
@@ -325,7 +315,7 @@ async fn cost_of_the_durable_queue() {
                 let mut times = Vec::new();
                 for tag in (c * 500)..(c * 500 + 500) {
                     let t = std::time::Instant::now();
-                    assert_eq!(post(&client, addr, tag).await, 200);
+                    assert_eq!(post_numbered(&client, addr, tag).await, 200);
                     times.push(t.elapsed());
                 }
                 times

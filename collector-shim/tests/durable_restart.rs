@@ -31,16 +31,6 @@ fn write_config(dir: &Path, backend: SocketAddr) -> PathBuf {
     path
 }
 
-/// Posts request `tag` (50 spans numbered tag*1000+i); the status, 0 when no answer came.
-async fn post(client: &reqwest::Client, addr: SocketAddr, tag: u32) -> u16 {
-    post_spans(
-        client,
-        addr,
-        numbered_spans(tag * 1000, 50, |i| u64::from(tag * 1000 + i)),
-    )
-    .await
-}
-
 /// Span numbers the backend received, and how many arrived more than once.
 fn delivered(received: &otlp_backend::Received) -> (HashSet<u64>, usize) {
     let spans = received.spans.lock().unwrap();
@@ -80,7 +70,7 @@ async fn sigkill_while_clients_send_loses_no_span_answered_200() {
         let (client, addr, answered) = (client.clone(), shim.addr, answered.clone());
         senders.push(tokio::spawn(async move {
             for tag in (c * 500)..(c * 500 + 500) {
-                match post(&client, addr, tag).await {
+                match post_numbered(&client, addr, tag).await {
                     200 => answered.lock().unwrap().push(tag),
                     _ => break, // the shim is gone
                 }
@@ -132,7 +122,7 @@ async fn sigterm_during_an_outage_keeps_the_queue_for_the_next_start() {
     let client = reqwest::Client::new();
     let tags: Vec<u32> = (0..20).collect();
     for &tag in &tags {
-        assert_eq!(post(&client, shim.addr, tag).await, 200);
+        assert_eq!(post_numbered(&client, shim.addr, tag).await, 200);
     }
     let (status, _stopped) = tokio::task::spawn_blocking(move || (terminate(&mut shim), shim))
         .await
@@ -173,7 +163,7 @@ async fn damaged_queue_files_at_start_up_are_counted_and_skipped() {
     let mut shim = shim_process::start_async(&config).await;
     let client = reqwest::Client::new();
     for tag in 0..10 {
-        assert_eq!(post(&client, shim.addr, tag).await, 200);
+        assert_eq!(post_numbered(&client, shim.addr, tag).await, 200);
     }
     tokio::task::spawn_blocking(move || terminate(&mut shim))
         .await
@@ -229,7 +219,7 @@ async fn sigkill_while_exporting_sends_at_most_one_batch_twice() {
         let (client, addr, answered) = (client.clone(), shim.addr, answered.clone());
         tokio::spawn(async move {
             for tag in 0..2000 {
-                match post(&client, addr, tag).await {
+                match post_numbered(&client, addr, tag).await {
                     200 => answered.lock().unwrap().push(tag),
                     _ => break,
                 }

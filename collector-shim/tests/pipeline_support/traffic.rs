@@ -35,6 +35,13 @@ pub async fn post_spans(client: &reqwest::Client, addr: SocketAddr, spans: Vec<S
         .unwrap_or(0)
 }
 
+/// Posts request `tag`: 50 spans numbered `tag * 1000 + i`, each in its own trace; the status,
+/// 0 when no answer came.
+pub async fn post_numbered(client: &reqwest::Client, addr: SocketAddr, tag: u32) -> u16 {
+    let spans = numbered_spans(tag * 1000, 50, |i| u64::from(tag * 1000 + i));
+    post_spans(client, addr, spans).await
+}
+
 /// The shim's `/metrics` text (Prometheus format) at `addr`.
 pub async fn scrape(client: &reqwest::Client, addr: SocketAddr) -> String {
     client
