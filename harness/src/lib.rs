@@ -9,7 +9,7 @@
 //! - [`form`]: the Wasm and native forms of the filter; [`each_form!`] runs a test against both.
 //! - [`envoy_config`]: the shipped `envoy/envoy.yaml` with addresses, ports and paths substituted
 //!   ([`EnvoyConfig::substitute`]) and, for tests, the filter JSON edited.
-//! - [`envoy`]: the one Envoy launcher ([`envoy::EnvoyProcess`]: bootstrap written, admin port
+//! - [`envoy`]: the one Envoy launcher (`envoy/launch.rs`, [`envoy::EnvoyProcess`]: bootstrap written, admin port
 //!   read back, bounded readiness, bound listeners, log capture, `/stats`), and on top of it the
 //!   tests' and demo's [`Envoy`] (the filter's form, its metrics and failures), and
 //!   `envoy --mode validate` ([`envoy::validate`]).
