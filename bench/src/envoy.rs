@@ -1,4 +1,5 @@
-//! Envoy for one benchmark configuration: the generated bootstrap, the process, its admin API.
+//! Envoy for one benchmark configuration: the generated bootstrap, and the process (started by
+//! the shared harness's launcher with the benchmark's options) with its admin API.
 //!
 //! Every configuration shares the same listener, route, upstream cluster and runtime layer; only
 //! the tracing part differs, so the difference in cost is the tracer's.
@@ -6,15 +7,10 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use aetherflow_harness::envoy::{EnvoyProcess, Launch, LogTo, OnDrop};
 use serde::Serialize;
-use tokio::net::TcpStream;
 
 use crate::loadgen::Workload;
 
@@ -283,9 +279,10 @@ static_resources:
     }
 }
 
-/// A running Envoy; dropping it stops the process.
+/// A running Envoy of one benchmark configuration: the harness's launcher with the benchmark's
+/// options (one worker, log level `warning` to `--log-path`, SIGTERM then a 5 s wait on drop).
 pub struct Envoy {
-    child: Child,
+    process: EnvoyProcess,
     /// The admin interface.
     pub admin: SocketAddr,
     /// The ingress listener.
@@ -293,6 +290,9 @@ pub struct Envoy {
     /// Envoy's log file (read for the error message when start-up fails).
     pub log: PathBuf,
 }
+
+/// How long a stopping Envoy (or shim) may take to exit on SIGTERM before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 impl Envoy {
     /// Starts `envoy` with one worker thread on `bootstrap` (written into `dir`) and waits,
@@ -324,195 +324,49 @@ impl Envoy {
         wrapper: &[String],
         ready_within: Duration,
     ) -> Result<Self, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        let config = dir.join("envoy.yaml");
-        let admin_file = dir.join("admin-address.txt");
-        let log = dir.join("envoy.log");
-        let _ = std::fs::remove_file(&admin_file);
-        std::fs::write(&config, bootstrap).map_err(|e| format!("write config: {e}"))?;
-        let mut cmd = match wrapper.split_first() {
-            Some((program, args)) => {
-                let mut c = Command::new(program);
-                c.args(args).arg(envoy);
-                c
-            }
-            None => Command::new(envoy),
+        let launch = Launch {
+            binary: envoy.to_owned(),
+            wrapper: wrapper.to_vec(),
+            concurrency: 1,
+            log_level: "warning".into(),
+            component_log_level: None,
+            log_to: LogTo::LogPath,
+            startup_timeout: ready_within,
+            modules_dir: native_dir.to_owned(),
+            dir: Some(dir.to_owned()),
+            on_drop: OnDrop::Terminate(STOP_GRACE),
         };
-        let child = cmd
-            .arg("-c")
-            .arg(&config)
-            .args([
-                "--concurrency",
-                "1",
-                "--disable-hot-restart",
-                "-l",
-                "warning",
-            ])
-            .arg("--log-path")
-            .arg(&log)
-            .arg("--admin-address-path")
-            .arg(&admin_file)
-            .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", native_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("start {}: {e}", envoy.display()))?;
-        let mut envoy = Self {
-            child,
-            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
-            listener: SocketAddr::from(([127, 0, 0, 1], 0)),
-            log,
-        };
-        let deadline = Instant::now() + ready_within;
-        loop {
-            if let Ok(Some(status)) = envoy.child.try_wait() {
-                return Err(format!(
-                    "envoy exited during start-up ({status}): {}",
-                    envoy.log_tail()
-                ));
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "envoy not ready within {} s: {}",
-                    ready_within.as_secs(),
-                    envoy.log_tail()
-                ));
-            }
-            if envoy.admin.port() == 0 {
-                if let Some(addr) = std::fs::read_to_string(&admin_file)
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                {
-                    envoy.admin = addr;
-                }
-            }
-            if envoy.admin.port() != 0
-                && admin_get(envoy.admin, "/ready")
-                    .await
-                    .is_ok_and(|r| r.trim() == "LIVE")
-            {
-                if let Some(port) = admin_get(envoy.admin, "/listeners?format=json")
-                    .await
-                    .ok()
-                    .and_then(|json| listener_port(&json))
-                {
-                    envoy.listener.set_port(port);
-                    return Ok(envoy);
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let process = EnvoyProcess::start(bootstrap, &launch).await?;
+        let listener = process
+            .listener("ingress")
+            .ok_or_else(|| format!("envoy has no ingress listener: {}", process.log_tail(8)))?;
+        Ok(Envoy {
+            admin: process.admin_addr(),
+            listener,
+            log: process.log_path().to_owned(),
+            process,
+        })
     }
 
     /// The process id, for `/proc` readings.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid().unwrap_or(0)
     }
 
     /// Counters and gauges whose names contain one of `parts` (admin `/stats`, text format).
     pub async fn stats(&self, parts: &[&str]) -> BTreeMap<String, u64> {
-        let text = admin_get(self.admin, "/stats").await.unwrap_or_default();
-        text.lines()
-            .filter_map(|line| line.split_once(": "))
-            .filter(|(name, _)| parts.iter().any(|p| name.contains(p)))
-            .filter_map(|(name, value)| Some((name.to_owned(), value.trim().parse().ok()?)))
-            .collect()
+        let mut stats = self.process.stats().await.unwrap_or_default();
+        stats.retain(|name, _| parts.iter().any(|p| name.contains(p)));
+        stats
     }
 
     /// The last lines of Envoy's log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(8)..].join("\n")
+        self.process.log_tail(8)
     }
 
     /// Lines of Envoy's log at error level or above (a healthy run has none).
     pub fn log_errors(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("][error]") || l.contains("][critical]"))
-            .take(5)
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        stop_child(&mut self.child);
-    }
-}
-
-/// SIGTERM, a bounded wait, then SIGKILL.
-pub fn stop_child(child: &mut Child) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
-    }
-    if let Ok(pid) = i32::try_from(child.id()) {
-        // SAFETY: signalling our own child process by its id.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-    }
-    for _ in 0..100 {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn listener_port(json: &str) -> Option<u16> {
-    let value: serde_json::Value = serde_json::from_str(json).ok()?;
-    let port = value
-        .get("listener_statuses")?
-        .get(0)?
-        .get("local_address")?
-        .get("socket_address")?
-        .get("port_value")?
-        .as_u64()?;
-    u16::try_from(port).ok().filter(|p| *p != 0)
-}
-
-/// A GET on Envoy's admin interface; the body on 200.
-pub async fn admin_get(admin: SocketAddr, path: &str) -> Result<String, String> {
-    let stream = TcpStream::connect(admin).await.map_err(|e| e.to_string())?;
-    let (mut sender, conn) = http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let request = hyper::Request::get(path)
-        .header(hyper::header::HOST, "admin")
-        .body(Empty::new())
-        .map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(Duration::from_secs(5), sender.send_request(request))
-        .await
-        .map_err(|_| "admin request timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&body.to_bytes()).into_owned();
-    if status.is_success() {
-        Ok(text)
-    } else {
-        Err(format!("{status}: {text}"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listener_port_is_read_from_admin_json() {
-        let json = r#"{"listener_statuses":[{"name":"ingress","local_address":{"socket_address":{"address":"127.0.0.1","port_value":40123}}}]}"#;
-        assert_eq!(listener_port(json), Some(40123));
-        assert_eq!(listener_port("{}"), None);
+        self.process.log_errors(5)
     }
 }

@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use aetherflow_harness::process::Signal;
+
 use crate::envoy::{Envoy, Setup, Tracer};
 use crate::harness::{BATCH_SPANS, FLUSH_INTERVAL_MS, SAMPLE_RATIO};
 use crate::loadgen::{self, Workload};
@@ -263,10 +265,7 @@ async fn perf_window<T>(
     // stretched: the requests are what is divided by.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let result = window.await;
-    let stopped = i32::try_from(perf.id())
-        .ok()
-        // SAFETY: a plain signal to a child process this function spawned and still owns.
-        .is_some_and(|p| unsafe { libc::kill(p, libc::SIGINT) } == 0);
+    let stopped = aetherflow_harness::process::signal(&mut perf, Signal::INT).is_ok();
     if !stopped {
         let _ = perf.kill();
     }

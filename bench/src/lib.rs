@@ -5,19 +5,21 @@
 //! # Layout
 //! - [`harness`]: the run: for each round, each configuration in turn, the same phases;
 //! - [`instructions`]: Envoy instructions per request under callgrind (noise-free comparisons);
-//! - [`envoy`]: the Envoy bootstrap of each configuration, the process and its admin API;
-//! - [`shim`]: collector-shim as a process exporting to the sink;
+//! - [`envoy`]: the Envoy bootstrap of each configuration; the process and its admin API are
+//!   `aetherflow-harness`'s launcher with the benchmark's options (one worker, `-l warning`,
+//!   `--log-path`, SIGTERM then 5 s on drop);
+//! - [`shim`]: collector-shim as a process exporting to the sink (the harness's launcher);
 //! - [`upstream`]: the HTTP/1.1 + h2c + gRPC upstream service;
 //! - [`sink`]: the trace backend that decodes and counts spans (OTLP and Zipkin v2 JSON);
 //! - [`loadgen`]: the hyper load generator (closed loop and fixed rate);
 //! - [`procfs`]: CPU time and RSS from `/proc`;
 //! - [`stats`], [`report`], [`plot`]: medians and spreads, the table and JSON, the PNG;
 //! - [`micro`]: the summary of the criterion results (spans/s, pipeline vs decode-only);
-//! - [`shim_soak`], [`otlp_load`]: the shim alone under tail sampling at a steady span rate
-//!   (RSS, CPU per span, decisions), fed multi-span OTLP traces.
+//! - [`shim_soak`] (plan, run, report), [`otlp_load`]: the shim alone under tail sampling at a
+//!   steady span rate (RSS, CPU per span, decisions), fed multi-span OTLP traces.
 
-// Unsafe is limited to libc calls (signals, sysconf), each with its reason.
-#![deny(unsafe_op_in_unsafe_fn)]
+// Signals and the clock tick rate come through the harness and rustix: no `unsafe` here.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod envoy;

@@ -26,12 +26,9 @@ pub fn hwm_bytes(pid: u32) -> Option<u64> {
 }
 
 fn clock_ticks_per_second() -> u64 {
-    // SAFETY: sysconf only reads a system constant.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 {
-        ticks as u64
-    } else {
-        100
+    match rustix::param::clock_ticks_per_second() {
+        0 => 100,
+        ticks => ticks,
     }
 }
 

@@ -2,16 +2,18 @@
 //! sampling at ratio 1 and exporting Zipkin v2 JSON to the harness's sink (the path the shim's
 //! issue measures: OTLP decode -> sample -> batch -> Zipkin JSON encode).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::envoy::{admin_get, stop_child};
+use aetherflow_harness::shim::{FreePortLaunch, OnDrop, ShimProcess};
 
-/// A running shim; dropping it stops the process (SIGTERM: it flushes its queues first).
+use crate::envoy::STOP_GRACE;
+
+/// A running shim (the harness's launcher with the benchmark's options); dropping it stops the
+/// process (SIGTERM: it flushes its queues first).
 pub struct Shim {
-    child: Child,
+    process: ShimProcess,
     /// Its OTLP/HTTP receiver (also `/readyz`).
     pub addr: SocketAddr,
 }
@@ -38,66 +40,33 @@ log:
     )
 }
 
-fn free_port() -> Result<SocketAddr, String> {
-    // The OS picks a free port; it is released for the shim to bind a moment later.
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("free port: {e}"))?;
-    listener.local_addr().map_err(|e| format!("free port: {e}"))
-}
-
 impl Shim {
     /// Starts the shim exporting to `sink` and waits, bounded, for `/readyz`.
     pub async fn start(bin: &Path, sink: SocketAddr, dir: &Path) -> Result<Self, String> {
         Self::start_with(bin, dir, |addr| config_yaml(addr, sink)).await
     }
 
-    /// Starts the shim with the configuration `config(listen address)` renders.
+    /// Starts the shim with the configuration `config(listen address)` renders (written to
+    /// `dir/shim.yaml`, its log to `dir/shim.log`), ready within 30 s.
     pub async fn start_with(
         bin: &Path,
         dir: &Path,
-        config: impl FnOnce(SocketAddr) -> String,
+        config: impl Fn(SocketAddr) -> String,
     ) -> Result<Self, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        let addr = free_port()?;
-        let config_text = config(addr);
-        let config = dir.join("shim.yaml");
-        std::fs::write(&config, config_text).map_err(|e| format!("write shim config: {e}"))?;
-        let log =
-            std::fs::File::create(dir.join("shim.log")).map_err(|e| format!("shim log: {e}"))?;
-        let child = Command::new(bin)
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("start {}: {e}", bin.display()))?;
-        let mut shim = Self { child, addr };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = shim.child.try_wait() {
-                let log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
-                return Err(format!(
-                    "collector-shim exited during start-up ({status}): {log}"
-                ));
-            }
-            if Instant::now() > deadline {
-                return Err("collector-shim not ready within 30 s".into());
-            }
-            if admin_get(addr, "/readyz").await.is_ok() {
-                return Ok(shim);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let launch = FreePortLaunch {
+            ready_within: Duration::from_secs(30),
+            on_drop: OnDrop::Terminate(STOP_GRACE),
+            ..FreePortLaunch::new(bin, dir)
+        };
+        let process = ShimProcess::start_on_free_port(&launch, |addr| Ok(config(addr))).await?;
+        Ok(Self {
+            addr: process.addr,
+            process,
+        })
     }
 
     /// The process id, for `/proc` readings.
     pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Shim {
-    fn drop(&mut self) {
-        stop_child(&mut self.child);
+        self.process.pid().unwrap_or(0)
     }
 }

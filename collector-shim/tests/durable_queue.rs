@@ -10,14 +10,10 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use collector_shim::app::build_exporters;
-use collector_shim::config::{self, Config};
-use collector_shim::metrics::Metrics;
-use collector_shim::{run_with, Listeners};
+use aetherflow_harness::prometheus::Samples;
+use collector_shim::config::Config;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use pipeline_support::*;
-use prost::Message;
-use tokio::sync::oneshot;
 
 fn config(backend: SocketAddr, dir: &Path, storage: &str) -> Config {
     let yaml = format!(
@@ -29,22 +25,7 @@ fn config(backend: SocketAddr, dir: &Path, storage: &str) -> Config {
          shutdown_timeout: 5s\n",
         dir.display()
     );
-    config::load::finish(config::load::parse_str(&yaml, false).unwrap()).unwrap()
-}
-
-/// Posts request `tag` (50 spans, span ids tag*1000+i) and returns the status.
-async fn post(client: &reqwest::Client, addr: SocketAddr, tag: u32) -> u16 {
-    let spans: Vec<_> = (0..50)
-        .map(|i| span(&trace_id(tag * 1000 + i, 1), u64::from(tag * 1000 + i), 1))
-        .collect();
-    client
-        .post(format!("http://{addr}/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(request("svc", spans).encode_to_vec())
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
+    load_config(&yaml)
 }
 
 /// Distinct span ids the backend received (each test span's id is its number + 1).
@@ -58,36 +39,6 @@ fn unique(received: &otlp_backend::Received) -> HashSet<u64> {
         .collect()
 }
 
-struct Running {
-    addr: SocketAddr,
-    metrics: Metrics,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<collector_shim::Summary, String>>,
-}
-
-async fn start(cfg: Config) -> Running {
-    let listeners = Listeners::bind(&cfg).await.unwrap();
-    let addr = listeners.http_addr();
-    let metrics = Metrics::new();
-    let exporters = build_exporters(&cfg, &metrics).unwrap();
-    let (stop, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(run_with(
-        cfg,
-        listeners,
-        exporters,
-        metrics.clone(),
-        async move {
-            let _ = rx.await;
-        },
-    ));
-    Running {
-        addr,
-        metrics,
-        stop,
-        task,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_longer_than_memory_holds_loses_nothing() {
     let (backend, received) = otlp_backend::start().await;
@@ -95,10 +46,10 @@ async fn an_outage_longer_than_memory_holds_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     // The memory queue holds 100 spans and the exporter gives up after 100 ms: without the
     // durable queue, almost all of the 2000 spans below would be dropped.
-    let shim = start(config(backend, dir.path(), "max_bytes: 67108864")).await;
+    let shim = Shim::start_configured(config(backend, dir.path(), "max_bytes: 67108864")).await;
     let client = reqwest::Client::new();
     for tag in 0..40 {
-        assert_eq!(post(&client, shim.addr, tag).await, 200);
+        assert_eq!(post_numbered(&client, shim.addr, tag).await, 200);
     }
     // The outage lasts several of the exporter's retry deadlines.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -129,14 +80,9 @@ async fn an_outage_longer_than_memory_holds_loses_nothing() {
         unique(&received).len()
     );
     let text = shim.metrics.encode();
-    let dropped: f64 = text
-        .lines()
-        .filter(|l| l.starts_with("shim_spans_dropped_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let dropped = Samples::parse(&text).total("shim_spans_dropped_total");
     assert_eq!(dropped, 0.0, "{text}");
-    let _ = shim.stop.send(());
-    let summary = shim.task.await.unwrap().unwrap();
+    let summary = shim.stop().await;
     assert!(summary.flushed);
     // Everything exported: the queue's segments are gone.
     let left = std::fs::read_dir(dir.path().join("otlp"))
@@ -158,7 +104,7 @@ async fn a_full_budget_drops_by_its_rule_and_counts_every_span() {
         let (backend, received) = otlp_backend::start().await;
         received.refuse_next.store(usize::MAX, Ordering::SeqCst);
         let dir = tempfile::tempdir().unwrap();
-        let shim = start(config(
+        let shim = Shim::start_configured(config(
             backend,
             dir.path(),
             &format!("max_bytes: 65536, when_full: {rule}"),
@@ -167,7 +113,7 @@ async fn a_full_budget_drops_by_its_rule_and_counts_every_span() {
         let client = reqwest::Client::new();
         for tag in 0..60 {
             // Beyond the budget spans are dropped and counted, not refused.
-            assert_eq!(post(&client, shim.addr, tag).await, 200, "{rule}");
+            assert_eq!(post_numbered(&client, shim.addr, tag).await, 200, "{rule}");
             let bytes = metric_value(
                 &shim.metrics.encode(),
                 "shim_storage_bytes{exporter=\"otlp\"}",
@@ -196,8 +142,7 @@ async fn a_full_budget_drops_by_its_rule_and_counts_every_span() {
             "drop_newest" => assert!(got.contains(&0) && !got.contains(&newest), "{rule}"),
             _ => assert!(!got.contains(&0) && got.contains(&newest), "{rule}"),
         }
-        let _ = shim.stop.send(());
-        assert!(shim.task.await.unwrap().unwrap().flushed, "{rule}");
+        assert!(shim.stop().await.flushed, "{rule}");
     }
 }
 
@@ -208,27 +153,18 @@ async fn a_write_that_fails_is_answered_503_and_sampled_out_spans_are_not_stored
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(backend, dir.path(), "max_bytes: 1048576");
     cfg.receiver.grpc_listen = Some(([127, 0, 0, 1], 0).into());
-    let listeners = Listeners::bind(&cfg).await.unwrap();
-    let grpc = listeners.grpc.as_ref().unwrap().local_addr().unwrap();
-    let addr = listeners.http_addr();
-    let metrics = Metrics::new();
-    let exporters = build_exporters(&cfg, &metrics).unwrap();
-    let (stop, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(run_with(
-        cfg,
-        listeners,
-        exporters,
-        metrics.clone(),
-        async move {
-            let _ = rx.await;
-        },
-    ));
+    let shim = Shim::start_configured(cfg).await;
+    let (addr, grpc, metrics) = (
+        shim.addr,
+        shim.grpc.expect("gRPC receiver"),
+        shim.metrics.clone(),
+    );
     let client = reqwest::Client::new();
     // The exporter's directory vanishes before its first segment is created: the write fails,
     // so neither transport may answer success.
     assert!(eventually(10, || dir.path().join("otlp/cursor").exists()).await);
     std::fs::remove_dir_all(dir.path().join("otlp")).unwrap();
-    assert_eq!(post(&client, addr, 1).await, 503);
+    assert_eq!(post_numbered(&client, addr, 1).await, 503);
     let mut grpc_client = TraceServiceClient::connect(format!("http://{grpc}"))
         .await
         .unwrap();
@@ -253,20 +189,19 @@ async fn a_write_that_fails_is_answered_503_and_sampled_out_spans_are_not_stored
     );
     // Back: the next request is stored.
     std::fs::create_dir_all(dir.path().join("otlp")).unwrap();
-    assert_eq!(post(&client, addr, 3).await, 200);
+    assert_eq!(post_numbered(&client, addr, 3).await, 200);
     assert_eq!(
         metric_value(&metrics.encode(), "shim_storage_records{exporter=\"otlp\"}"),
         1.0
     );
-    let _ = stop.send(());
-    let _ = task.await;
+    let _ = shim.shutdown().await;
 
     // Spans the sampler drops are answered at once and never written.
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(backend, dir.path(), "max_bytes: 1048576");
     cfg.sampling.probability = 0.0;
-    let shim = start(cfg).await;
-    assert_eq!(post(&client, shim.addr, 4).await, 200);
+    let shim = Shim::start_configured(cfg).await;
+    assert_eq!(post_numbered(&client, shim.addr, 4).await, 200);
     let text = shim.metrics.encode();
     assert_eq!(
         metric_value(&text, "shim_storage_records{exporter=\"otlp\"}"),
@@ -278,8 +213,7 @@ async fn a_write_that_fails_is_answered_503_and_sampled_out_spans_are_not_stored
         0.0,
         "{text}"
     );
-    let _ = shim.stop.send(());
-    let _ = shim.task.await;
+    let _ = shim.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,29 +231,11 @@ async fn batches_read_back_from_disk_never_exceed_the_batch_size() {
     let client = reqwest::Client::new();
     // Requests of 30 spans (one record each) and one of 120 (three records of 50, 50, 20).
     for tag in 0..10u32 {
-        let spans: Vec<_> = (0..30)
-            .map(|i| span(&trace_id(tag * 1000 + i, 1), u64::from(i), 1))
-            .collect();
-        let r = client
-            .post(shim.url("/v1/traces"))
-            .header("content-type", "application/x-protobuf")
-            .body(request("svc", spans).encode_to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        let spans = numbered_spans(tag * 1000, 30, u64::from);
+        assert_eq!(post_spans(&client, shim.addr, spans).await, 200);
     }
-    let spans: Vec<_> = (0..120)
-        .map(|i| span(&trace_id(99_000 + i, 1), u64::from(i), 1))
-        .collect();
-    let r = client
-        .post(shim.url("/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(request("svc", spans).encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let spans = numbered_spans(99_000, 120, u64::from);
+    assert_eq!(post_spans(&client, shim.addr, spans).await, 200);
     assert!(
         eventually(30, || exp.span_count() == 420).await,
         "{:?}",
@@ -350,11 +266,11 @@ async fn one_backend_down_does_not_hold_back_another_and_tail_decisions_are_stor
          \x20 - {{ type: otlp, name: up, endpoint: 'http://{up}/v1/traces' }}\n",
         dir.path().display()
     );
-    let cfg = config::load::finish(config::load::parse_str(&yaml, false).unwrap()).unwrap();
-    let shim = start(cfg).await;
+    let cfg = load_config(&yaml);
+    let shim = Shim::start_configured(cfg).await;
     let client = reqwest::Client::new();
     for tag in 0..10 {
-        assert_eq!(post(&client, shim.addr, tag).await, 200);
+        assert_eq!(post_numbered(&client, shim.addr, tag).await, 200);
     }
     // Held for the tail decision, then written to both queues; the healthy backend gets all.
     assert!(
@@ -371,8 +287,7 @@ async fn one_backend_down_does_not_hold_back_another_and_tail_decisions_are_stor
     );
     down_rx.refuse_next.store(0, Ordering::SeqCst);
     assert!(eventually(30, || unique(&down_rx).len() == 500).await);
-    let _ = shim.stop.send(());
-    assert!(shim.task.await.unwrap().unwrap().flushed);
+    assert!(shim.stop().await.flushed);
 }
 
 /// Not a check: the figures behind "Cost" in docs/shim.md. Eight clients send 4000 requests of
@@ -390,7 +305,7 @@ async fn cost_of_the_durable_queue() {
             cfg.batch.storage = None;
             cfg.batch.max_queue_size = 1_000_000;
         }
-        let shim = start(cfg).await;
+        let shim = Shim::start_configured(cfg).await;
         let started = std::time::Instant::now();
         let mut clients = Vec::new();
         for c in 0..8u32 {
@@ -400,7 +315,7 @@ async fn cost_of_the_durable_queue() {
                 let mut times = Vec::new();
                 for tag in (c * 500)..(c * 500 + 500) {
                     let t = std::time::Instant::now();
-                    assert_eq!(post(&client, addr, tag).await, 200);
+                    assert_eq!(post_numbered(&client, addr, tag).await, 200);
                     times.push(t.elapsed());
                 }
                 times
@@ -422,7 +337,6 @@ async fn cost_of_the_durable_queue() {
             times[times.len() / 2].as_secs_f64() * 1e3,
             times[times.len() * 99 / 100].as_secs_f64() * 1e3,
         );
-        let _ = shim.stop.send(());
-        let _ = shim.task.await;
+        let _ = shim.shutdown().await;
     }
 }

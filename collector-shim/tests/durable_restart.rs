@@ -12,9 +12,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pipeline_support::shim_process::ShimProcess;
+use pipeline_support::shim_process::{self, ShimProcess};
 use pipeline_support::*;
-use prost::Message;
 
 /// A config file for the binary: one OTLP exporter to `backend`, the queue under `dir`.
 fn write_config(dir: &Path, backend: SocketAddr) -> PathBuf {
@@ -30,29 +29,6 @@ fn write_config(dir: &Path, backend: SocketAddr) -> PathBuf {
     );
     std::fs::write(&path, text).unwrap();
     path
-}
-
-async fn start_shim(config: &Path) -> ShimProcess {
-    let config = config.to_path_buf();
-    tokio::task::spawn_blocking(move || ShimProcess::start(&config))
-        .await
-        .unwrap()
-}
-
-/// Posts request `tag` (50 spans numbered tag*1000+i); the status, 0 when no answer came.
-async fn post(client: &reqwest::Client, addr: &str, tag: u32) -> u16 {
-    let spans: Vec<_> = (0..50)
-        .map(|i| span(&trace_id(tag * 1000 + i, 1), u64::from(tag * 1000 + i), 1))
-        .collect();
-    client
-        .post(format!("http://{addr}/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(request("svc", spans).encode_to_vec())
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
 }
 
 /// Span numbers the backend received, and how many arrived more than once.
@@ -73,32 +49,10 @@ fn spans_of(tags: &[u32]) -> HashSet<u64> {
         .collect()
 }
 
-async fn metrics(client: &reqwest::Client, addr: &str) -> String {
-    client
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// Sends SIGTERM and waits (bounded) for the exit status.
+/// Sends SIGTERM and waits (bounded, 15 s) for the exit status.
 fn terminate(shim: &mut ShimProcess) -> std::process::ExitStatus {
-    let pid = shim.child.id().to_string();
-    let ok = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    for _ in 0..300 {
-        if let Some(status) = shim.child.try_wait().unwrap() {
-            return status;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("no exit within 15 s of SIGTERM:\n{}", shim.log());
+    shim.terminate(Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("no exit within 15 s of SIGTERM:\n{}", shim.log()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,16 +61,16 @@ async fn sigkill_while_clients_send_loses_no_span_answered_200() {
     received.refuse_next.store(usize::MAX, Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), backend);
-    let mut shim = start_shim(&config).await;
+    let mut shim = shim_process::start_async(&config).await;
     let client = reqwest::Client::new();
     // Two clients send while the backend is down; the shim is killed in the middle.
     let answered = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut senders = Vec::new();
     for c in 0..2u32 {
-        let (client, addr, answered) = (client.clone(), shim.addr.clone(), answered.clone());
+        let (client, addr, answered) = (client.clone(), shim.addr, answered.clone());
         senders.push(tokio::spawn(async move {
             for tag in (c * 500)..(c * 500 + 500) {
-                match post(&client, &addr, tag).await {
+                match post_numbered(&client, addr, tag).await {
                     200 => answered.lock().unwrap().push(tag),
                     _ => break, // the shim is gone
                 }
@@ -128,8 +82,7 @@ async fn sigkill_while_clients_send_loses_no_span_answered_200() {
         "{}",
         shim.log()
     );
-    shim.child.kill().unwrap(); // SIGKILL
-    shim.child.wait().unwrap();
+    shim.kill(); // SIGKILL
     for s in senders {
         s.await.unwrap();
     }
@@ -137,7 +90,7 @@ async fn sigkill_while_clients_send_loses_no_span_answered_200() {
     assert!(received.count() == 0, "the backend was down the whole time");
 
     received.refuse_next.store(0, Ordering::SeqCst);
-    let shim = start_shim(&config).await;
+    let shim = shim_process::start_async(&config).await;
     let want = spans_of(&answered);
     assert!(
         eventually(60, || want.is_subset(&delivered(&received).0)).await,
@@ -146,7 +99,7 @@ async fn sigkill_while_clients_send_loses_no_span_answered_200() {
         want.len(),
         shim.log()
     );
-    let text = metrics(&client, &shim.addr).await;
+    let text = scrape(&client, shim.addr).await;
     let recovered = metric_value(
         &text,
         "shim_storage_recovered_spans_total{exporter=\"otlp\"}",
@@ -165,11 +118,11 @@ async fn sigterm_during_an_outage_keeps_the_queue_for_the_next_start() {
     received.refuse_next.store(usize::MAX, Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), backend);
-    let mut shim = start_shim(&config).await;
+    let mut shim = shim_process::start_async(&config).await;
     let client = reqwest::Client::new();
     let tags: Vec<u32> = (0..20).collect();
     for &tag in &tags {
-        assert_eq!(post(&client, &shim.addr, tag).await, 200);
+        assert_eq!(post_numbered(&client, shim.addr, tag).await, 200);
     }
     let (status, _stopped) = tokio::task::spawn_blocking(move || (terminate(&mut shim), shim))
         .await
@@ -178,7 +131,7 @@ async fn sigterm_during_an_outage_keeps_the_queue_for_the_next_start() {
     assert_eq!(received.count(), 0);
 
     received.refuse_next.store(0, Ordering::SeqCst);
-    let shim = start_shim(&config).await;
+    let shim = shim_process::start_async(&config).await;
     let want = spans_of(&tags);
     assert!(
         eventually(60, || delivered(&received).0 == want).await,
@@ -207,10 +160,10 @@ async fn damaged_queue_files_at_start_up_are_counted_and_skipped() {
     received.refuse_next.store(usize::MAX, Ordering::SeqCst);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), backend);
-    let mut shim = start_shim(&config).await;
+    let mut shim = shim_process::start_async(&config).await;
     let client = reqwest::Client::new();
     for tag in 0..10 {
-        assert_eq!(post(&client, &shim.addr, tag).await, 200);
+        assert_eq!(post_numbered(&client, shim.addr, tag).await, 200);
     }
     tokio::task::spawn_blocking(move || terminate(&mut shim))
         .await
@@ -237,7 +190,7 @@ async fn damaged_queue_files_at_start_up_are_counted_and_skipped() {
     .unwrap();
 
     received.refuse_next.store(0, Ordering::SeqCst);
-    let shim = start_shim(&config).await;
+    let shim = shim_process::start_async(&config).await;
     let want = spans_of(&(1..9).collect::<Vec<_>>());
     assert!(
         eventually(60, || delivered(&received).0 == want).await,
@@ -246,7 +199,7 @@ async fn damaged_queue_files_at_start_up_are_counted_and_skipped() {
         want.len(),
         shim.log()
     );
-    let text = metrics(&client, &shim.addr).await;
+    let text = scrape(&client, shim.addr).await;
     for reason in ["checksum", "truncated", "header"] {
         let series =
             format!("shim_storage_corrupt_records_total{{exporter=\"otlp\",reason=\"{reason}\"}}");
@@ -259,14 +212,14 @@ async fn sigkill_while_exporting_sends_at_most_one_batch_twice() {
     let (backend, received) = otlp_backend::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), backend);
-    let mut shim = start_shim(&config).await;
+    let mut shim = shim_process::start_async(&config).await;
     let client = reqwest::Client::new();
     let answered = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sender = {
-        let (client, addr, answered) = (client.clone(), shim.addr.clone(), answered.clone());
+        let (client, addr, answered) = (client.clone(), shim.addr, answered.clone());
         tokio::spawn(async move {
             for tag in 0..2000 {
-                match post(&client, &addr, tag).await {
+                match post_numbered(&client, addr, tag).await {
                     200 => answered.lock().unwrap().push(tag),
                     _ => break,
                 }
@@ -279,11 +232,10 @@ async fn sigkill_while_exporting_sends_at_most_one_batch_twice() {
         "{}",
         shim.log()
     );
-    shim.child.kill().unwrap();
-    shim.child.wait().unwrap();
+    shim.kill();
     sender.await.unwrap();
     let answered: Vec<u32> = answered.lock().unwrap().clone();
-    let shim = start_shim(&config).await;
+    let shim = shim_process::start_async(&config).await;
     let want = spans_of(&answered);
     assert!(
         eventually(60, || want.is_subset(&delivered(&received).0)).await,
@@ -321,14 +273,7 @@ fn an_unusable_queue_directory_stops_start_up_naming_the_key() {
         .spawn()
         .unwrap();
     // Bounded: it must exit on its own within 15 s.
-    let mut status = None;
-    for _ in 0..300 {
-        status = child.try_wait().unwrap();
-        if status.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = aetherflow_harness::process::wait_for_exit(&mut child, Duration::from_secs(15));
     let Some(status) = status else {
         let _ = child.kill();
         panic!("still running with an unusable queue directory");

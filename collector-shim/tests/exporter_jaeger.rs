@@ -153,18 +153,10 @@ fn truncated_bodies_are_refused_by_the_decoder() {
     // The decoder is a real check: a cut body fails.
     let (bodies, _) = encode(&sample_batch());
     let cut = &bodies[0][..bodies[0].len() - 3];
-    let python = exporter_support::backend::python();
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/decoders/jaeger_thrift.py");
-    let mut child = std::process::Command::new(python)
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), cut).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let script = aetherflow_harness::python::decoder("jaeger_thrift.py");
+    let out =
+        aetherflow_harness::python::run([script], cut, aetherflow_harness::python::DECODER_TIMEOUT)
+            .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a Jaeger Thrift Batch"));
 }

@@ -29,7 +29,7 @@ use axum::Router;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use pipeline_support::shim_process::ShimProcess;
+use pipeline_support::shim_process::{self, ShimProcess};
 use pipeline_support::*;
 use prost::Message;
 use tokio::sync::watch;
@@ -128,7 +128,7 @@ struct RpcStatus {
 fn start_shim(config: &str) -> (ShimProcess, tempfile::NamedTempFile) {
     let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
     std::fs::write(file.path(), config).unwrap();
-    (ShimProcess::start(file.path()), file)
+    (shim_process::start(file.path()), file)
 }
 
 /// One request of `BUDGET` spans with trace and span ids unique to `n`.
@@ -169,7 +169,7 @@ struct Seen {
 
 async fn send(
     client: &reqwest::Client,
-    addr: &str,
+    addr: SocketAddr,
     req: &ExportTraceServiceRequest,
 ) -> reqwest::Response {
     client
@@ -181,14 +181,14 @@ async fn send(
         .expect("the shim answers")
 }
 
-async fn sender(addr: String, next: Arc<AtomicU32>, seen: Arc<Seen>, deadline: Instant) {
+async fn sender(addr: SocketAddr, next: Arc<AtomicU32>, seen: Arc<Seen>, deadline: Instant) {
     let client = reqwest::Client::new();
     while !seen.stop.load(Ordering::SeqCst)
         && Instant::now() < deadline
         && seen.accepted.lock().unwrap().len() < MAX_ACCEPTED
     {
         let req = numbered_request(next.fetch_add(1, Ordering::SeqCst));
-        let resp = send(&client, &addr, &req).await;
+        let resp = send(&client, addr, &req).await;
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -215,17 +215,6 @@ async fn sender(addr: String, next: Arc<AtomicU32>, seen: Arc<Seen>, deadline: I
     }
 }
 
-async fn metrics(client: &reqwest::Client, addr: &str) -> String {
-    client
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_budget_answers_503_with_retry_after_and_nothing_accepted_is_lost() {
     let backend = StallingBackend::start().await;
@@ -237,14 +226,14 @@ async fn a_full_budget_answers_503_with_retry_after_and_nothing_accepted_is_lost
          shutdown_timeout: 30s\n",
         backend.addr
     ));
-    let addr = shim.addr.clone();
+    let addr = shim.addr;
 
     // Several connections at once until one request is shed (bounded in time and spans).
     let seen = Arc::new(Seen::default());
     let next = Arc::new(AtomicU32::new(1));
     let deadline = Instant::now() + Duration::from_secs(90);
     let senders: Vec<_> = (0..SENDERS)
-        .map(|_| tokio::spawn(sender(addr.clone(), next.clone(), seen.clone(), deadline)))
+        .map(|_| tokio::spawn(sender(addr, next.clone(), seen.clone(), deadline)))
         .collect();
     for s in senders {
         s.await.unwrap();
@@ -274,7 +263,7 @@ async fn a_full_budget_answers_503_with_retry_after_and_nothing_accepted_is_lost
 
     // Counted on /metrics, per request and per span.
     let client = reqwest::Client::new();
-    let text = metrics(&client, &addr).await;
+    let text = scrape(&client, addr).await;
     let n = refused.len() as f64;
     assert_eq!(
         metric_value(&text, "shim_requests_refused_total{reason=\"queue_full\"}"),
@@ -300,7 +289,7 @@ async fn a_full_budget_answers_503_with_retry_after_and_nothing_accepted_is_lost
         let mut answer = None;
         for _ in 0..30 {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let resp = send(&client, &addr, req).await;
+            let resp = send(&client, addr, req).await;
             answer = Some(resp.status());
             if resp.status() == 200 {
                 break;
@@ -313,7 +302,7 @@ async fn a_full_budget_answers_503_with_retry_after_and_nothing_accepted_is_lost
     let accepted: Vec<_> = std::mem::take(&mut *seen.accepted.lock().unwrap());
     assert_eq!(
         metric_value(
-            &metrics(&client, &addr).await,
+            &scrape(&client, addr).await,
             "shim_spans_received_total{transport=\"http_protobuf\"}"
         ),
         accepted.len() as f64
@@ -338,7 +327,7 @@ async fn a_full_budget_answers_503_with_retry_after_and_nothing_accepted_is_lost
         got_set == want,
         "the backend got other spans than those accepted"
     );
-    let text = metrics(&client, &addr).await;
+    let text = scrape(&client, addr).await;
     assert!(
         !text
             .lines()
@@ -363,7 +352,7 @@ async fn grpc_sheds_with_unavailable_and_accepts_the_same_request_afterwards() {
     ));
     let grpc = format!(
         "http://{}",
-        shim.grpc.clone().expect("grpc_listen in the ready line")
+        shim.grpc.expect("grpc_listen in the ready line")
     );
     let next = Arc::new(AtomicU32::new(1));
     let refused: Arc<Mutex<Vec<(ExportTraceServiceRequest, tonic::Status)>>> = Arc::default();
@@ -410,7 +399,7 @@ async fn grpc_sheds_with_unavailable_and_accepts_the_same_request_afterwards() {
     let client = reqwest::Client::new();
     assert_eq!(
         metric_value(
-            &metrics(&client, &shim.addr).await,
+            &scrape(&client, shim.addr).await,
             "shim_requests_refused_total{reason=\"queue_full\"}"
         ),
         refused.len() as f64

@@ -5,15 +5,9 @@ mod pipeline_support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use collector_shim::app::build_exporters;
-use collector_shim::config::{self, Config};
-use collector_shim::metrics::Metrics;
-use collector_shim::{run, run_with, Listeners};
+use collector_shim::config::Config;
 use pipeline_support::*;
-use prost::Message;
-use tokio::sync::oneshot;
 
 fn config(backend: SocketAddr, queue: usize, max_elapsed: &str) -> Config {
     let yaml = format!(
@@ -23,32 +17,12 @@ fn config(backend: SocketAddr, queue: usize, max_elapsed: &str) -> Config {
          retry: {{ initial_interval: 20ms, max_interval: 100ms, max_elapsed_time: {max_elapsed} }}\n\
          shutdown_timeout: 10s\n"
     );
-    config::load::finish(config::load::parse_str(&yaml, false).unwrap()).unwrap()
+    load_config(&yaml)
 }
 
 async fn post(client: &reqwest::Client, addr: SocketAddr, tag: u32, n: u32) {
-    let spans: Vec<_> = (0..n)
-        .map(|i| span(&trace_id(tag * 1000 + i, 1), i as u64, 1))
-        .collect();
-    let r = client
-        .post(format!("http://{addr}/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(request("svc", spans).encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-}
-
-async fn metrics(client: &reqwest::Client, addr: SocketAddr) -> String {
-    client
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    let status = post_spans(client, addr, numbered_spans(tag * 1000, n, u64::from)).await;
+    assert_eq!(status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,12 +30,8 @@ async fn outage_then_recovery_loses_nothing_within_queue_capacity() {
     let (backend, received) = otlp_backend::start().await;
     received.refuse_next.store(4, Ordering::SeqCst);
     let cfg = config(backend, 2048, "20s");
-    let listeners = Listeners::bind(&cfg).await.unwrap();
-    let addr = listeners.http_addr();
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(run(cfg, listeners, async move {
-        let _ = rx.await;
-    }));
+    let shim = Shim::start_configured(cfg).await;
+    let addr = shim.addr;
     let client = reqwest::Client::new();
     for tag in 0..6 {
         post(&client, addr, tag, 50).await;
@@ -75,13 +45,13 @@ async fn outage_then_recovery_loses_nothing_within_queue_capacity() {
     // The backend counts a request before its answer reaches the exporter, and the batcher
     // counts the spans after that: read the metrics once the last export has been counted
     // (bounded: 50 reads 20 ms apart).
-    let mut text = metrics(&client, addr).await;
+    let mut text = scrape(&client, addr).await;
     for _ in 0..50 {
         if metric_value(&text, "shim_spans_exported_total{exporter=\"otlp\"}") >= 300.0 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        text = metrics(&client, addr).await;
+        text = scrape(&client, addr).await;
     }
     assert!(
         metric_value(&text, "shim_export_retries_total{exporter=\"otlp\"}") >= 4.0,
@@ -97,8 +67,7 @@ async fn outage_then_recovery_loses_nothing_within_queue_capacity() {
         text.contains("shim_spans_dropped_total{reason=\"export_failed\",exporter=\"otlp\"} 0"),
         "{text}"
     );
-    let _ = tx.send(());
-    let summary = task.await.unwrap().unwrap();
+    let summary = shim.stop().await;
     assert!(summary.flushed);
 }
 
@@ -107,32 +76,21 @@ async fn a_backend_that_stays_down_keeps_memory_bounded_and_every_span_counted()
     let (backend, received) = otlp_backend::start().await;
     received.refuse_next.store(usize::MAX, Ordering::SeqCst);
     let cfg = config(backend, 100, "100ms");
-    let listeners = Listeners::bind(&cfg).await.unwrap();
-    let addr = listeners.http_addr();
-    let (tx, rx) = oneshot::channel::<()>();
-    // The same wiring as `run`, keeping a handle on the metrics to read them after shutdown.
-    let m = Metrics::new();
-    let exporters = build_exporters(&cfg, &m).unwrap();
-    let task = tokio::spawn(run_with(cfg, listeners, exporters, m.clone(), async move {
-        let _ = rx.await;
-    }));
+    // The binary's wiring, keeping a handle on the metrics to read them after shutdown.
+    let shim = Shim::start_configured(cfg).await;
+    let (addr, m) = (shim.addr, shim.metrics.clone());
     let client = reqwest::Client::new();
     let mut max_queue = 0.0f64;
     for tag in 0..40 {
         post(&client, addr, tag, 50).await;
         let q = metric_value(
-            &metrics(&client, addr).await,
+            &scrape(&client, addr).await,
             "shim_queue_length{exporter=\"otlp\"}",
         );
         max_queue = max_queue.max(q);
     }
     assert!(max_queue <= 100.0, "queue reached {max_queue}");
-    let _ = tx.send(());
-    let summary = tokio::time::timeout(Duration::from_secs(60), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let summary = shim.stop().await;
     assert!(summary.flushed);
     // After shutdown every one of the 2000 spans is accounted for: the backend is down, so each
     // was dropped because the queue was full or after the exporter gave up on its batch.

@@ -6,7 +6,7 @@ mod pipeline_support;
 use std::process::Command;
 use std::time::Duration;
 
-use pipeline_support::shim_process::ShimProcess;
+use pipeline_support::shim_process;
 use pipeline_support::*;
 use prost::Message;
 
@@ -84,9 +84,8 @@ async fn sigterm_flushes_pending_decisions_and_queues_then_exits_zero() {
         ),
         ".yaml",
     );
-    let mut shim = ShimProcess::start(cfg.path());
-    let addr = shim.addr.clone();
-    let mut log = std::mem::take(&mut shim.startup_log);
+    let mut shim = shim_process::start(cfg.path());
+    let addr = shim.addr;
     let client = reqwest::Client::new();
     for r in 0..4u32 {
         let spans: Vec<_> = (0..50u32)
@@ -103,26 +102,10 @@ async fn sigterm_flushes_pending_decisions_and_queues_then_exits_zero() {
     }
     // Everything is held (60 s windows); nothing has reached the backend yet.
     assert_eq!(received.count(), 0);
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(shim.child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut exit = None;
-    for _ in 0..600 {
-        if let Some(s) = shim.child.try_wait().unwrap() {
-            exit = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Dropping the process kills it if it is still running.
-    let exit = exit.unwrap_or_else(|| panic!("shim did not exit within 30 s of SIGTERM"));
-    while let Ok(line) = shim.log.try_recv() {
-        log.push_str(&line);
-        log.push('\n');
-    }
+    // SIGTERM, then up to 30 s for the exit (killed after that).
+    let exit = shim.terminate_async(Duration::from_secs(30)).await;
+    let log = shim.log();
+    let exit = exit.unwrap_or_else(|| panic!("shim did not exit within 30 s of SIGTERM:\n{log}"));
     assert_eq!(exit.code(), Some(0), "{log}");
     assert_eq!(received.count(), 200, "{log}");
     assert!(log.contains("all queues flushed"), "{log}");

@@ -8,20 +8,13 @@ use std::time::Duration;
 
 use collector_shim::config::{PolicyConfig, TailConfig};
 use pipeline_support::*;
-use prost::Message;
 
 async fn send(shim: &Shim, n: u32, tag: u32) {
-    let spans: Vec<_> = (0..n)
-        .map(|i| span(&trace_id(tag * 10_000 + i, 1), i as u64, 1))
-        .collect();
-    let resp = reqwest::Client::new()
-        .post(shim.url("/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(request("svc", spans).encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let spans = numbered_spans(tag * 10_000, n, u64::from);
+    assert_eq!(
+        post_spans(&reqwest::Client::new(), shim.addr, spans).await,
+        200
+    );
 }
 
 #[tokio::test]

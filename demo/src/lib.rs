@@ -7,7 +7,8 @@
 //! - `serve`: what both services share (incoming context, accept loop, streaming body).
 //! - `http_service` / `grpc_service`: the two upstreams behind Envoy (`demo-http`, `demo-grpc`).
 //! - `client`: HTTP and gRPC clients for the runner and the end-to-end tests.
-//! - `stack`: the whole pipeline on loopback (services, shim process, real Envoy).
+//! - `stack`: the whole pipeline on loopback (services in this process; the shim process and
+//!   real Envoy through `aetherflow-harness`, which holds no test code).
 //! - `scenarios`: the demo's traffic and what each request must leave in the traces.
 //! - `trace_view`: exported spans (OTLP JSON lines or protobuf) rendered as trace trees.
 //! - `red_table`: the shim's RED metrics per route with an exemplar trace each, as a table.

@@ -1,17 +1,18 @@
 //! The whole pipeline on loopback, as `make demo` and the end-to-end tests run it: the two demo
 //! services (in this process), the real collector-shim binary, and real Envoy with the real
 //! `.wasm`, configured from the shipped `envoy/envoy.yaml` with only addresses and paths changed
-//! (`aetherflow_tests::envoy_config`, the same derivation the integration tests use).
+//! (`aetherflow_harness::envoy_config`, the same derivation the integration tests use).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use aetherflow_tests::envoy::{Envoy, EnvoyOptions};
-use aetherflow_tests::envoy_config::{EnvoyConfig, Substitutions};
-use aetherflow_tests::form::Form;
-use aetherflow_tests::paths;
+use aetherflow_harness::envoy::{Envoy, EnvoyOptions};
+use aetherflow_harness::envoy_config::{EnvoyConfig, Substitutions};
+use aetherflow_harness::form::Form;
+use aetherflow_harness::paths;
+pub use aetherflow_harness::shim::{free_port, ShimProcess};
+use aetherflow_harness::shim::{FreePortLaunch, Stdout};
 use serde_yaml::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -19,178 +20,43 @@ use tokio::sync::oneshot;
 use crate::otlp::SpanExporter;
 use crate::{grpc_service, http_service};
 
-/// A collector-shim child process; SIGKILLed on drop unless [`ShimProcess::stop`] ran.
-pub struct ShimProcess {
-    child: Option<Child>,
-    /// Where its OTLP/HTTP receiver (and `/healthz`, `/metrics`) listens.
-    pub addr: SocketAddr,
-    /// Its stdout and stderr (the console exporter's trees and its logs, unless inherited).
-    pub log_path: PathBuf,
-}
-
-/// A loopback address with a port the kernel just handed out (then released, so a child process
-/// can bind it; the window for another process to take it is tiny on a test machine).
-pub fn free_port() -> Result<SocketAddr, String> {
-    let l =
-        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("binding a port: {e}"))?;
-    l.local_addr().map_err(|e| e.to_string())
-}
-
-impl ShimProcess {
-    /// Starts the shim binary with `config` (YAML; `receiver.http_listen` is set to a free
-    /// loopback port) written into `dir`, and waits for `/healthz`. With `inherit_stdout` the
-    /// console exporter prints to this terminal; otherwise output goes to `dir/shim.log`.
-    pub async fn start(
-        binary: &Path,
-        config: &str,
-        dir: &Path,
-        inherit_stdout: bool,
-    ) -> Result<Self, String> {
-        // The port is chosen here and bound by the child a moment later; if another process took
-        // it in between, the shim exits at start-up and a fresh port is tried.
-        let mut last_error = String::new();
-        for _ in 0..3 {
-            match Self::start_once(binary, config, dir, inherit_stdout).await {
-                Ok(shim) => return Ok(shim),
-                Err(StartError::Exited(e)) => last_error = e,
-                Err(StartError::Fatal(e)) => return Err(e),
-            }
-        }
-        Err(last_error)
-    }
-
-    async fn start_once(
-        binary: &Path,
-        config: &str,
-        dir: &Path,
-        inherit_stdout: bool,
-    ) -> Result<Self, StartError> {
-        paths::require(binary, "cargo build -p collector-shim");
-        let addr = free_port()?;
-        let mut doc: Value =
-            serde_yaml::from_str(config).map_err(|e| format!("shim config: {e}"))?;
-        let root = doc
-            .as_mapping_mut()
-            .ok_or("shim config must be a YAML mapping")?;
-        let receiver = root
-            .entry(Value::from("receiver"))
-            .or_insert_with(|| Value::Mapping(Default::default()));
-        receiver
-            .as_mapping_mut()
-            .ok_or("shim config: `receiver` must be a mapping")?
-            .insert(Value::from("http_listen"), Value::from(addr.to_string()));
-        let config_path = dir.join("collector-shim.yaml");
-        std::fs::write(
-            &config_path,
-            serde_yaml::to_string(&doc).unwrap_or_default(),
-        )
-        .map_err(|e| e.to_string())?;
-        let log_path = dir.join("shim.log");
-        let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(binary);
-        cmd.arg("--config").arg(&config_path).stdin(Stdio::null());
-        if inherit_stdout {
-            cmd.stdout(Stdio::inherit()).stderr(log);
+/// Starts the collector-shim binary with `config` (YAML; `receiver.http_listen` is set to a free
+/// loopback port) written into `dir`, and waits for `/healthz`. With `inherit_stdout` the
+/// console exporter prints to this terminal; otherwise its output goes to `dir/shim.log` with
+/// its log. SIGKILLed on drop unless stopped ([`ShimProcess::terminate_async`]).
+pub async fn start_shim(
+    binary: &Path,
+    config: &str,
+    dir: &Path,
+    inherit_stdout: bool,
+) -> Result<ShimProcess, String> {
+    let doc: Value = serde_yaml::from_str(config).map_err(|e| format!("shim config: {e}"))?;
+    let launch = FreePortLaunch {
+        config_name: "collector-shim.yaml".into(),
+        stdout: if inherit_stdout {
+            Stdout::Inherit
         } else {
-            cmd.stdout(log.try_clone().map_err(|e| e.to_string())?)
-                .stderr(log);
-        }
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("spawning {}: {e}", binary.display()))?;
-        let mut shim = ShimProcess {
-            child: Some(child),
-            addr,
-            log_path,
-        };
-        let client = crate::client::DemoClient::new(Duration::from_secs(2));
-        let base = format!("http://{addr}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(Ok(Some(status))) = shim.child.as_mut().map(Child::try_wait) {
-                return Err(StartError::Exited(format!(
-                    "collector-shim exited during start-up ({status}):\n{}",
-                    shim.log()
-                )));
-            }
-            if let Ok(reply) = client.get(&base, "/healthz", &[]).await {
-                if reply.status == 200 {
-                    return Ok(shim);
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(StartError::Fatal(format!(
-                    "collector-shim not healthy within 60 s:\n{}",
-                    shim.log()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Everything it logged so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    /// The OTLP/HTTP traces URL.
-    pub fn traces_url(&self) -> String {
-        format!("http://{}/v1/traces", self.addr)
-    }
-
-    /// SIGTERM (the shim then takes pending tail decisions, flushes its queues and exits), waiting
-    /// up to `grace`; SIGKILL after that. Returns whether it exited cleanly with status 0.
-    pub async fn stop(&mut self, grace: Duration) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return true;
-        };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        let deadline = Instant::now() + grace;
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => return status.success(),
-                Ok(None) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return false;
-                }
-            }
-        }
-    }
+            Stdout::Log
+        },
+        ready_path: "/healthz".into(),
+        ..FreePortLaunch::new(binary, dir)
+    };
+    ShimProcess::start_on_free_port(&launch, |addr| with_http_listen(doc.clone(), addr)).await
 }
 
-impl Drop for ShimProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Why a start attempt failed: the child exited (perhaps its port was taken: worth a retry), or
-/// something no retry fixes.
-enum StartError {
-    Exited(String),
-    Fatal(String),
-}
-
-impl From<String> for StartError {
-    fn from(e: String) -> Self {
-        StartError::Fatal(e)
-    }
-}
-
-impl From<&str> for StartError {
-    fn from(e: &str) -> Self {
-        StartError::Fatal(e.to_owned())
-    }
+/// `config` with `receiver.http_listen` set to `addr`.
+fn with_http_listen(mut doc: Value, addr: SocketAddr) -> Result<String, String> {
+    let root = doc
+        .as_mapping_mut()
+        .ok_or("shim config must be a YAML mapping")?;
+    let receiver = root
+        .entry(Value::from("receiver"))
+        .or_insert_with(|| Value::Mapping(Default::default()));
+    receiver
+        .as_mapping_mut()
+        .ok_or("shim config: `receiver` must be a mapping")?
+        .insert(Value::from("http_listen"), Value::from(addr.to_string()));
+    serde_yaml::to_string(&doc).map_err(|e| format!("shim config: {e}"))
 }
 
 /// A demo service running in this process.
@@ -302,7 +168,7 @@ impl Stack {
         let shim = match &opts.shim_config {
             Some(config) => {
                 progress("starting collector-shim");
-                let shim = ShimProcess::start(
+                let shim = start_shim(
                     &paths::shim_bin(),
                     config,
                     dir.path(),
@@ -327,7 +193,7 @@ impl Stack {
         config.substitute(&subs)?;
         config.use_form(opts.form)?;
         if let Some(edit) = opts.filter_edit {
-            config.update_filter_config(aetherflow_tests::envoy_config::INGRESS, edit)?;
+            config.update_filter_config(aetherflow_harness::envoy_config::INGRESS, edit)?;
         }
         progress(match opts.form {
             Form::Wasm => {
@@ -374,7 +240,10 @@ impl Stack {
         self.http.stop().await;
         self.grpc.stop().await;
         match self.shim.as_mut() {
-            Some(shim) => shim.stop(Duration::from_secs(30)).await,
+            Some(shim) => shim
+                .terminate_async(Duration::from_secs(30))
+                .await
+                .is_some_and(|status| status.success()),
             None => true,
         }
     }

@@ -4,9 +4,8 @@
 //! and our JSON schemas of the Istio and Envoy Gateway resources (`deploy/schemas/`), all from the
 //! virtualenv that `make tools` builds.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
@@ -187,8 +186,6 @@ pub fn kubernetes_validate(stream: &str, version: &str) -> Result<(), String> {
 /// Validates `doc` against the JSON schema `deploy/schemas/<schema>.json` (Python `jsonschema`,
 /// draft 2020-12): Ok, or every error with its path.
 pub fn schema_validate(doc: &Value, schema: &str) -> Result<(), String> {
-    let py = python();
-    require(&py, "make tools");
     let schema_path = workspace_root().join(format!("deploy/schemas/{schema}.json"));
     assert!(schema_path.is_file(), "{} exists", schema_path.display());
     let json = serde_json::to_vec(doc).expect("YAML document as JSON");
@@ -203,22 +200,16 @@ for e in errors:
     print("/".join(str(p) for p in e.absolute_path) or "(document)", ":", e.message)
 sys.exit(1 if errors else 0)
 "#;
-    let mut child = Command::new(&py)
-        .arg("-c")
-        .arg(script)
-        .arg(&schema_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python jsonschema");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&json)
-        .expect("write document");
-    let out = child.wait_with_output().expect("jsonschema finishes");
+    let out = aetherflow_harness::python::run(
+        [
+            std::ffi::OsStr::new("-c"),
+            script.as_ref(),
+            schema_path.as_os_str(),
+        ],
+        &json,
+        aetherflow_harness::python::DECODER_TIMEOUT,
+    )
+    .expect("run python jsonschema");
     if out.status.success() {
         Ok(())
     } else {

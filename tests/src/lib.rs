@@ -1,18 +1,17 @@
 //! Test harness for AetherFlow Tracing: the real `trace_filter.wasm` in real Envoy, real servers on
 //! loopback, real wire formats decoded by independent code.
 //!
-//! Used by the filter integration tests (`tests/tests/filter_*.rs`), the end-to-end tests, the demo
-//! and the benchmarks.
+//! Used by the filter integration tests (`tests/tests/filter_*.rs`) and the end-to-end tests.
+//! Launching the real components (Envoy, the shim binary, the Python decoders) is the shared
+//! harness's, `aetherflow-harness`; its modules are re-exported here under their old names.
 //!
 //! # Layout
-//! - [`paths`]: where the `.wasm`, Envoy, Python and the shim binary are (`AETHERFLOW_*` env vars).
-//! - [`form`]: the Wasm and native forms of the filter; [`each_form!`] runs a test against both.
-//! - [`envoy_config`]: the shipped `envoy/envoy.yaml`, with addresses/ports/paths substituted
-//!   ([`EnvoyConfig::substitute`]) and, for tests, the filter JSON edited.
+//! - [`paths`], [`form`] (and [`each_form!`]), [`envoy_config`], [`envoy`]: re-exported from
+//!   `aetherflow-harness` (artifact paths, the two filter forms, the shipped `envoy/envoy.yaml`
+//!   made runnable, and real Envoy: [`Envoy::start`], readiness, ports, `/stats`, the log, filter
+//!   failure detection, `envoy --mode validate`).
 //! - [`deploy`]: the generator of the configurations in `deploy/` and the validators of its manifests
 //!   (`kubectl kustomize`, `kubernetes-validate`, our JSON schemas of the Istio and Envoy Gateway kinds).
-//! - [`envoy`]: start Envoy ([`Envoy::start`], kill on drop), readiness, bound ports, `/stats`,
-//!   the log, wasm failure detection, and `envoy --mode validate` ([`envoy::validate`]).
 //! - [`upstream`]: an HTTP/1.1 + h2c upstream that records requests and answers programmable
 //!   responses, gRPC included (trailers, trailers-only, N frames, missing status, delays).
 //! - [`shim`]: a fake collector shim decoding OTLP protobuf, switchable to slow / 500 / closed.
@@ -23,6 +22,7 @@
 //! - [`w3c_service`]: the W3C Trace Context test suite's "service under test" as the product is
 //!   deployed: ingress listener -> an uninstrumented application that forwards the context
 //!   headers -> egress listener -> the caller's callback server ([`w3c_service::W3cStack`]).
+//! - [`serve`]: the accept loop the test servers share (HTTP/1.1 and h2c, one task per connection).
 //! - [`stack`]: upstream + shim + Envoy in one call ([`StackBuilder`]); [`stack::Exchange`] pairs a
 //!   client response with what the upstream received, [`Stack::span_of`] finds its proxy span.
 //!
@@ -44,21 +44,17 @@
 #![forbid(unsafe_code)]
 
 pub mod deploy;
-pub mod envoy;
-pub mod envoy_config;
-pub mod form;
 pub mod grpc;
 pub mod http_client;
-pub mod paths;
+pub mod serve;
 pub mod shim;
 pub mod stack;
 pub mod upstream;
 pub mod w3c;
 pub mod w3c_service;
 
-pub use envoy::{Envoy, EnvoyOptions};
-pub use envoy_config::{EnvoyConfig, Substitutions};
-pub use form::Form;
+pub use aetherflow_harness::{each_form, envoy, envoy_config, form, paths};
+pub use aetherflow_harness::{Envoy, EnvoyConfig, EnvoyOptions, Form, Substitutions};
 pub use shim::{ExportShape, FakeShim, ReceivedSpan, ShimMode};
 pub use stack::{Stack, StackBuilder};
 pub use upstream::{RecordedRequest, ResponsePlan, UpstreamServer};

@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+use crate::serve::accept_loop;
 
 /// How the fake shim answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,7 +161,7 @@ impl FakeShim {
             mode: Some(ShimMode::Ok),
             ..Default::default()
         }));
-        let task = tokio::spawn(accept_loop(listener, state.clone()));
+        let task = tokio::spawn(serve(listener, state.clone()));
         FakeShim {
             addr,
             state,
@@ -202,7 +202,7 @@ impl FakeShim {
                 }
             };
             *self.task.lock().expect("task") =
-                Some(tokio::spawn(accept_loop(listener, self.state.clone())));
+                Some(tokio::spawn(serve(listener, self.state.clone())));
         }
     }
 
@@ -291,21 +291,12 @@ impl Drop for FakeShim {
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<Mutex<State>>) {
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+async fn serve(listener: TcpListener, state: Arc<Mutex<State>>) {
+    accept_loop(listener, false, move || {
         let state = state.clone();
-        conns.spawn(async move {
-            let service = hyper::service::service_fn(move |req| handle(req, state.clone()));
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-        while conns.try_join_next().is_some() {}
-    }
+        hyper::service::service_fn(move |req| handle(req, state.clone()))
+    })
+    .await
 }
 
 async fn handle(

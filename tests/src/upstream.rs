@@ -29,10 +29,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+use crate::serve::accept_loop;
 
 /// A request as the upstream saw it.
 #[derive(Clone, Debug)]
@@ -235,26 +235,10 @@ impl UpstreamServer {
         let addr = listener.local_addr().expect("local addr");
         let requests: Arc<Mutex<Vec<RecordedRequest>>> = Arc::default();
         let recorded = requests.clone();
-        let task = tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let handler = handler.clone();
-                let recorded = recorded.clone();
-                conns.spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        serve(req, handler.clone(), recorded.clone())
-                    });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-                while conns.try_join_next().is_some() {}
-            }
-        });
+        let task = tokio::spawn(accept_loop(listener, true, move || {
+            let (handler, recorded) = (handler.clone(), recorded.clone());
+            hyper::service::service_fn(move |req| serve(req, handler.clone(), recorded.clone()))
+        }));
         UpstreamServer {
             addr,
             requests,

@@ -25,11 +25,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+use crate::serve::accept_loop;
 
 use crate::envoy::{Envoy, EnvoyOptions};
 use crate::envoy_config::{EnvoyConfig, Substitutions, EGRESS, INGRESS};
@@ -62,24 +62,10 @@ impl CallbackService {
         let addr = listener.local_addr().expect("local addr");
         let egress: Arc<OnceLock<SocketAddr>> = Arc::default();
         let shared = egress.clone();
-        let task = tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let egress = shared.clone();
-                conns.spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |req| handle(req, egress.clone()));
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-                while conns.try_join_next().is_some() {}
-            }
-        });
+        let task = tokio::spawn(accept_loop(listener, true, move || {
+            let egress = shared.clone();
+            hyper::service::service_fn(move |req| handle(req, egress.clone()))
+        }));
         CallbackService { addr, egress, task }
     }
 

@@ -258,7 +258,9 @@ pub async fn run(plan: Plan, c: &Components, dir: &Path) -> Result<Report, Strin
                     ("backend stopped".to_owned(), None)
                 }
                 2 => {
-                    let d = shim.restart(libc::SIGKILL).await?;
+                    let d = shim
+                        .restart(aetherflow_harness::process::Signal::KILL)
+                        .await?;
                     ("shim SIGKILL, restarted".to_owned(), Some(d))
                 }
                 3 => {
@@ -266,7 +268,9 @@ pub async fn run(plan: Plan, c: &Components, dir: &Path) -> Result<Report, Strin
                     ("backend started".to_owned(), None)
                 }
                 4 => {
-                    let d = shim.restart(libc::SIGTERM).await?;
+                    let d = shim
+                        .restart(aetherflow_harness::process::Signal::TERM)
+                        .await?;
                     ("shim SIGTERM, restarted".to_owned(), Some(d))
                 }
                 5 => {
@@ -328,9 +332,13 @@ pub async fn run(plan: Plan, c: &Components, dir: &Path) -> Result<Report, Strin
     let received = sent_ids.iter().filter(|id| got.contains_key(*id)).count() as u64;
     let duplicates = got.values().map(|n| u64::from(n.saturating_sub(1))).sum();
     let received_not_sent = got.keys().filter(|id| !sent_ids.contains(*id)).count() as u64;
-    let stats = crate::envoy::admin_get(envoy.admin, "/stats?filter=aetherflow")
-        .await
-        .unwrap_or_default();
+    let stats = aetherflow_harness::http::get_ok(
+        envoy.admin,
+        "/stats?filter=aetherflow",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap_or_default();
     let filter_metrics = stats
         .lines()
         .filter_map(|l| {

@@ -7,7 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::envoy::{admin_get, stop_child};
+use aetherflow_harness::http::get_ok;
+use aetherflow_harness::process::{self, Signal};
+
+use crate::envoy::STOP_GRACE;
+
+/// How long one readiness probe may take.
+const PROBE: Duration = Duration::from_secs(2);
 
 /// The shim's configuration: every span kept, the durable queue in `storage`.
 pub fn config_yaml(listen: SocketAddr, backend: SocketAddr, storage: &Path) -> String {
@@ -96,10 +102,10 @@ impl ShimProcess {
                 ));
             }
             if Instant::now() > deadline {
-                stop_child(&mut child);
+                process::terminate(&mut child, STOP_GRACE);
                 return Err("collector-shim not ready within 30 s".into());
             }
-            if admin_get(self.addr, "/readyz").await.is_ok() {
+            if get_ok(self.addr, "/readyz", PROBE).await.is_ok() {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -109,17 +115,14 @@ impl ShimProcess {
 
     /// Sends `signal` (SIGTERM or SIGKILL), waits (bounded) for the exit, starts it again.
     /// Returns how long the receiver was unavailable.
-    pub async fn restart(&mut self, signal: i32) -> Result<Duration, String> {
+    pub async fn restart(&mut self, signal: Signal) -> Result<Duration, String> {
         let down_at = Instant::now();
         if let Some(mut child) = self.child.take() {
-            if let Ok(pid) = i32::try_from(child.id()) {
-                // SAFETY: signalling our own child process by its id.
-                unsafe { libc::kill(pid, signal) };
-            }
+            process::signal(&mut child, signal)?;
             let deadline = Instant::now() + Duration::from_secs(60);
             while !matches!(child.try_wait(), Ok(Some(_))) {
                 if Instant::now() > deadline {
-                    stop_child(&mut child);
+                    process::terminate(&mut child, STOP_GRACE);
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -140,7 +143,7 @@ impl ShimProcess {
 impl Drop for ShimProcess {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            stop_child(&mut c);
+            process::terminate(&mut c, STOP_GRACE);
         }
     }
 }

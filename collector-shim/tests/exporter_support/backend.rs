@@ -195,51 +195,9 @@ impl Backend {
     }
 }
 
-/// Runs a decoder script from `tests/decoders/` on `input` with AETHERFLOW_PYTHON and returns
-/// its stdout parsed as JSON. Panics with the script's stderr when it fails.
+/// Runs a decoder script from `tests/decoders/` on `input` with AETHERFLOW_PYTHON (the shared
+/// harness, bounded in time) and returns its stdout parsed as JSON. Panics with the script's
+/// stderr when it fails.
 pub fn decode(script: &str, input: &[u8], args: &[&str]) -> serde_json::Value {
-    use std::io::Write;
-    let python = python();
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/decoders")
-        .join(script);
-    let mut child = std::process::Command::new(&python)
-        .arg(&path)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {python:?}: {e} (run `make tools`)"));
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{script} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{script} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-/// AETHERFLOW_PYTHON, or `.venv/bin/python` at the workspace root.
-pub fn python() -> std::path::PathBuf {
-    if let Some(p) = std::env::var_os("AETHERFLOW_PYTHON") {
-        return p.into();
-    }
-    let mut dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for _ in 0..8 {
-        if dir.join("rust-toolchain.toml").exists() {
-            return dir.join(".venv/bin/python");
-        }
-        if !dir.pop() {
-            break;
-        }
-    }
-    "python3".into()
+    aetherflow_harness::python::decode_json(script, input, args).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use collector_shim::app::build_exporters;
 use collector_shim::config::Config;
 use collector_shim::exporter::{ExportError, Exporter};
 use collector_shim::metrics::Metrics;
@@ -23,6 +24,10 @@ use tokio::task::JoinHandle;
 
 pub mod otlp_backend;
 pub mod shim_process;
+pub mod traffic;
+
+#[allow(unused_imports)]
+pub use traffic::*;
 
 /// 2026-11-24T06:00:00Z in nanoseconds.
 pub const T0: u64 = 1_795_500_000_000_000_000;
@@ -217,7 +222,27 @@ pub struct Shim {
 
 impl Shim {
     /// Starts `run_with(cfg)` on 127.0.0.1:0 with `exporters`.
-    pub async fn start(mut cfg: Config, exporters: Vec<Arc<RecordingExporter>>) -> Shim {
+    pub async fn start(cfg: Config, exporters: Vec<Arc<RecordingExporter>>) -> Shim {
+        let exps: Vec<(String, Arc<dyn Exporter>)> = exporters
+            .into_iter()
+            .map(|e| (e.name.clone(), e as Arc<dyn Exporter>))
+            .collect();
+        Self::start_with(cfg, exps, Metrics::new()).await
+    }
+
+    /// Starts `run_with(cfg)` on 127.0.0.1:0 with the exporters `cfg` configures (the binary's
+    /// wiring, keeping a handle on the metrics).
+    pub async fn start_configured(cfg: Config) -> Shim {
+        let metrics = Metrics::new();
+        let exporters = build_exporters(&cfg, &metrics).expect("exporters build");
+        Self::start_with(cfg, exporters, metrics).await
+    }
+
+    async fn start_with(
+        mut cfg: Config,
+        exps: Vec<(String, Arc<dyn Exporter>)>,
+        metrics: Metrics,
+    ) -> Shim {
         cfg.receiver.http_listen = SocketAddr::from(([127, 0, 0, 1], 0));
         if cfg.receiver.admin_listen.is_some() {
             cfg.receiver.admin_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -229,11 +254,6 @@ impl Shim {
         let grpc = listeners.grpc.as_ref().and_then(|l| l.local_addr().ok());
         let addr = listeners.http_addr();
         let admin = listeners.admin.as_ref().and_then(|l| l.local_addr().ok());
-        let metrics = Metrics::new();
-        let exps: Vec<(String, Arc<dyn Exporter>)> = exporters
-            .into_iter()
-            .map(|e| (e.name.clone(), e as Arc<dyn Exporter>))
-            .collect();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(run_with(
             cfg,
@@ -265,15 +285,19 @@ impl Shim {
         }
     }
 
-    /// Triggers shutdown and waits for `run_with` to return.
-    pub async fn stop(mut self) -> Summary {
+    /// Triggers shutdown and waits (bounded, 60 s) for `run_with` to return.
+    pub async fn stop(self) -> Summary {
+        self.shutdown().await.expect("run result")
+    }
+
+    /// Triggers shutdown and waits (bounded, 60 s) for `run_with`: what it returned.
+    pub async fn shutdown(mut self) -> Result<Summary, String> {
         self.trigger_stop();
         let task = self.task.take().expect("running");
         tokio::time::timeout(Duration::from_secs(60), task)
             .await
             .expect("shutdown within 60 s")
             .expect("run task")
-            .expect("run result")
     }
 
     /// The value of one exposition line on /metrics (0 when absent).
@@ -282,13 +306,9 @@ impl Shim {
     }
 }
 
-/// Finds `series value` in a Prometheus text exposition.
-pub fn metric_value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
+/// Finds `series value` in a Prometheus text exposition (0 when absent).
+#[allow(unused_imports)]
+pub use aetherflow_harness::prometheus::value as metric_value;
 
 /// Polls `cond` every 20 ms for up to `secs` seconds.
 pub async fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {

@@ -12,7 +12,7 @@ use aetherflow_demo::client::DemoClient;
 use aetherflow_demo::scenarios::{self, Sent};
 use aetherflow_demo::stack::{Stack, StackOptions};
 use aetherflow_demo::trace_view;
-use aetherflow_tests::form::Form;
+use aetherflow_harness::form::Form;
 
 /// The shim configuration of the demo: the embedded exporters (a JSON-lines file the runner
 /// renders, and the console trees), an error and a latency tail policy, short timers.
@@ -310,7 +310,7 @@ fn sampling_summary(metrics: &str) -> String {
 }
 
 fn print_manual_commands(base: &str, stack: &Stack) {
-    let proto = aetherflow_tests::paths::workspace_root().join("demo/proto");
+    let proto = aetherflow_harness::paths::workspace_root().join("demo/proto");
     let authority = base.trim_start_matches("http://");
     println!(
         r#"

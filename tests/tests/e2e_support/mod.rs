@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+use aetherflow_harness::python;
 use aetherflow_tests::paths;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -180,24 +180,9 @@ pub fn zipkin_spans(bodies: &[Bytes]) -> Vec<BackendSpan> {
 /// Validates one Zipkin body against the v2 API's JSON schema with the shim's independent Python
 /// checker (`collector-shim/tests/decoders/zipkin_json.py`).
 fn validate_zipkin_body(body: &Bytes) {
-    use std::io::Write;
-    let script = paths::workspace_root().join("collector-shim/tests/decoders/zipkin_json.py");
-    let python = paths::python();
-    paths::require(&python, "make tools");
-    let mut child = Command::new(&python)
-        .arg(&script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
+    let script = python::decoder("zipkin_json.py");
+    let out = python::run([script], body, python::DECODER_TIMEOUT)
         .expect("run the Zipkin schema checker");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(body)
-        .expect("write body");
-    let out = child.wait_with_output().expect("schema checker finishes");
     assert!(
         out.status.success(),
         "Zipkin body fails the v2 schema: {}\n{}",
@@ -222,13 +207,8 @@ pub fn jaeger_spans(bodies: &[Bytes]) -> Vec<BackendSpan> {
         })
         .collect();
     let script = paths::workspace_root().join("tests/tests/e2e_support/jaeger_batches.py");
-    let python = paths::python();
-    paths::require(&python, "make tools");
-    let out = Command::new(&python)
-        .arg(&script)
-        .args(&files)
-        .output()
-        .expect("run jaeger decoder");
+    let args = std::iter::once(script).chain(files);
+    let out = python::run(args, b"", python::DECODER_TIMEOUT).expect("run jaeger decoder");
     assert!(
         out.status.success(),
         "Jaeger Thrift bodies did not decode:\n{}",
@@ -312,26 +292,11 @@ exporters:
 /// OTLP/HTTP protobuf bodies -> spans, decoded by the Python `opentelemetry-proto` package through the
 /// shim's independent decoder (`collector-shim/tests/decoders/otlp_proto.py`).
 pub fn otlp_spans(bodies: &[Bytes]) -> Vec<BackendSpan> {
-    use std::io::Write;
-    let script = paths::workspace_root().join("collector-shim/tests/decoders/otlp_proto.py");
-    let python = paths::python();
-    paths::require(&python, "make tools");
+    let script = python::decoder("otlp_proto.py");
     let mut out = Vec::new();
     for body in bodies {
-        let mut child = Command::new(&python)
-            .arg(&script)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run the OTLP decoder");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(body)
-            .expect("write body");
-        let result = child.wait_with_output().expect("OTLP decoder finishes");
+        let result =
+            python::run([&script], body, python::DECODER_TIMEOUT).expect("run the OTLP decoder");
         assert!(
             result.status.success(),
             "OTLP body did not decode: {}",

@@ -1,33 +1,27 @@
-//! A real Envoy process for tests, the demo and the benchmarks.
+//! Real Envoy processes: one launcher ([`EnvoyProcess`]) for the tests, the demo and the
+//! benchmarks, and the tests' and demo's view of it ([`Envoy`]: the filter's form, its metrics
+//! and failures).
 //!
 //! Listeners and the admin interface bind port 0 and the real ports are read back (admin address
-//! file, admin `/listeners`), so nothing races for a port. The process is killed when the handle
-//! drops; its log stays readable until then ([`Envoy::log`]).
+//! file, admin `/listeners`), so nothing races for a port. Start-up is bounded; the log is
+//! captured to a file and stays readable while the handle lives.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::envoy_config::EnvoyConfig;
 use crate::form::Form;
 
-/// Where Envoy looks for `lib<name>.so` of a dynamic module.
-pub const MODULES_PATH_VAR: &str = "ENVOY_DYNAMIC_MODULES_SEARCH_PATH";
+mod launch;
 
-/// The directory of the native module (set for every Envoy the harness starts: a Wasm-only
-/// configuration ignores it).
-pub fn native_module_dir() -> PathBuf {
-    let module = crate::paths::native();
-    module
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-use crate::http_client;
+pub use launch::{
+    listeners_from_json, native_module_dir, EnvoyProcess, Launch, LogTo, OnDrop, MODULES_PATH_VAR,
+};
 
-/// How to start Envoy.
+/// How to start Envoy for a test or the demo.
 #[derive(Clone, Debug)]
 pub struct EnvoyOptions {
     /// Worker threads (`--concurrency`); each worker runs its own wasm VM.
@@ -57,13 +51,10 @@ impl Default for EnvoyOptions {
     }
 }
 
-/// A running Envoy; killed on drop.
+/// A running Envoy on a configuration derived from the shipped one, with the filter in one form;
+/// killed on drop.
 pub struct Envoy {
-    child: Option<Child>,
-    // Holds the config and the logs; removed when the handle drops.
-    dir: tempfile::TempDir,
-    admin: SocketAddr,
-    listeners: BTreeMap<String, SocketAddr>,
+    process: EnvoyProcess,
     form: Form,
 }
 
@@ -71,120 +62,39 @@ impl Envoy {
     /// Writes `config` (already substituted, see [`EnvoyConfig::substitute`]) and starts Envoy with it,
     /// then waits until admin `/ready` answers 200 and reads the bound listener addresses.
     pub async fn start(config: &EnvoyConfig, opts: &EnvoyOptions) -> Result<Envoy, String> {
-        crate::paths::require(&opts.binary, "make tools");
-        let dir = tempfile::Builder::new()
-            .prefix("aetherflow-envoy-")
-            .tempdir()
-            .map_err(|e| format!("tempdir: {e}"))?;
-        let cfg_path = dir.path().join("envoy.yaml");
-        config.write_to(&cfg_path)?;
-        let admin_file = dir.path().join("admin-address");
-        let stderr =
-            std::fs::File::create(dir.path().join("stderr.log")).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(&opts.binary);
-        cmd.arg("-c")
-            .arg(&cfg_path)
-            .arg("--concurrency")
-            .arg(opts.concurrency.to_string())
-            .arg("-l")
-            .arg(&opts.log_level)
-            .arg("--admin-address-path")
-            .arg(&admin_file)
-            // Several Envoys run at once in the test suite: no shared-memory hot-restart region.
-            .arg("--disable-hot-restart")
-            .env(MODULES_PATH_VAR, native_module_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        if let Some(levels) = &opts.component_log_level {
-            cmd.arg("--component-log-level").arg(levels);
-        }
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("spawning {}: {e}", opts.binary.display()))?;
-        let mut envoy = Envoy {
-            child: Some(child),
-            dir,
-            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
-            listeners: BTreeMap::new(),
+        let launch = Launch {
+            binary: opts.binary.clone(),
+            concurrency: opts.concurrency,
+            log_level: opts.log_level.clone(),
+            component_log_level: opts.component_log_level.clone(),
+            startup_timeout: opts.startup_timeout,
+            ..Launch::default()
+        };
+        let process = EnvoyProcess::start(&config.to_yaml(), &launch).await?;
+        Ok(Envoy {
+            process,
             form: opts.form,
-        };
-        let deadline = Instant::now() + opts.startup_timeout;
-        envoy.admin = loop {
-            envoy.check_alive()?;
-            if let Ok(text) = std::fs::read_to_string(&admin_file) {
-                if let Ok(addr) = text.trim().parse() {
-                    break addr;
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "Envoy wrote no admin address in time; log:\n{}",
-                    envoy.log()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        loop {
-            envoy.check_alive()?;
-            if let Ok((200, _)) = envoy.admin_get("/ready").await {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(format!("Envoy not ready in time; log:\n{}", envoy.log()));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        envoy.listeners = envoy.read_listeners().await?;
-        Ok(envoy)
+        })
     }
 
-    fn check_alive(&mut self) -> Result<(), String> {
-        if let Some(child) = self.child.as_mut() {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!(
-                    "Envoy exited during start-up ({status}); log:\n{}",
-                    self.log()
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    async fn read_listeners(&self) -> Result<BTreeMap<String, SocketAddr>, String> {
-        let (status, body) = self.admin_get("/listeners?format=json").await?;
-        if status != 200 {
-            return Err(format!("admin /listeners answered {status}"));
-        }
-        let json: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-        let mut out = BTreeMap::new();
-        for l in json["listener_statuses"].as_array().into_iter().flatten() {
-            let sa = &l["local_address"]["socket_address"];
-            if let (Some(name), Some(ip), Some(port)) = (
-                l["name"].as_str(),
-                sa["address"].as_str(),
-                sa["port_value"].as_u64(),
-            ) {
-                let ip = ip
-                    .parse()
-                    .map_err(|e| format!("listener address {ip}: {e}"))?;
-                out.insert(name.to_string(), SocketAddr::new(ip, port as u16));
-            }
-        }
-        Ok(out)
+    /// The process underneath.
+    pub fn process(&self) -> &EnvoyProcess {
+        &self.process
     }
 
     /// The admin interface address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin
+        self.process.admin_addr()
     }
 
     /// The bound address of listener `name`. Panics if there is no such listener.
     pub fn listener(&self, name: &str) -> SocketAddr {
-        *self
-            .listeners
-            .get(name)
-            .unwrap_or_else(|| panic!("no listener `{name}` (have {:?})", self.listeners.keys()))
+        self.process.listener(name).unwrap_or_else(|| {
+            panic!(
+                "no listener `{name}` (have {:?})",
+                self.process.listeners().keys()
+            )
+        })
     }
 
     /// The ingress listener (SERVER spans).
@@ -197,45 +107,35 @@ impl Envoy {
         self.listener(crate::envoy_config::EGRESS)
     }
 
-    /// The OS process id (benchmarks read its CPU time and memory).
+    /// The OS process id.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// Directory holding the written config and the logs.
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.process.dir()
     }
 
     /// Everything Envoy logged so far. Envoy logs to stderr, which goes straight to a file (no
     /// `--log-path`: that file is flushed only every few seconds).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+        self.process.log()
     }
 
     /// The last `n` lines of the log, for assertion messages.
     pub fn log_tail(&self, n: usize) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        self.process.log_tail(n)
     }
 
     /// `GET path` on the admin interface: (status, body).
     pub async fn admin_get(&self, path: &str) -> Result<(u16, String), String> {
-        let resp = http_client::get(self.admin, path, Duration::from_secs(10)).await?;
-        Ok((
-            resp.status,
-            String::from_utf8_lossy(&resp.body).into_owned(),
-        ))
+        self.process.admin_get(path).await
     }
 
     /// All counters and gauges from admin `/stats` (histograms are skipped).
     pub async fn stats(&self) -> Result<BTreeMap<String, u64>, String> {
-        let (status, body) = self.admin_get("/stats").await?;
-        if status != 200 {
-            return Err(format!("admin /stats answered {status}"));
-        }
-        Ok(parse_stats(&body))
+        self.process.stats().await
     }
 
     /// One stat's value; 0 when Envoy does not list it (a counter never incremented may be absent).
@@ -322,15 +222,7 @@ impl Envoy {
 
     /// Whether the process is still running (not exited and unreaped: a zombie is dead).
     pub fn is_running(&self) -> bool {
-        let Some(pid) = self.pid() else { return false };
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            // The state is the field after the parenthesised command name.
-            Ok(stat) => stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .is_some_and(|state| state != "Z" && state != "X"),
-            Err(_) => false,
-        }
+        self.process.is_running()
     }
 
     async fn native_failures(&self) -> Vec<String> {
@@ -368,39 +260,12 @@ impl Envoy {
     /// Asks Envoy to shut down cleanly (SIGTERM, as an orchestrator would) and waits up to
     /// `timeout` for it to exit; kills it after that. Returns whether it exited on its own.
     pub fn terminate(&mut self, timeout: Duration) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return true;
-        };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(_)) = child.try_wait() {
-                return true;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process.terminate(timeout)
     }
 
     /// Stops Envoy (SIGKILL: the tests do not depend on a graceful drain) and waits for it.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        self.stop();
+        self.process.kill();
     }
 }
 
@@ -468,22 +333,39 @@ pub fn validate(config: &EnvoyConfig, binary: &Path) -> Result<Validation, Strin
         .stderr(err)
         .spawn()
         .map_err(|e| format!("running {}: {e}", binary.display()))?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "envoy --mode validate did not finish in 120 s ({})",
-                path.display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some(status) = crate::process::wait_for_exit(&mut child, Duration::from_secs(120)) else {
+        crate::process::kill(&mut child);
+        return Err(format!(
+            "envoy --mode validate did not finish in 120 s ({})",
+            path.display()
+        ));
     };
     let output = std::fs::read_to_string(&out_path).unwrap_or_default();
     let accepted = status.success() && output.contains("OK");
     Ok(Validation { accepted, output })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listeners_are_read_from_admin_json() {
+        let json = r#"{"listener_statuses":[{"name":"ingress","local_address":{"socket_address":{"address":"127.0.0.1","port_value":40123}}}]}"#;
+        let listeners = listeners_from_json(json).unwrap();
+        assert_eq!(
+            listeners.get("ingress"),
+            Some(&"127.0.0.1:40123".parse().unwrap())
+        );
+        assert!(listeners_from_json("{}").unwrap().is_empty());
+        assert!(listeners_from_json("not json").is_err());
+    }
+
+    #[test]
+    fn stats_lines_are_parsed_and_histograms_skipped() {
+        let stats = parse_stats("a.b: 3\nwasmcustom.x: 12\nh: P0(nan,1) P25(nan,2)\n");
+        assert_eq!(stats.get("a.b"), Some(&3));
+        assert_eq!(stats.get("wasmcustom.x"), Some(&12));
+        assert!(!stats.contains_key("h"));
+    }
 }
