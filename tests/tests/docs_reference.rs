@@ -343,7 +343,7 @@ fn registry() -> Vec<(&'static str, Coverage)> {
         ),
         (
             "ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$PWD/target/release envoy -c envoy/envoy-native.yaml",
-            By("tests/src/envoy.rs", "ENVOY_DYNAMIC_MODULES_SEARCH_PATH"),
+            By("harness/src/envoy/launch.rs", "ENVOY_DYNAMIC_MODULES_SEARCH_PATH"),
         ),
         (
             "make oci OCI_IMAGE=registry.example.com/aetherflow/trace-filter-wasm:0.1.0",
