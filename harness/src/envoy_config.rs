@@ -374,6 +374,27 @@ fn wasm_configuration_value<'a>(
     ))
 }
 
+/// An LDS document (`resources: [...]`, each typed as a v3 `Listener`) holding `listeners`, for
+/// Envoy's file-based listener discovery (a reload is an atomic rename of that file).
+pub fn lds_document(listeners: &[Value]) -> Result<String, String> {
+    let resources: Vec<Value> = listeners
+        .iter()
+        .cloned()
+        .map(|mut l| {
+            if let Value::Mapping(m) = &mut l {
+                m.insert(
+                    Value::from("@type"),
+                    Value::from("type.googleapis.com/envoy.config.listener.v3.Listener"),
+                );
+            }
+            l
+        })
+        .collect();
+    let mut doc = serde_yaml::Mapping::new();
+    doc.insert(Value::from("resources"), Value::Sequence(resources));
+    serde_yaml::to_string(&doc).map_err(|e| format!("LDS document: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aetherflow_tests::envoy::EnvoyOptions;
-use aetherflow_tests::envoy_config::EnvoyConfig;
+use aetherflow_tests::envoy_config::{lds_document, EnvoyConfig};
 use aetherflow_tests::form::Form;
 use aetherflow_tests::http_client::ClientRequest;
 use aetherflow_tests::stack::{new_span_id, new_trace_id, Stack, StackBuilder, SPAN_WAIT};
@@ -57,26 +57,6 @@ fn replace_in_strings(v: &mut Value, from: &str, to: &str) {
     }
 }
 
-/// The LDS document of `listeners`.
-fn lds_document(listeners: &[Value]) -> String {
-    let resources: Vec<Value> = listeners
-        .iter()
-        .cloned()
-        .map(|mut l| {
-            if let Value::Mapping(m) = &mut l {
-                m.insert(
-                    Value::from("@type"),
-                    Value::from("type.googleapis.com/envoy.config.listener.v3.Listener"),
-                );
-            }
-            l
-        })
-        .collect();
-    let mut doc = serde_yaml::Mapping::new();
-    doc.insert(Value::from("resources"), Value::Sequence(resources));
-    serde_yaml::to_string(&doc).expect("LDS YAML")
-}
-
 /// Moves the configuration's listeners into an LDS file in `dir` that Envoy watches, and
 /// returns the reloaded version of that file: the ingress filter's service name changed and its
 /// flush interval back to 200 ms.
@@ -88,7 +68,7 @@ fn move_listeners_to_lds(cfg: &mut EnvoyConfig, dir: &Path) -> Result<String, St
         .and_then(|m| m.remove("listeners"))
         .and_then(|l| l.as_sequence().cloned())
         .ok_or("no static_resources.listeners")?;
-    std::fs::write(Lds::path(dir), lds_document(&listeners)).map_err(|e| e.to_string())?;
+    std::fs::write(Lds::path(dir), lds_document(&listeners)?).map_err(|e| e.to_string())?;
     let mut reloaded = Value::Sequence(listeners);
     replace_in_strings(
         &mut reloaded,
@@ -115,9 +95,7 @@ fn move_listeners_to_lds(cfg: &mut EnvoyConfig, dir: &Path) -> Result<String, St
                 .map_err(|e| e.to_string())?,
         );
     }
-    Ok(lds_document(
-        reloaded.as_sequence().map(Vec::as_slice).unwrap_or(&[]),
-    ))
+    lds_document(reloaded.as_sequence().map(Vec::as_slice).unwrap_or(&[]))
 }
 
 /// A script that runs Envoy with a short `--drain-time-s` (exec: the pid stays Envoy's).

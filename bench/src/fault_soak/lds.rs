@@ -43,21 +43,7 @@ fn lds_document(listeners: Value) -> Result<String, String> {
     let Value::Sequence(listeners) = listeners else {
         return Err("static_resources.listeners is not a list".into());
     };
-    let resources: Vec<Value> = listeners
-        .into_iter()
-        .map(|mut l| {
-            if let Value::Mapping(m) = &mut l {
-                m.insert(
-                    Value::from("@type"),
-                    Value::from("type.googleapis.com/envoy.config.listener.v3.Listener"),
-                );
-            }
-            l
-        })
-        .collect();
-    let mut doc = serde_yaml::Mapping::new();
-    doc.insert(Value::from("resources"), Value::Sequence(resources));
-    serde_yaml::to_string(&doc).map_err(|e| e.to_string())
+    aetherflow_harness::envoy_config::lds_document(&listeners)
 }
 
 /// Replaces the LDS file by an atomic rename with `lds`.
