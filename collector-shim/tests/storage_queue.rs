@@ -42,6 +42,31 @@ fn drain(q: &mut DiskQueue) -> Vec<u8> {
     tags
 }
 
+/// Appends records tagged 0 to 47 of 1000 bytes (three segments under a 256 KiB budget).
+fn append_48(q: &mut DiskQueue) {
+    for tag in 0..48u8 {
+        assert!(q.append(&item(tag, 1000), 1).unwrap().written);
+    }
+}
+
+/// The segment files of `dir`, oldest first.
+fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut segs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segs.sort();
+    segs
+}
+
+/// Cuts the last `n` bytes off a file (a crash in the middle of a write).
+fn cut_short(path: &Path, n: u64) {
+    let len = std::fs::metadata(path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_len(len - n).unwrap();
+}
+
 fn metric(m: &Metrics, series: &str) -> f64 {
     m.encode()
         .lines()
@@ -124,16 +149,9 @@ fn damaged_files_at_start_up_are_counted_and_skipped() {
     {
         // Three segments of 16 records (a 256 KiB budget makes 16 KiB segments).
         let (mut q, _) = open(dir.path(), opts(256 * 1024, WhenFull::DropNewest));
-        for tag in 0..48u8 {
-            assert!(q.append(&item(tag, 1000), 1).unwrap().written);
-        }
+        append_48(&mut q);
     }
-    let mut segs: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    segs.sort();
+    let segs = segments(dir.path());
     assert_eq!(segs.len(), 3, "{segs:?}");
     // A flipped byte in the first segment's second record, the last segment cut mid-record,
     // a file that is no segment at all, and a damaged cursor.
@@ -141,10 +159,7 @@ fn damaged_files_at_start_up_are_counted_and_skipped() {
     let second_record = 8 + record::RECORD_HEADER + 1004 + record::RECORD_HEADER + 10;
     first[second_record] ^= 0xff;
     std::fs::write(&segs[0], first).unwrap();
-    let last = segs.last().unwrap();
-    let len = std::fs::metadata(last).unwrap().len();
-    let f = std::fs::OpenOptions::new().write(true).open(last).unwrap();
-    f.set_len(len - 100).unwrap();
+    cut_short(segs.last().unwrap(), 100);
     std::fs::write(
         dir.path().join("00000000000000000000.seg"),
         b"garbage, not a segment",
@@ -228,31 +243,20 @@ fn damage_is_repaired_at_start_up_so_the_next_start_counts_none() {
     let dir = tempfile::tempdir().unwrap();
     {
         let (mut q, _) = open(dir.path(), opts(256 * 1024, WhenFull::DropNewest));
-        for tag in 0..48u8 {
-            assert!(q.append(&item(tag, 1000), 1).unwrap().written);
-        }
+        append_48(&mut q);
         // Export the first three records, so the cursor points inside the first segment.
         for _ in 0..3 {
             let it = q.read_next().unwrap().expect("a record");
             q.ack(it.end, &[(it.end.seg, it.spans)]).unwrap();
         }
     }
-    let mut segs: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    segs.sort();
+    let segs = segments(dir.path());
     // Damage the first segment after the cursor (its sixth record) and cut the last one short.
     let mut first = std::fs::read(&segs[0]).unwrap();
     let frame = record::RECORD_HEADER + 1004;
     first[8 + 5 * frame + record::RECORD_HEADER + 10] ^= 0xff;
     std::fs::write(&segs[0], first).unwrap();
-    let last = segs.last().unwrap();
-    let len = std::fs::metadata(last).unwrap().len();
-    let f = std::fs::OpenOptions::new().write(true).open(last).unwrap();
-    f.set_len(len - 100).unwrap();
-    drop(f);
+    cut_short(segs.last().unwrap(), 100);
 
     let corrupt = |m: &Metrics, reason: &str| {
         metric(
