@@ -119,8 +119,11 @@ fmt:
 ## it replays the seed corpora fuzz/corpus/ on stable). New inputs go to target/fuzz-corpus/<target>/,
 ## crashes to fuzz/cargo-fuzz/artifacts/<target>/, libFuzzer's log and final stats to
 ## target/fuzz-logs/<target>.log. FUZZ_SANITIZER=address adds ASan (slower; the crates we fuzz forbid
-## unsafe code, some of their dependencies do not).
+## unsafe code, some of their dependencies do not). FUZZ_RUNS=N stops a target after N executions
+## (whichever of FUZZ_SECONDS and FUZZ_RUNS comes first): `make fuzz FUZZ_RUNS=10000000 FUZZ_SECONDS=3600`
+## runs every target to the 10 M executions docs/fuzzing.md reports.
 FUZZ_SECONDS   ?= 180
+FUZZ_RUNS      ?= -1
 FUZZ_SANITIZER ?= none
 FUZZ_TARGETS   ?= $(basename $(notdir $(wildcard $(ROOT)/fuzz/cargo-fuzz/fuzz_targets/*.rs)))
 FUZZ_CARGO     = PATH=$(ROOT)/.tools/bin:$$PATH CARGO_TARGET_DIR=$(ROOT)/target/fuzz $(CARGO) +$$nightly fuzz
@@ -133,7 +136,7 @@ fuzz:
 	    echo "==> fuzz $$t for $(FUZZ_SECONDS) s"; \
 	    $(FUZZ_CARGO) run --fuzz-dir $(ROOT)/fuzz/cargo-fuzz --sanitizer $(FUZZ_SANITIZER) $$t \
 	      $(ROOT)/target/fuzz-corpus/$$t $(ROOT)/fuzz/corpus/$$t -- \
-	      -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	      -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) -timeout=10 -print_final_stats=1 \
 	      > $(ROOT)/target/fuzz-logs/$$t.log 2>&1 \
 	      || { tail -40 $(ROOT)/target/fuzz-logs/$$t.log; echo "fuzz: $$t failed (log: target/fuzz-logs/$$t.log)"; exit 1; }; \
 	    grep -E '^stat::(number_of_executed_units|average_exec_per_sec)' $(ROOT)/target/fuzz-logs/$$t.log | tr '\n' ' '; echo; \
