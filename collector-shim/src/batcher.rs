@@ -14,12 +14,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::BatchConfig;
-use crate::exporter::{ExportError, Exporter};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::metrics::{DropLabel, ExportErrorLabel, ExporterLabel, LogThrottle, Metrics};
+use crate::config::BatchConfig;
+use crate::event::FaultEvent;
+use crate::exporter::Exporter;
+use crate::metrics::{ExporterLabel, Metrics};
 use crate::model::SpanRecord;
 use crate::red::RedMetrics;
 
@@ -34,12 +35,10 @@ pub struct BatcherHandle {
     capacity: usize,
     /// `shim_queue_length{exporter}`, resolved once (the offer path is per span).
     queue_gauge: Gauge,
-    /// `shim_spans_dropped_total{reason="queue_full",exporter}`.
-    dropped_full: Counter,
+    /// Spans dropped at a full queue, in `shim_spans_dropped_total{reason="queue_full",exporter}`.
+    queue_full: Arc<FaultEvent>,
     /// `shim_spans_dropped_total{reason="exporter_stopped",exporter}`.
     dropped_stopped: Counter,
-    /// Bounded-rate warning for drops.
-    drop_log: Arc<LogThrottle>,
     /// Spans queued or in the batch being built/exported (shared with the task).
     pending: Arc<AtomicUsize>,
 }
@@ -77,12 +76,7 @@ impl BatcherHandle {
             Ok(()) => {
                 self.pending.fetch_add(1, Ordering::AcqRel);
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.dropped_full.inc();
-                if let Some(n) = self.drop_log.hit() {
-                    tracing::warn!(exporter = %self.name, dropped = n, "export queue full, dropping spans");
-                }
-            }
+            Err(mpsc::error::TrySendError::Full(_)) => self.queue_full.report(1),
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 self.dropped_stopped.inc();
             }
@@ -122,16 +116,6 @@ impl QueueHandle {
     }
 }
 
-fn drop_counter(metrics: &Metrics, reason: &str, exporter: &str) -> Counter {
-    metrics
-        .spans_dropped
-        .get_or_create(&DropLabel {
-            reason: reason.to_string(),
-            exporter: exporter.to_string(),
-        })
-        .clone()
-}
-
 /// Starts the batching task of `exporter` (named `name` in metrics).
 pub fn spawn(
     name: &str,
@@ -166,18 +150,18 @@ pub fn spawn_confirming(
         tx,
         capacity: cfg.max_queue_size,
         queue_gauge,
-        dropped_full: drop_counter(&metrics, "queue_full", name),
-        dropped_stopped: drop_counter(&metrics, "exporter_stopped", name),
-        drop_log: Arc::new(LogThrottle::new(Duration::from_secs(10))),
+        queue_full: Arc::new(FaultEvent::new(
+            "export queue full, dropping spans",
+            name,
+            metrics.drop_counter("queue_full", name),
+        )),
+        dropped_stopped: metrics.drop_counter("exporter_stopped", name),
     };
     let worker = Worker {
-        name: name.to_string(),
-        exporter,
+        step: ExportStep::new(name, exporter, cfg, metrics.clone(), exemplars),
         cfg: cfg.clone(),
         metrics,
-        error_log: LogThrottle::new(Duration::from_secs(10)),
         pending: pending.clone(),
-        exemplars,
     };
     let join = tokio::spawn(worker.run(rx, handle.capacity));
     (
@@ -192,26 +176,20 @@ pub fn spawn_confirming(
 
 /// The task side.
 struct Worker {
-    /// Exporter name (metric label).
-    name: String,
-    /// The backend.
-    exporter: Arc<dyn Exporter>,
+    /// Sends a batch to the backend.
+    step: ExportStep,
     /// Batch size and timeouts.
     cfg: BatchConfig,
     /// Counters.
     metrics: Metrics,
-    /// Bounded-rate warning for failed exports.
-    error_log: LogThrottle,
     /// Spans accepted and not yet exported or dropped.
     pending: Arc<AtomicUsize>,
-    /// Where spans the backend accepted are confirmed as exemplar candidates.
-    exemplars: Option<RedMetrics>,
 }
 
 impl Worker {
     async fn run(self, mut rx: mpsc::Receiver<SpanRecord>, capacity: usize) {
         let label = ExporterLabel {
-            exporter: self.name.clone(),
+            exporter: self.step.name.clone(),
         };
         let mut batch: Vec<SpanRecord> = Vec::with_capacity(self.cfg.batch_size());
         let mut deadline: Option<Instant> = None;
@@ -250,9 +228,7 @@ impl Worker {
             self.export(&mut batch, &rx, capacity).await;
             batch = rest;
         }
-        if let Err(e) = self.exporter.shutdown().await {
-            tracing::warn!(exporter = %self.name, error = %e, "exporter shutdown failed");
-        }
+        self.step.shutdown().await;
         self.metrics.queue_length.get_or_create(&label).set(0);
     }
 
@@ -265,10 +241,77 @@ impl Worker {
         if batch.is_empty() {
             return;
         }
+        let n = batch.len() as u64;
+        if let Err(failure) = self.step.run(batch).await {
+            self.step.failed(&failure, n, "batch dropped");
+            self.metrics.dropped("export_failed", &self.step.name, n);
+        }
+        let label = ExporterLabel {
+            exporter: self.step.name.clone(),
+        };
+        self.pending.fetch_sub(batch.len(), Ordering::AcqRel);
+        batch.clear();
+        self.metrics
+            .queue_length
+            .get_or_create(&label)
+            .set((capacity - rx.capacity()) as i64);
+    }
+}
+
+/// The export step both queue kinds share (the memory queue here, `storage::durable`): one call
+/// of the exporter within the batcher's `export_timeout`, timed (`shim_export_duration_seconds`)
+/// and counted (spans exported; a failure in `shim_export_errors_total` by kind, logged at a
+/// bounded rate), with the exemplars of a batch the backend accepted whole confirmed.
+pub(crate) struct ExportStep {
+    /// Exporter name (metric label).
+    pub(crate) name: String,
+    /// The backend.
+    exporter: Arc<dyn Exporter>,
+    /// Time allowed for one export call, retries included.
+    timeout: Duration,
+    /// Counters.
+    metrics: Metrics,
+    /// Where spans the backend accepted are confirmed as exemplar candidates (the first
+    /// exporter only).
+    exemplars: Option<RedMetrics>,
+    /// A failed export.
+    failed: FaultEvent,
+}
+
+/// A failed export: the `kind` label of `shim_export_errors_total` and what went wrong.
+pub(crate) struct ExportFailure {
+    /// `retryable`, `throttled`, `non_retryable` or `timeout`.
+    pub(crate) kind: &'static str,
+    /// The exporter's error.
+    message: String,
+}
+
+impl ExportStep {
+    pub(crate) fn new(
+        name: &str,
+        exporter: Arc<dyn Exporter>,
+        cfg: &BatchConfig,
+        metrics: Metrics,
+        exemplars: Option<RedMetrics>,
+    ) -> Self {
+        ExportStep {
+            name: name.to_string(),
+            exporter,
+            timeout: cfg.export_timeout,
+            metrics,
+            exemplars,
+            failed: FaultEvent::logged("export failed", name),
+        }
+    }
+
+    /// Exports `spans` (nothing to do when there are none).
+    pub(crate) async fn run(&self, spans: &[SpanRecord]) -> Result<(), ExportFailure> {
+        if spans.is_empty() {
+            return Ok(());
+        }
         let label = ExporterLabel {
             exporter: self.name.clone(),
         };
-        let n = batch.len() as u64;
         let rejected = self
             .metrics
             .export_rejected_spans
@@ -276,55 +319,49 @@ impl Worker {
             .clone();
         let rejected_before = rejected.get();
         let started = std::time::Instant::now();
-        let result =
-            tokio::time::timeout(self.cfg.export_timeout, self.exporter.export(batch)).await;
+        let result = tokio::time::timeout(self.timeout, self.exporter.export(spans)).await;
         self.metrics
             .export_duration
             .get_or_create(&label)
             .observe(started.elapsed().as_secs_f64());
-        let failure = match result {
+        match result {
             Ok(Ok(())) => {
+                let n = spans.len() as u64;
                 self.metrics.spans_exported.get_or_create(&label).inc_by(n);
                 // Exports of one exporter never overlap, so a change of its rejected-spans
                 // counter belongs to this batch: then which spans the backend has is unknown.
                 if let Some(red) = &self.exemplars {
                     if rejected.get() == rejected_before {
-                        red.confirm(batch);
+                        red.confirm(spans);
                     }
                 }
-                None
+                Ok(())
             }
-            Ok(Err(e)) => Some((
-                match &e {
-                    ExportError::Retryable(_) => "retryable",
-                    ExportError::Throttled { .. } => "throttled",
-                    ExportError::NonRetryable(_) => "non_retryable",
-                },
-                e.to_string(),
-            )),
-            Err(_) => Some((
-                "timeout",
-                format!("export took longer than {:?}", self.cfg.export_timeout),
-            )),
-        };
-        if let Some((kind, message)) = failure {
-            self.metrics
-                .export_errors
-                .get_or_create(&ExportErrorLabel {
-                    exporter: self.name.clone(),
-                    kind: kind.to_string(),
-                })
-                .inc();
-            self.metrics.dropped("export_failed", &self.name, n);
-            if let Some(folded) = self.error_log.hit() {
-                tracing::warn!(exporter = %self.name, spans = n, failures = folded, error = %message, "export failed, batch dropped");
-            }
+            Ok(Err(e)) => Err(ExportFailure {
+                kind: e.kind(),
+                message: e.to_string(),
+            }),
+            Err(_) => Err(ExportFailure {
+                kind: "timeout",
+                message: format!("export took longer than {:?}", self.timeout),
+            }),
         }
-        self.pending.fetch_sub(batch.len(), Ordering::AcqRel);
-        batch.clear();
-        self.metrics
-            .queue_length
-            .get_or_create(&label)
-            .set((capacity - rx.capacity()) as i64);
+    }
+
+    /// Counts and logs `failure` of a batch of `spans`, saying what becomes of the batch.
+    pub(crate) fn failed(&self, failure: &ExportFailure, spans: u64, then: &str) {
+        let errors = self.metrics.export_errors_of(&self.name, failure.kind);
+        self.failed.report_on(
+            &errors,
+            1,
+            format_args!("{spans} spans, {}; {then}", failure.message),
+        );
+    }
+
+    /// Lets the exporter flush and release what it holds.
+    pub(crate) async fn shutdown(&self) {
+        if let Err(e) = self.exporter.shutdown().await {
+            tracing::warn!(exporter = %self.name, error = %e, "exporter shutdown failed");
+        }
     }
 }

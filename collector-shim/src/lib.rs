@@ -14,6 +14,7 @@
 pub mod app;
 pub mod batcher;
 pub mod config;
+pub mod event;
 pub mod exporter;
 pub mod metrics;
 pub mod model;

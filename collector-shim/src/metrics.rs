@@ -2,9 +2,8 @@
 //!
 //! One `Metrics` value is built per run and shared by every stage; each stage bumps the
 //! families it owns. Names are listed in `docs/shim.md`.
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -141,6 +140,9 @@ pub struct Metrics {
     pub connections_open: Gauge,
     /// HTTP connections closed at once because `receiver.max_connections` were open.
     pub connections_refused: Counter,
+    /// Failed `accept` calls on the receiver and admin listeners (out of file descriptors and
+    /// the like; the listener waits 50 ms and goes on).
+    pub accept_errors: Counter,
     /// 1 while `/readyz` answers 200, 0 before start-up ends and while shutting down (a
     /// separate admin listener keeps serving `/metrics` then, so alerts can see it).
     pub ready: Gauge,
@@ -182,6 +184,7 @@ impl Metrics {
             ingest_queue_spans: Gauge::default(),
             connections_open: Gauge::default(),
             connections_refused: Counter::default(),
+            accept_errors: Counter::default(),
             ready: Gauge::default(),
             red: Arc::default(),
             storage: crate::storage::StorageMetrics::default(),
@@ -288,6 +291,11 @@ impl Metrics {
             m.connections_refused.clone(),
         );
         r.register(
+            "accept_errors",
+            "Failed accept calls on the receiver and admin listeners (such as out of file descriptors)",
+            m.accept_errors.clone(),
+        );
+        r.register(
             "ready",
             "1 while the shim takes spans (/readyz 200), 0 while starting or shutting down",
             m.ready.clone(),
@@ -383,12 +391,28 @@ impl Metrics {
 
     /// Count `n` spans dropped for `reason` (exporter "" when before the fan-out).
     pub fn dropped(&self, reason: &str, exporter: &str, n: u64) {
+        self.drop_counter(reason, exporter).inc_by(n);
+    }
+
+    /// The series `shim_spans_dropped_total{reason, exporter}`, for a caller that counts on it
+    /// often (a handle shares the series).
+    pub fn drop_counter(&self, reason: &str, exporter: &str) -> Counter {
         self.spans_dropped
             .get_or_create(&DropLabel {
                 reason: reason.to_string(),
                 exporter: exporter.to_string(),
             })
-            .inc_by(n);
+            .clone()
+    }
+
+    /// The series `shim_export_errors_total{exporter, kind}`.
+    pub fn export_errors_of(&self, exporter: &str, kind: &str) -> Counter {
+        self.export_errors
+            .get_or_create(&ExportErrorLabel {
+                exporter: exporter.to_string(),
+                kind: kind.to_string(),
+            })
+            .clone()
     }
 
     /// Count one refused request and its spans (`spans` may be 0 when unknown).
@@ -417,59 +441,7 @@ impl Metrics {
 
     /// Read a counter value (tests and the shutdown summary).
     pub fn dropped_total(&self, reason: &str, exporter: &str) -> u64 {
-        self.spans_dropped
-            .get_or_create(&DropLabel {
-                reason: reason.to_string(),
-                exporter: exporter.to_string(),
-            })
-            .get()
-    }
-}
-
-/// A log line at a bounded rate, the one used wherever a runtime fault is reported (exporters,
-/// batcher, durable queue, RED overflow): the first occurrence logs, then at most one line per
-/// `every`, reporting how many occurrences were folded into it.
-#[derive(Debug)]
-pub struct LogThrottle {
-    /// Minimum time between two lines.
-    every: Duration,
-    /// When the last line was written (None: never).
-    last: Mutex<Option<Instant>>,
-    /// Occurrences since the last line.
-    suppressed: AtomicU64,
-}
-
-impl LogThrottle {
-    /// A throttle writing at most one line per `every`.
-    pub fn new(every: Duration) -> Self {
-        LogThrottle {
-            every,
-            last: Mutex::new(None),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-
-    /// Record one occurrence; returns `Some(folded)` when a line should be written now,
-    /// with the number of occurrences it stands for.
-    pub fn hit(&self) -> Option<u64> {
-        let n = self.suppressed.fetch_add(1, Ordering::Relaxed) + 1;
-        let now = Instant::now();
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        match *last {
-            Some(t) if now.duration_since(t) < self.every => None,
-            _ => {
-                *last = Some(now);
-                self.suppressed.fetch_sub(n, Ordering::Relaxed);
-                Some(n)
-            }
-        }
-    }
-}
-
-impl Default for LogThrottle {
-    /// One line per 10 seconds.
-    fn default() -> Self {
-        LogThrottle::new(Duration::from_secs(10))
+        self.drop_counter(reason, exporter).get()
     }
 }
 
@@ -510,13 +482,5 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing:\n{text}");
         }
-    }
-
-    #[test]
-    fn throttle_logs_first_then_folds() {
-        let t = LogThrottle::new(Duration::from_secs(3600));
-        assert_eq!(t.hit(), Some(1));
-        assert_eq!(t.hit(), None);
-        assert_eq!(t.hit(), None);
     }
 }

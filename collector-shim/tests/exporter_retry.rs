@@ -2,7 +2,7 @@
 use std::cell::Cell;
 use std::time::Duration;
 
-use collector_shim::exporter::retry::{retry, LogLimiter};
+use collector_shim::exporter::retry::{retry, AttemptEvents};
 use collector_shim::exporter::{ExportError, ExporterTelemetry, RetryConfig};
 use tokio::time::Instant;
 
@@ -23,8 +23,8 @@ async fn run(
 ) -> (Result<(), ExportError>, usize, Duration) {
     let calls = Cell::new(0usize);
     let start = Instant::now();
-    let log = LogLimiter::default();
-    let res = retry(policy, t, &log, "test", || {
+    let events = AttemptEvents::new("test", t);
+    let res = retry(policy, &events, || {
         let n = calls.get();
         calls.set(n + 1);
         let out = script

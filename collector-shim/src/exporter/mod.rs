@@ -1,13 +1,16 @@
-//! Exporters: one small trait, one module per backend (model mapping apart from transport).
+//! Exporters: one small trait, one folder per backend (model mapping apart from transport).
 //!
-//! Layout: `config` (the `exporters:` entries, their defaults and `OTEL_EXPORTER_*` handling),
-//! `attrs` and `group` (attribute helpers and resource/scope regrouping shared by the mappings),
-//! `http` + `tls` + `retry` (the shared transport with its rustls configuration, its status
-//! classification and the backoff policy), `post` (the one exporter of the POST-a-body backends
-//! over them), and one folder per backend with `model.rs` (pure mapping to the wire format)
-//! beside `mod.rs` (its encoder): `zipkin` (v2 JSON) and `jaeger` (Thrift binary over HTTP, with
-//! its small `thrift` encoder) are `post::PostExporter`s; `otlp` (protobuf or JSON over HTTP, or
-//! gRPC in `otlp::grpc`), `console` (trace trees) and `file` (JSON lines) have their own.
+//! Layout: `config` (the `exporters:` list, `headers`, `retry`, the entry every POST backend
+//! shares, defaults and `OTEL_EXPORTER_*` handling), `attrs` and `group` (attribute helpers and
+//! resource/scope regrouping shared by the mappings), `http` + `tls` + `retry` (the shared
+//! transport with its rustls configuration, its status classification and the backoff policy),
+//! `post` (the one exporter of every backend that POSTs bodies over them), and one folder per
+//! backend holding only what is its own: `config.rs` (its entry), `model.rs` (pure mapping to
+//! the wire format) and `mod.rs` (its encoder). `zipkin` (v2 JSON), `jaeger` (Thrift binary,
+//! with its small `thrift` encoder) and `otlp` over HTTP (protobuf or OTLP/JSON, with partial
+//! success read from the answer) are `post::PostExporter`s; OTLP over gRPC (`otlp::grpc`, tonic's
+//! transport beside the shared retry), `console` (trace trees) and `file` (JSON lines) are the
+//! exporters with a transport of their own.
 //!
 //! Wire formats are tested against independent decoders in `tests/decoders/` (Python).
 use std::sync::Arc;
@@ -63,6 +66,17 @@ impl std::fmt::Display for ExportError {
 }
 
 impl std::error::Error for ExportError {}
+
+impl ExportError {
+    /// The `kind` label of `shim_export_errors_total` for this error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ExportError::Retryable(_) => "retryable",
+            ExportError::Throttled { .. } => "throttled",
+            ExportError::NonRetryable(_) => "non_retryable",
+        }
+    }
+}
 
 /// A backend the batcher hands batches to.
 ///

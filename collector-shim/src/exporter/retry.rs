@@ -9,9 +9,35 @@ use std::time::{Duration, SystemTime};
 use rand::Rng;
 use tokio::time::Instant;
 
+use prometheus_client::metrics::counter::Counter;
+
+use crate::event::FaultEvent;
 use crate::exporter::config::RetryConfig;
 use crate::exporter::{ExportError, ExporterTelemetry};
-use crate::metrics::LogThrottle;
+
+/// What a retry loop reports: each failed attempt (counted in `failed_attempts` and logged at a
+/// bounded rate, with what happens next) and each retry.
+#[derive(Debug)]
+pub struct AttemptEvents {
+    /// A failed attempt.
+    failed: FaultEvent,
+    /// Attempts after the first one.
+    retries: Counter,
+}
+
+impl AttemptEvents {
+    /// The events of `exporter`, counted on its telemetry.
+    pub fn new(exporter: &str, telemetry: &ExporterTelemetry) -> Self {
+        AttemptEvents {
+            failed: FaultEvent::new(
+                "export attempt failed",
+                exporter,
+                telemetry.failed_attempts.clone(),
+            ),
+            retries: telemetry.retries.clone(),
+        }
+    }
+}
 
 /// Runs `attempt` until it succeeds (returning its value), fails for good, or the policy's time budget is spent.
 ///
@@ -22,9 +48,7 @@ use crate::metrics::LogThrottle;
 /// `max_elapsed_time` the last error is returned at once rather than sleeping in vain.
 pub async fn retry<T, F, Fut>(
     policy: &RetryConfig,
-    telemetry: &ExporterTelemetry,
-    log: &LogThrottle,
-    exporter: &str,
+    events: &AttemptEvents,
     mut attempt: F,
 ) -> Result<T, ExportError>
 where
@@ -38,9 +62,13 @@ where
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
-        telemetry.failed_attempts.inc();
         let wait = match &err {
-            ExportError::NonRetryable(_) => return Err(err),
+            ExportError::NonRetryable(_) => {
+                events
+                    .failed
+                    .report_with(1, format_args!("{err}; not retried"));
+                return Err(err);
+            }
             // At least what the backend asked for, and never a tight loop on `Retry-After: 0`.
             ExportError::Throttled {
                 retry_after: Some(after),
@@ -52,14 +80,19 @@ where
             | ExportError::Retryable(_) => full_jitter(ceiling),
         };
         if !policy.enabled || started.elapsed() + wait > policy.max_elapsed_time {
+            let why = match policy.enabled {
+                true => "retry time budget spent",
+                false => "retry disabled",
+            };
+            events.failed.report_with(1, format_args!("{err}; {why}"));
             return Err(err);
         }
-        if let Some(n) = log.hit() {
-            tracing::warn!(exporter, error = %err, retry_in_ms = wait.as_millis() as u64,
-                suppressed = n - 1, "export attempt failed, retrying");
-        }
+        events.failed.report_with(
+            1,
+            format_args!("{err}; retrying in {} ms", wait.as_millis()),
+        );
         tokio::time::sleep(wait).await;
-        telemetry.retries.inc();
+        events.retries.inc();
         ceiling = next_ceiling(ceiling, policy);
     }
 }
@@ -83,10 +116,6 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
-
-/// The exporters' log throttle is the shim's one [`LogThrottle`]; this name stays for callers
-/// of [`retry`] written against it.
-pub use crate::metrics::LogThrottle as LogLimiter;
 
 #[cfg(test)]
 mod tests {

@@ -23,7 +23,7 @@ use tonic::{Request, Response, Status};
 use super::deadline::DeadlineBody;
 use super::decode;
 use super::http::ReceiverState;
-use super::serve::{accept, ConnLimits};
+use super::serve::{accept, accept_failed, ConnLimits};
 use super::Refusal;
 use crate::metrics::{ReasonLabel, TransportLabel};
 
@@ -194,7 +194,9 @@ pub fn serve(
     let grace = conn_limits.body_read_timeout + crate::storage::receipt::WAIT;
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(conn_limits.max_connections));
-        while let Some((tcp, slot)) = accept(&listener, &slots, &mut stop, &metrics).await {
+        let failed = accept_failed(&metrics);
+        while let Some((tcp, slot)) = accept(&listener, &slots, &mut stop, &metrics, &failed).await
+        {
             let activity = Activity::new();
             let call_activity = activity.clone();
             let svc = svc.clone();

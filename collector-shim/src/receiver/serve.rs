@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::event::FaultEvent;
 use crate::metrics::Metrics;
 
 /// Connection limits of one listener.
@@ -39,6 +40,7 @@ pub(super) async fn accept(
     slots: &Arc<Semaphore>,
     stop: &mut watch::Receiver<bool>,
     metrics: &Metrics,
+    failed: &FaultEvent,
 ) -> Option<(TcpStream, OwnedSemaphorePermit)> {
     loop {
         let accepted = tokio::select! {
@@ -49,7 +51,7 @@ pub(super) async fn accept(
             Ok((tcp, _)) => tcp,
             Err(e) => {
                 // Out of file descriptors and similar: wait a little rather than spin.
-                tracing::warn!(error = %e, "accepting a connection failed");
+                failed.report_with(1, e);
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -67,6 +69,15 @@ pub(super) async fn accept(
     }
 }
 
+/// A failed `accept`, counted in `shim_accept_errors_total`.
+pub(super) fn accept_failed(metrics: &Metrics) -> FaultEvent {
+    FaultEvent::new(
+        "accepting a connection failed",
+        "",
+        metrics.accept_errors.clone(),
+    )
+}
+
 /// Serves `router` on `listener` until `stop` turns true, then finishes requests in flight.
 pub fn serve(
     listener: TcpListener,
@@ -78,7 +89,9 @@ pub fn serve(
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         let graceful = GracefulShutdown::new();
-        while let Some((tcp, slot)) = accept(&listener, &slots, &mut stop, &metrics).await {
+        let failed = accept_failed(&metrics);
+        while let Some((tcp, slot)) = accept(&listener, &slots, &mut stop, &metrics, &failed).await
+        {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::metrics::LogThrottle;
+use crate::event::FaultEvent;
 use crate::model::SpanRecord;
 
 pub mod config;
@@ -44,8 +44,8 @@ struct Inner {
     names: Vec<String>,
     /// Whether exemplars are attached at all.
     exemplars: bool,
-    /// Bounded-rate warning when spans start counting into the overflow series.
-    overflow_log: LogThrottle,
+    /// Spans counted into the overflow series (logged; the series is their count).
+    overflow: FaultEvent,
 }
 
 impl RedMetrics {
@@ -72,7 +72,10 @@ impl RedMetrics {
                 )),
                 names,
                 exemplars: cfg.exemplars,
-                overflow_log: LogThrottle::new(Duration::from_secs(10)),
+                overflow: FaultEvent::logged(
+                    "red_metrics.max_series reached: spans of new series count into the overflow series",
+                    "",
+                ),
             }),
         }
     }
@@ -93,12 +96,8 @@ impl RedMetrics {
             }
         }
         if overflowed > 0 {
-            if let Some(n) = self.inner.overflow_log.hit() {
-                tracing::warn!(
-                    batches = n,
-                    "red_metrics.max_series reached: spans of new series count into the overflow series"
-                );
-            }
+            // Counted by the overflow series itself (`otel_metric_overflow="true"`).
+            self.inner.overflow.report(overflowed);
         }
     }
 

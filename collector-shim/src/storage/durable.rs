@@ -29,10 +29,11 @@ use super::queue::{lock, DiskQueue, Item, Options, Position};
 use super::record;
 use super::writer::{WriteMsg, Writer};
 use super::{Receipt, StorageTelemetry};
-use crate::batcher::BatcherTask;
+use crate::batcher::{BatcherTask, ExportStep};
 use crate::config::{BatchConfig, StorageConfig};
-use crate::exporter::{ExportError, Exporter};
-use crate::metrics::{DropLabel, ExportErrorLabel, ExporterLabel, LogThrottle, Metrics};
+use crate::event::FaultEvent;
+use crate::exporter::Exporter;
+use crate::metrics::Metrics;
 use crate::model::SpanRecord;
 use crate::receiver::decode::{self, ResourceDefaults};
 use crate::red::RedMetrics;
@@ -45,16 +46,12 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::fro
 /// The sampler's side of one exporter's durable queue.
 #[derive(Clone)]
 pub struct DurableHandle {
-    /// Exporter name (logs).
-    name: Arc<str>,
     /// To the writer task (bounded).
     tx: mpsc::Sender<WriteMsg>,
-    /// `shim_spans_dropped_total{reason="queue_full"}`: writer backlog full.
-    dropped_full: Counter,
+    /// Spans refused at a full writer backlog, in `shim_spans_dropped_total{reason="queue_full"}`.
+    backlog_full: Arc<FaultEvent>,
     /// `shim_spans_dropped_total{reason="exporter_stopped"}`.
     dropped_stopped: Counter,
-    /// Bounded-rate warning for refusals.
-    drop_log: Arc<LogThrottle>,
     /// Spans handed to the writer and not yet written (lost if the process stops now).
     pending: Arc<AtomicUsize>,
 }
@@ -76,10 +73,7 @@ impl DurableHandle {
             }
             Err(mpsc::error::TrySendError::Full(m)) => {
                 m.receipt.inspect(Receipt::fail);
-                self.dropped_full.inc_by(n as u64);
-                if let Some(folded) = self.drop_log.hit() {
-                    tracing::warn!(exporter = %self.name, dropped = folded, "durable queue writer backlog full, refusing spans");
-                }
+                self.backlog_full.report(n as u64);
             }
             Err(mpsc::error::TrySendError::Closed(m)) => {
                 m.receipt.inspect(Receipt::fail);
@@ -142,17 +136,13 @@ pub async fn spawn(
         metrics.dropped(reason, name, 0);
     }
     let handle = DurableHandle {
-        name: Arc::from(name),
         tx,
-        dropped_full: metrics
-            .spans_dropped
-            .get_or_create(&drop_label("queue_full", name))
-            .clone(),
-        dropped_stopped: metrics
-            .spans_dropped
-            .get_or_create(&drop_label("exporter_stopped", name))
-            .clone(),
-        drop_log: Arc::new(LogThrottle::new(Duration::from_secs(10))),
+        backlog_full: Arc::new(FaultEvent::new(
+            "durable queue writer backlog full, refusing spans",
+            name,
+            metrics.drop_counter("queue_full", name),
+        )),
+        dropped_stopped: metrics.drop_counter("exporter_stopped", name),
         pending: pending.clone(),
     };
     let writer = Writer {
@@ -161,29 +151,24 @@ pub async fn spawn(
         tel: tel.clone(),
         notify: notify.clone(),
         pending: pending.clone(),
-        log: LogThrottle::new(Duration::from_secs(10)),
+        dropped_oldest: FaultEvent::new(
+            "durable queue full, dropped the oldest stored spans",
+            name,
+            tel.dropped_full.clone(),
+        ),
+        not_stored: FaultEvent::logged("durable queue: spans not stored", name),
     };
     let writer = tokio::spawn(writer.run(rx));
     let worker = Worker {
-        name: name.to_string(),
-        exporter,
+        step: ExportStep::new(name, exporter, cfg, metrics.clone(), exemplars),
         cfg: cfg.clone(),
         metrics,
         tel,
         queue,
         notify,
-        error_log: LogThrottle::new(Duration::from_secs(10)),
-        exemplars,
     };
     let join = tokio::spawn(worker.run(writer));
     Ok((handle, BatcherTask::new(name, join, pending)))
-}
-
-fn drop_label(reason: &str, exporter: &str) -> DropLabel {
-    DropLabel {
-        reason: reason.to_string(),
-        exporter: exporter.to_string(),
-    }
 }
 
 /// Decodes one stored record (`None` when its content is not a request).
@@ -195,10 +180,8 @@ fn decode_item(item: &Item) -> Option<Vec<SpanRecord>> {
 
 /// The export worker's state.
 struct Worker {
-    /// Exporter name (metric label).
-    name: String,
-    /// The backend.
-    exporter: Arc<dyn Exporter>,
+    /// Sends a batch to the backend.
+    step: ExportStep,
     /// Batch size and timeouts.
     cfg: BatchConfig,
     /// Pipeline counters.
@@ -209,11 +192,6 @@ struct Worker {
     queue: Arc<Mutex<DiskQueue>>,
     /// Woken by the writer.
     notify: Arc<Notify>,
-    /// Bounded-rate warning for failed exports.
-    error_log: LogThrottle,
-    /// Where spans the backend accepted are confirmed as exemplar candidates (the first
-    /// exporter only, as with the memory queue).
-    exemplars: Option<RedMetrics>,
 }
 
 /// The batch being built or retried: spans, and the records they came from.
@@ -291,9 +269,7 @@ impl Worker {
                 _ = &mut writer, if !writer_done => writer_done = true,
             }
         }
-        if let Err(e) = self.exporter.shutdown().await {
-            tracing::warn!(exporter = %self.name, error = %e, "exporter shutdown failed");
-        }
+        self.step.shutdown().await;
     }
 
     /// Reads records until the batch holds `batch_size` spans or nothing more is stored.
@@ -332,10 +308,9 @@ impl Worker {
                 items
             }
             Ok(Err(e)) => {
-                self.tel.io_errors.inc();
-                if let Some(folded) = self.error_log.hit() {
-                    tracing::warn!(exporter = %self.name, error = %e, events = folded, "durable queue read failed");
-                }
+                self.tel
+                    .io_error
+                    .report_with(1, format_args!("reading the next records: {e}"));
                 return false;
             }
             Err(_) => return false,
@@ -355,66 +330,20 @@ impl Worker {
     /// Exports the batch. True when it is done with (exported, or dropped as non-retryable);
     /// false when it stays for another try.
     async fn export(&self, batch: &mut Batch) -> bool {
-        let label = ExporterLabel {
-            exporter: self.name.clone(),
-        };
         let n = batch.spans.len() as u64;
-        let rejected = self
-            .metrics
-            .export_rejected_spans
-            .get_or_create(&label)
-            .clone();
-        let rejected_before = rejected.get();
-        let started = std::time::Instant::now();
-        let result = if batch.spans.is_empty() {
-            Ok(Ok(())) // only undecodable records: nothing to send, acknowledge them
-        } else {
-            tokio::time::timeout(self.cfg.export_timeout, self.exporter.export(&batch.spans)).await
+        // A batch of only undecodable records has nothing to send: it is acknowledged.
+        let Err(failure) = self.step.run(&batch.spans).await else {
+            self.ack(batch).await;
+            return true;
         };
-        self.metrics
-            .export_duration
-            .get_or_create(&label)
-            .observe(started.elapsed().as_secs_f64());
-        let (kind, message) = match result {
-            Ok(Ok(())) => {
-                self.metrics.spans_exported.get_or_create(&label).inc_by(n);
-                // Exports of one exporter never overlap, so a change of its rejected-spans
-                // counter belongs to this batch: then which spans the backend has is unknown.
-                if let Some(red) = &self.exemplars {
-                    if rejected.get() == rejected_before {
-                        red.confirm(&batch.spans);
-                    }
-                }
-                self.ack(batch).await;
-                return true;
-            }
-            Ok(Err(e)) => (
-                match &e {
-                    ExportError::Retryable(_) => "retryable",
-                    ExportError::Throttled { .. } => "throttled",
-                    ExportError::NonRetryable(_) => "non_retryable",
-                },
-                e.to_string(),
-            ),
-            Err(_) => (
-                "timeout",
-                format!("export took longer than {:?}", self.cfg.export_timeout),
-            ),
+        let give_up = failure.kind == "non_retryable";
+        let then = match give_up {
+            true => "batch dropped",
+            false => "kept on disk for another try",
         };
-        self.metrics
-            .export_errors
-            .get_or_create(&ExportErrorLabel {
-                exporter: self.name.clone(),
-                kind: kind.to_string(),
-            })
-            .inc();
-        let give_up = kind == "non_retryable";
-        if let Some(folded) = self.error_log.hit() {
-            tracing::warn!(exporter = %self.name, spans = n, failures = folded, error = %message,
-                kept_on_disk = !give_up, "export failed");
-        }
+        self.step.failed(&failure, n, then);
         if give_up {
-            self.metrics.dropped("export_failed", &self.name, n);
+            self.metrics.dropped("export_failed", &self.step.name, n);
             self.ack(batch).await;
         }
         give_up
@@ -441,7 +370,10 @@ impl Worker {
         let r = tokio::task::spawn_blocking(move || lock(&q).ack(end, &records)).await;
         if !matches!(r, Ok(Ok(()))) {
             // The cursor on disk stays behind: those records are sent again after a restart.
-            self.tel.io_errors.inc();
+            self.tel.io_error.report_with(
+                1,
+                "moving the cursor past exported records (they are sent again after a restart)",
+            );
         }
     }
 }

@@ -23,13 +23,16 @@
 //! - [`durable`]: the sampler's handle, the export worker, and [`durable::spawn`] that opens
 //!   (recovering) an exporter's queue and starts both tasks.
 //! - [`receipt`]: the receiver's wait for the durable write of a request.
+use std::sync::Arc;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::{DropLabel, ExporterLabel, Metrics};
+use crate::event::FaultEvent;
+use crate::metrics::{ExporterLabel, Metrics};
 
 pub mod durable;
 pub mod files;
@@ -117,8 +120,10 @@ pub struct StorageTelemetry {
     pub queue_spans: Gauge,
     /// `shim_storage_recovered_spans_total`.
     pub recovered: Counter,
-    /// `shim_storage_io_errors_total`.
+    /// `shim_storage_io_errors_total`: counted on every failed disk operation.
     pub io_errors: Counter,
+    /// A failed disk operation while running (counted in `io_errors`, logged at a bounded rate).
+    pub io_error: Arc<FaultEvent>,
     /// `shim_spans_dropped_total{reason="storage_full"}`.
     pub dropped_full: Counter,
     /// `shim_spans_dropped_total{reason="storage_error"}`.
@@ -141,8 +146,13 @@ impl StorageTelemetry {
             queue_spans: metrics.queue_length.get_or_create(&l).clone(),
             recovered: s.recovered_spans.get_or_create(&l).clone(),
             io_errors: s.io_errors.get_or_create(&l).clone(),
-            dropped_full: drop_counter(metrics, "storage_full", exporter),
-            dropped_error: drop_counter(metrics, "storage_error", exporter),
+            io_error: Arc::new(FaultEvent::new(
+                "durable queue disk operation failed",
+                exporter,
+                s.io_errors.get_or_create(&l).clone(),
+            )),
+            dropped_full: metrics.drop_counter("storage_full", exporter),
+            dropped_error: metrics.drop_counter("storage_error", exporter),
             corrupt: s.corrupt.clone(),
         };
         for reason in CORRUPT_REASONS {
@@ -160,14 +170,4 @@ impl StorageTelemetry {
             })
             .inc_by(n);
     }
-}
-
-fn drop_counter(metrics: &Metrics, reason: &str, exporter: &str) -> Counter {
-    metrics
-        .spans_dropped
-        .get_or_create(&DropLabel {
-            reason: reason.to_string(),
-            exporter: exporter.to_string(),
-        })
-        .clone()
 }

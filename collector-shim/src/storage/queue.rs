@@ -491,8 +491,9 @@ impl DiskQueue {
             let id = front.id;
             self.segments.pop_front();
             if let Err(e) = fs::remove_file(seg_path(&self.dir, id)) {
-                self.tel.io_errors.inc();
-                tracing::warn!(exporter = %self.tel.exporter, error = %e, "could not delete an exported segment");
+                self.tel
+                    .io_error
+                    .report_with(1, format_args!("deleting an exported segment: {e}"));
             }
         }
         self.gauges();

@@ -10,8 +10,8 @@ use tokio::sync::{mpsc, Notify};
 use super::queue::{lock, DiskQueue};
 use super::record;
 use super::{Receipt, StorageTelemetry};
+use crate::event::FaultEvent;
 use crate::exporter::otlp;
-use crate::metrics::LogThrottle;
 use crate::model::SpanRecord;
 
 /// Most messages written with one sync.
@@ -45,8 +45,10 @@ pub struct Writer {
     pub notify: Arc<Notify>,
     /// Spans handed over and not yet written.
     pub pending: Arc<AtomicUsize>,
-    /// Bounded-rate warnings for drops and errors.
-    pub log: LogThrottle,
+    /// Stored spans deleted to make room (`drop_oldest`).
+    pub dropped_oldest: FaultEvent,
+    /// Spans not written: the budget is reached (`drop_newest`) or the write failed.
+    pub not_stored: FaultEvent,
 }
 
 impl Writer {
@@ -81,8 +83,13 @@ impl Writer {
     async fn sync(&self, force: bool) {
         let q = self.queue.clone();
         let r = tokio::task::spawn_blocking(move || lock(&q).sync(force)).await;
-        if !matches!(r, Ok(Ok(()))) {
-            self.tel.io_errors.inc();
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.tel.io_error.report_with(1, format_args!("sync: {e}")),
+            Err(e) => self
+                .tel
+                .io_error
+                .report_with(1, format_args!("sync task: {e}")),
         }
     }
 
@@ -102,10 +109,7 @@ impl Writer {
             Err(e) => (Vec::new(), 0, Some(e.to_string())),
         };
         if dropped_oldest > 0 {
-            self.tel.dropped_full.inc_by(dropped_oldest);
-            if let Some(folded) = self.log.hit() {
-                tracing::warn!(exporter = %self.tel.exporter, spans = dropped_oldest, events = folded, "durable queue full, dropped the oldest stored spans");
-            }
+            self.dropped_oldest.report(dropped_oldest);
         }
         for (i, m) in msgs.into_iter().enumerate() {
             let n = counts.get(i).copied().unwrap_or(0);
@@ -114,14 +118,18 @@ impl Writer {
             let newest = out.map_or(0, |o| o.dropped_newest);
             if failed {
                 m.receipt.inspect(Receipt::fail);
-                self.tel.dropped_error.inc_by(n as u64);
+                let why = error.as_deref().unwrap_or("the write task stopped");
+                self.not_stored.report_on(
+                    &self.tel.dropped_error,
+                    n as u64,
+                    format_args!("write failed: {why}"),
+                );
             } else if newest > 0 {
-                self.tel.dropped_full.inc_by(newest);
-            }
-            if failed || newest > 0 {
-                if let Some(folded) = self.log.hit() {
-                    tracing::warn!(exporter = %self.tel.exporter, error = ?error, dropped_newest = newest, events = folded, "durable queue: spans not stored");
-                }
+                self.not_stored.report_on(
+                    &self.tel.dropped_full,
+                    newest,
+                    "the disk budget is reached (drop_newest)",
+                );
             }
             self.pending.fetch_sub(n, Ordering::AcqRel);
         }

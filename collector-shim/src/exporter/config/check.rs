@@ -1,11 +1,8 @@
 //! What an exporter entry resolves to (default endpoints and paths) and the checks serde cannot
 //! make; errors start with the key relative to the entry (`endpoint`, `tls.ca_file`, ...).
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use super::{
-    ExporterConfig, OtlpProtocol, RetryConfig, TlsConfig, DEFAULT_OTLP_ENDPOINT,
-    DEFAULT_OTLP_GRPC_ENDPOINT, JAEGER_PATH, OTLP_PATH, ZIPKIN_PATH,
+    ExporterConfig, HttpTarget, OtlpProtocol, PostBackend, PostConfig, DEFAULT_OTLP_ENDPOINT,
+    DEFAULT_OTLP_GRPC_ENDPOINT, OTLP_PATH,
 };
 
 impl ExporterConfig {
@@ -16,8 +13,8 @@ impl ExporterConfig {
     pub fn resolved(&self) -> ExporterConfig {
         let mut out = self.clone();
         match &mut out {
-            ExporterConfig::Zipkin(c) => c.endpoint = with_default_path(&c.endpoint, ZIPKIN_PATH),
-            ExporterConfig::Jaeger(c) => c.endpoint = with_default_path(&c.endpoint, JAEGER_PATH),
+            ExporterConfig::Zipkin(c) => with_backend_path(c),
+            ExporterConfig::Jaeger(c) => with_backend_path(c),
             ExporterConfig::Otlp(c) => match c.protocol {
                 OtlpProtocol::HttpProtobuf | OtlpProtocol::HttpJson
                     if c.endpoint.trim().is_empty() =>
@@ -57,14 +54,10 @@ impl ExporterConfig {
             }
         }
         match &self.resolved() {
-            ExporterConfig::Zipkin(c) => {
-                validate_http(&c.endpoint, c.timeout, &c.headers, &c.retry, &c.tls)
-            }
-            ExporterConfig::Jaeger(c) => {
-                validate_http(&c.endpoint, c.timeout, &c.headers, &c.retry, &c.tls)
-            }
+            ExporterConfig::Zipkin(c) => validate_http(c),
+            ExporterConfig::Jaeger(c) => validate_http(c),
             ExporterConfig::Otlp(c) => {
-                validate_http(&c.endpoint, c.timeout, &c.headers, &c.retry, &c.tls)?;
+                validate_http(c)?;
                 let has_path = c
                     .endpoint
                     .parse::<hyper::Uri>()
@@ -80,23 +73,14 @@ impl ExporterConfig {
                 Ok(())
             }
             ExporterConfig::Console(_) => Ok(()),
-            ExporterConfig::File(c) => {
-                if c.path.as_os_str().is_empty() {
-                    return Err("path: must not be empty".into());
-                }
-                if c.max_bytes < 1024 {
-                    return Err(format!(
-                        "max_bytes: {} is too small (at least 1024 bytes)",
-                        c.max_bytes
-                    ));
-                }
-                if c.max_files > 100 {
-                    return Err(format!("max_files: {} is more than 100", c.max_files));
-                }
-                Ok(())
-            }
+            ExporterConfig::File(c) => c.validate(),
         }
     }
+}
+
+/// A POST backend's endpoint with the backend's path appended when it has none.
+fn with_backend_path<B: PostBackend>(c: &mut PostConfig<B>) {
+    c.endpoint = with_default_path(&c.endpoint, B::PATH);
 }
 
 /// `endpoint` with `path` appended when it has none (nothing, or only `/`, after the host).
@@ -111,13 +95,13 @@ fn with_default_path(endpoint: &str, path: &str) -> String {
     }
 }
 
-fn validate_http(
-    endpoint: &str,
-    timeout: Duration,
-    headers: &BTreeMap<String, String>,
-    retry: &RetryConfig,
-    tls: &TlsConfig,
-) -> Result<(), String> {
+fn validate_http(target: &impl HttpTarget) -> Result<(), String> {
+    let (endpoint, timeout, retry, tls) = (
+        target.endpoint(),
+        target.timeout(),
+        target.retry(),
+        target.tls(),
+    );
     let key = "endpoint";
     let uri: hyper::Uri = endpoint
         .parse()
@@ -134,7 +118,7 @@ fn validate_http(
     if timeout.is_zero() {
         return Err("timeout: must be greater than 0".into());
     }
-    for (name, value) in headers {
+    for (name, value) in target.headers().iter() {
         if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
             return Err(format!("headers.{name}: not a valid HTTP header name"));
         }

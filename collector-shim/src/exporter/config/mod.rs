@@ -9,31 +9,25 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::exporter::console::config::ConsoleConfig;
+pub use crate::exporter::file::config::{FileConfig, DEFAULT_FILE_MAX_BYTES};
+pub use crate::exporter::jaeger::config::JaegerConfig;
+pub use crate::exporter::otlp::config::{
+    Compression, OtlpConfig, OtlpProtocol, DEFAULT_OTLP_ENDPOINT, DEFAULT_OTLP_GRPC_ENDPOINT,
+    OTLP_PATH,
+};
 pub use crate::exporter::tls::TlsConfig;
+pub use crate::exporter::zipkin::config::ZipkinConfig;
+pub(crate) use post::impl_http_target;
+pub use post::{HttpTarget, PostBackend, PostConfig};
 
 mod check;
 mod env;
+mod post;
 pub use env::{otlp_var, parse_otel_headers};
 
-/// Default Zipkin v2 collector URL (Zipkin's own default port).
-pub const DEFAULT_ZIPKIN_ENDPOINT: &str = "http://127.0.0.1:9411/api/v2/spans";
-/// Default Jaeger collector Thrift-over-HTTP URL (the seed's `http://localhost:14268/api/traces`,
-/// with `127.0.0.1` because `localhost` may resolve to `::1`).
-pub const DEFAULT_JAEGER_ENDPOINT: &str = "http://127.0.0.1:14268/api/traces";
-/// Default OTLP/HTTP traces URL (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` default).
-pub const DEFAULT_OTLP_ENDPOINT: &str = "http://127.0.0.1:4318/v1/traces";
-/// Default OTLP/gRPC endpoint (scheme, host and port only: gRPC names the method in the path).
-pub const DEFAULT_OTLP_GRPC_ENDPOINT: &str = "http://127.0.0.1:4317";
-/// Path a Zipkin v2 collector takes spans on.
-pub const ZIPKIN_PATH: &str = "/api/v2/spans";
-/// Path a Jaeger collector takes Thrift batches on.
-pub const JAEGER_PATH: &str = "/api/traces";
-/// Path of the OTLP/HTTP traces signal.
-pub const OTLP_PATH: &str = "/v1/traces";
 /// Default request timeout per attempt (`OTEL_EXPORTER_*_TIMEOUT` default: 10 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default size at which the file exporter rotates (64 MiB).
-pub const DEFAULT_FILE_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// One exporter. In YAML: `- type: zipkin` followed by the fields of that kind.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -50,132 +44,6 @@ pub enum ExporterConfig {
     Console(ConsoleConfig),
     /// JSON lines (one OTLP-JSON span per line) in a size-bounded file.
     File(FileConfig),
-}
-
-/// Settings shared by the HTTP exporters.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ZipkinConfig {
-    /// Name in logs and metric labels; default `zipkin`. Needed only to tell two Zipkin exporters apart.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// URL of the span endpoint; default `http://127.0.0.1:9411/api/v2/spans`. A URL with no
-    /// path (`http://zipkin:9411`) gets `/api/v2/spans`.
-    #[serde(default = "default_zipkin_endpoint")]
-    pub endpoint: String,
-    /// Time allowed for one HTTP attempt; default `10s`.
-    #[serde(
-        default = "default_timeout",
-        deserialize_with = "crate::config::duration::deserialize"
-    )]
-    pub timeout: Duration,
-    /// Extra request headers (e.g. authorization); default none.
-    #[serde(default)]
-    pub headers: Headers,
-    /// Retry policy for failed attempts.
-    #[serde(default)]
-    pub retry: RetryConfig,
-    /// TLS settings for an `https://` endpoint (CA file, client certificate, server name).
-    #[serde(default)]
-    pub tls: TlsConfig,
-}
-
-/// Jaeger collector over Thrift/HTTP.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JaegerConfig {
-    /// Name in logs and metric labels; default `jaeger`.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// URL of the Thrift endpoint; default `http://127.0.0.1:14268/api/traces`. A URL with no
-    /// path gets `/api/traces`.
-    #[serde(default = "default_jaeger_endpoint")]
-    pub endpoint: String,
-    /// Time allowed for one HTTP attempt; default `10s`.
-    #[serde(
-        default = "default_timeout",
-        deserialize_with = "crate::config::duration::deserialize"
-    )]
-    pub timeout: Duration,
-    /// Extra request headers; default none.
-    #[serde(default)]
-    pub headers: Headers,
-    /// Retry policy for failed attempts.
-    #[serde(default)]
-    pub retry: RetryConfig,
-    /// TLS settings for an `https://` endpoint (CA file, client certificate, server name).
-    #[serde(default)]
-    pub tls: TlsConfig,
-}
-
-/// OTLP over HTTP (protobuf bodies) or gRPC.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OtlpConfig {
-    /// Name in logs and metric labels; default `otlp`.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// `http/protobuf` (default), `http/json` or `grpc`. Env: `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`.
-    #[serde(default)]
-    pub protocol: OtlpProtocol,
-    /// http/protobuf and http/json: the traces URL, default `http://127.0.0.1:4318/v1/traces` (a URL with no
-    /// path gets `/v1/traces`). grpc: `scheme://host:port` with no path, default
-    /// `http://127.0.0.1:4317`. Empty (the default) means the protocol's default.
-    #[serde(default)]
-    pub endpoint: String,
-    /// Extra request headers (`OTEL_EXPORTER_OTLP_HEADERS`); default none.
-    #[serde(default)]
-    pub headers: Headers,
-    /// Body compression: `none` (default, as `OTEL_EXPORTER_OTLP_COMPRESSION`) or `gzip`.
-    #[serde(default)]
-    pub compression: Compression,
-    /// Time allowed for one HTTP attempt; default `10s`.
-    #[serde(
-        default = "default_timeout",
-        deserialize_with = "crate::config::duration::deserialize"
-    )]
-    pub timeout: Duration,
-    /// Retry policy for failed attempts.
-    #[serde(default)]
-    pub retry: RetryConfig,
-    /// TLS settings for an `https://` endpoint (CA file, client certificate, server name).
-    #[serde(default)]
-    pub tls: TlsConfig,
-    /// OTLP/gRPC with an endpoint written without a scheme (`collector:4317`): `true` connects
-    /// in plain text, `false` (the default) with TLS. Ignored when the endpoint has a scheme.
-    /// Env: `OTEL_EXPORTER_OTLP_[TRACES_]INSECURE`.
-    #[serde(default)]
-    pub insecure: bool,
-}
-
-/// Transport of the OTLP exporter (the values of `OTEL_EXPORTER_OTLP_PROTOCOL`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-pub enum OtlpProtocol {
-    /// Protobuf bodies POSTed over HTTP/1.1.
-    #[default]
-    #[serde(rename = "http/protobuf")]
-    HttpProtobuf,
-    /// OTLP/JSON bodies POSTed over HTTP/1.1 (hex ids, enums as integers, 64-bit integers as
-    /// strings, lowerCamelCase keys).
-    #[serde(rename = "http/json")]
-    HttpJson,
-    /// The `TraceService/Export` gRPC method over HTTP/2.
-    #[serde(rename = "grpc")]
-    Grpc,
-}
-
-impl OtlpProtocol {
-    /// Parses the spec's names.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text.trim() {
-            "http/protobuf" => Ok(OtlpProtocol::HttpProtobuf),
-            "http/json" => Ok(OtlpProtocol::HttpJson),
-            "grpc" => Ok(OtlpProtocol::Grpc),
-            other => Err(format!(
-                "`{other}` is not supported (use `http/protobuf`, `http/json` or `grpc`)"
-            )),
-        }
-    }
 }
 
 /// Extra request headers of an exporter. They often carry credentials, so `Debug` (and with it
@@ -203,44 +71,6 @@ impl std::ops::DerefMut for Headers {
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.0
     }
-}
-
-/// Body compression of the OTLP exporter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// Plain protobuf.
-    #[default]
-    None,
-    /// `Content-Encoding: gzip`.
-    Gzip,
-}
-
-/// Console exporter: no settings besides an optional name.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConsoleConfig {
-    /// Name in logs and metric labels; default `console`.
-    #[serde(default)]
-    pub name: Option<String>,
-}
-
-/// File exporter: JSON lines with size-based rotation.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// Name in logs and metric labels; default `file`.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// File to append to (created if missing). Required.
-    pub path: PathBuf,
-    /// Size in bytes at which the file is rotated; default 64 MiB (67108864).
-    #[serde(default = "default_file_max_bytes")]
-    pub max_bytes: u64,
-    /// Rotated files kept (`path.1` .. `path.N`, oldest removed); default 1.
-    /// With 0 the file is a hard cap: once full, further spans are dropped and counted.
-    #[serde(default = "default_max_files")]
-    pub max_files: u32,
 }
 
 /// Exponential backoff with full jitter; the same policy for every HTTP exporter.
@@ -277,22 +107,6 @@ impl Default for RetryConfig {
     }
 }
 
-fn default_zipkin_endpoint() -> String {
-    DEFAULT_ZIPKIN_ENDPOINT.to_string()
-}
-fn default_jaeger_endpoint() -> String {
-    DEFAULT_JAEGER_ENDPOINT.to_string()
-}
-fn default_timeout() -> Duration {
-    DEFAULT_TIMEOUT
-}
-fn default_file_max_bytes() -> u64 {
-    DEFAULT_FILE_MAX_BYTES
-}
-fn default_max_files() -> u32 {
-    1
-}
-
 /// The config's one duration syntax (`250us`, `500ms`, `5s`, `2m`, `1h`, or a plain number of
 /// milliseconds), from `crate::config::duration`.
 pub use crate::config::duration::parse as parse_duration;
@@ -311,43 +125,19 @@ impl ExporterConfig {
 
     /// Zipkin exporter with defaults and the given URL (`OTEL_EXPORTER_ZIPKIN_ENDPOINT`).
     pub fn zipkin(endpoint: impl Into<String>) -> Self {
-        ExporterConfig::Zipkin(ZipkinConfig {
-            name: None,
-            endpoint: endpoint.into(),
-            timeout: DEFAULT_TIMEOUT,
-            headers: Headers::default(),
-            retry: RetryConfig::default(),
-            tls: TlsConfig::default(),
-        })
+        ExporterConfig::Zipkin(ZipkinConfig::with_endpoint(endpoint))
     }
 
     /// Jaeger Thrift/HTTP exporter with defaults and the given URL (seed key `Endpoint`
     /// with `Exporter: jaeger`).
     pub fn jaeger(endpoint: impl Into<String>) -> Self {
-        ExporterConfig::Jaeger(JaegerConfig {
-            name: None,
-            endpoint: endpoint.into(),
-            timeout: DEFAULT_TIMEOUT,
-            headers: Headers::default(),
-            retry: RetryConfig::default(),
-            tls: TlsConfig::default(),
-        })
+        ExporterConfig::Jaeger(JaegerConfig::with_endpoint(endpoint))
     }
 
     /// OTLP/HTTP exporter with defaults and a full traces URL, used as is
     /// (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`).
     pub fn otlp(traces_endpoint: impl Into<String>) -> Self {
-        ExporterConfig::Otlp(OtlpConfig {
-            name: None,
-            protocol: OtlpProtocol::HttpProtobuf,
-            endpoint: traces_endpoint.into(),
-            headers: Headers::default(),
-            compression: Compression::None,
-            timeout: DEFAULT_TIMEOUT,
-            retry: RetryConfig::default(),
-            tls: TlsConfig::default(),
-            insecure: false,
-        })
+        ExporterConfig::Otlp(OtlpConfig::with_endpoint(traces_endpoint))
     }
 
     /// OTLP exporter from a base URL (`OTEL_EXPORTER_OTLP_ENDPOINT`): the spec appends
@@ -364,12 +154,7 @@ impl ExporterConfig {
 
     /// A file exporter with default rotation.
     pub fn file(path: impl Into<PathBuf>) -> Self {
-        ExporterConfig::File(FileConfig {
-            name: None,
-            path: path.into(),
-            max_bytes: DEFAULT_FILE_MAX_BYTES,
-            max_files: default_max_files(),
-        })
+        ExporterConfig::File(FileConfig::with_path(path))
     }
 
     /// The kind of exporter (`zipkin`, `jaeger`, `otlp`, `console`, `file`).

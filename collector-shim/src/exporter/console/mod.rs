@@ -1,6 +1,7 @@
 //! Console exporter: readable trace trees on stdout (what `make demo` shows).
 //!
 //! Each batch is grouped by trace id and printed as one tree per trace; see [`tree`].
+pub mod config;
 pub mod tree;
 
 use std::io::{IsTerminal, Write};

@@ -2,6 +2,7 @@
 //! bounded. Past `max_bytes` the file is rotated (`path` -> `path.1` -> ... -> `path.N`, the
 //! oldest removed); with `max_files: 0` nothing rotates and spans that no longer fit are dropped
 //! and counted in `dropped_spans`. A line is never split across files.
+pub mod config;
 pub mod model;
 
 use std::fs::{File, OpenOptions};
@@ -9,9 +10,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::event::FaultEvent;
 use crate::exporter::config::FileConfig;
 use crate::exporter::{ExportError, Exporter, ExporterTelemetry};
-use crate::metrics::LogThrottle;
 use crate::model::SpanRecord;
 
 /// Appends spans to a size-bounded file.
@@ -20,10 +21,8 @@ pub struct FileExporter {
     name: String,
     /// File state, shared with the blocking writer task.
     inner: Arc<Mutex<Writer>>,
-    /// Drop counter.
-    telemetry: ExporterTelemetry,
-    /// Bounds the "file full" log lines.
-    log: LogThrottle,
+    /// Spans dropped at the size cap, counted in `dropped_spans`.
+    at_cap: FaultEvent,
 }
 
 /// The open file and its rotation policy (all blocking I/O happens here).
@@ -64,8 +63,11 @@ impl FileExporter {
                 file: None,
                 size: 0,
             })),
-            telemetry,
-            log: LogThrottle::default(),
+            at_cap: FaultEvent::new(
+                "file is at its size cap (max_files: 0); spans dropped",
+                name,
+                telemetry.dropped_spans.clone(),
+            ),
         })
     }
 }
@@ -166,11 +168,7 @@ impl Exporter for FileExporter {
         .map_err(|e| ExportError::NonRetryable(format!("file writer task failed: {e}")))?;
         let dropped = result.map_err(ExportError::NonRetryable)?;
         if dropped > 0 {
-            self.telemetry.dropped_spans.inc_by(dropped);
-            if let Some(n) = self.log.hit() {
-                tracing::warn!(exporter = %self.name, dropped, suppressed = n - 1,
-                    "file is at its size cap (max_files: 0); spans dropped");
-            }
+            self.at_cap.report(dropped);
         }
         Ok(())
     }

@@ -3,11 +3,13 @@
 //!
 //! For Jaeger >= 1.35 and Jaeger v2, the `otlp` exporter pointed at port 4318 is the
 //! alternative; this one serves collectors that only speak the classic protocol.
+pub mod config;
 pub mod model;
 pub mod thrift;
 
 use crate::exporter::group::by_resource;
-use crate::exporter::post::{Encoding, PostExporter};
+use crate::exporter::post::{Encoder, PostExporter};
+use crate::exporter::ExporterTelemetry;
 use crate::model::SpanRecord;
 
 /// Sends batches to a Jaeger collector over Thrift/HTTP.
@@ -16,10 +18,23 @@ pub type JaegerExporter = PostExporter<JaegerThrift>;
 /// Thrift binary `Batch`es, one body per process (resource).
 pub struct JaegerThrift;
 
-impl Encoding for JaegerThrift {
-    const CONTENT_TYPE: &'static str = "application/x-thrift";
+impl PostExporter<JaegerThrift> {
+    /// An exporter for a validated entry.
+    pub fn new(
+        name: &str,
+        cfg: &config::JaegerConfig,
+        telemetry: ExporterTelemetry,
+    ) -> Result<Self, String> {
+        PostExporter::with_encoder(name, cfg, JaegerThrift, &telemetry)
+    }
+}
 
-    fn encode(batch: &[SpanRecord]) -> (Vec<Vec<u8>>, usize) {
+impl Encoder for JaegerThrift {
+    fn content_type(&self) -> &'static str {
+        "application/x-thrift"
+    }
+
+    fn encode(&self, batch: &[SpanRecord]) -> (Vec<Vec<u8>>, usize) {
         encode(batch)
     }
 }

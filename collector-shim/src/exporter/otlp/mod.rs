@@ -8,105 +8,187 @@
 //! Partial success (a 200 whose `ExportTraceServiceResponse.partial_success` reports rejected
 //! spans) is logged with the backend's message and counted in `rejected_spans`, never retried:
 //! the OTLP spec says the rejected spans would be rejected again.
+pub mod config;
 pub mod grpc;
 pub mod model;
 
 use std::io::Write;
 
-use bytes::Bytes;
 use flate2::write::GzEncoder;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 use prost::Message;
 
+use crate::event::FaultEvent;
 use crate::exporter::config::{Compression, OtlpConfig, OtlpProtocol, RetryConfig};
-use crate::exporter::http::HttpSender;
-use crate::exporter::retry::retry;
+use crate::exporter::post::{Encoder, PostExporter};
+use crate::exporter::retry::{retry, AttemptEvents};
 use crate::exporter::{ExportError, Exporter, ExporterTelemetry};
-use crate::metrics::LogThrottle;
 use crate::model::SpanRecord;
 use grpc::GrpcSender;
 
-/// Sends batches to an OTLP/HTTP receiver.
-pub struct OtlpExporter {
-    /// Name for logs and metric labels.
-    name: String,
-    /// HTTP or gRPC, to the configured endpoint.
-    transport: Transport,
-    /// Whether bodies are gzip-compressed.
-    compression: Compression,
-    /// Bodies (and answers) are OTLP/JSON rather than protobuf.
-    json: bool,
-    /// Backoff policy.
-    retry: RetryConfig,
-    /// Retry and rejection counters.
-    telemetry: ExporterTelemetry,
-    /// Bounds the log lines of a failing backend.
-    log: LogThrottle,
-    /// Bounds the partial-success log lines separately (a steady trickle of rejections must not
-    /// hide outage warnings, nor flood the log).
-    partial_log: LogThrottle,
+/// Sends batches to an OTLP receiver: over HTTP it is the shared POST exporter with the OTLP
+/// encoder, over gRPC the exporter of [`grpc`]. Built once per exporter, so the size difference
+/// of the variants (hyper's pooled client against tonic's channel) costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+pub enum OtlpExporter {
+    /// `http/protobuf` or `http/json`.
+    Http(PostExporter<OtlpHttp>),
+    /// `grpc`.
+    Grpc(OtlpGrpcExporter),
 }
 
 impl OtlpExporter {
     /// An exporter for `cfg` (validated).
     pub fn new(name: &str, cfg: &OtlpConfig, telemetry: ExporterTelemetry) -> Result<Self, String> {
-        let http = |content_type| {
-            HttpSender::new(
-                &cfg.endpoint,
-                content_type,
-                &cfg.headers,
-                cfg.timeout,
-                &cfg.tls,
-            )
-            .map(Transport::Http)
-        };
-        let transport = match cfg.protocol {
-            OtlpProtocol::HttpProtobuf => http("application/x-protobuf")?,
-            OtlpProtocol::HttpJson => http("application/json")?,
-            OtlpProtocol::Grpc => Transport::Grpc(GrpcSender::new(cfg)?),
-        };
-        Ok(OtlpExporter {
-            name: name.to_string(),
-            transport,
+        let http = |json| OtlpHttp {
+            json,
             compression: cfg.compression,
-            json: cfg.protocol == OtlpProtocol::HttpJson,
-            retry: cfg.retry.clone(),
-            telemetry,
-            log: LogThrottle::default(),
-            partial_log: LogThrottle::default(),
+            partial: PartialSuccess::new(name, &telemetry),
+        };
+        Ok(match cfg.protocol {
+            OtlpProtocol::HttpProtobuf => OtlpExporter::Http(PostExporter::with_encoder(
+                name,
+                cfg,
+                http(false),
+                &telemetry,
+            )?),
+            OtlpProtocol::HttpJson => OtlpExporter::Http(PostExporter::with_encoder(
+                name,
+                cfg,
+                http(true),
+                &telemetry,
+            )?),
+            OtlpProtocol::Grpc => OtlpExporter::Grpc(OtlpGrpcExporter {
+                name: name.to_string(),
+                sender: GrpcSender::new(cfg)?,
+                retry: cfg.retry.clone(),
+                attempts: AttemptEvents::new(name, &telemetry),
+                partial: PartialSuccess::new(name, &telemetry),
+            }),
         })
     }
+}
 
-    fn partial_success(&self, resp: ExportTraceServiceResponse) {
-        let Some(p) = resp.partial_success else {
-            return;
-        };
-        if p.rejected_spans > 0 {
-            self.telemetry
-                .rejected_spans
-                .inc_by(p.rejected_spans as u64);
+#[async_trait::async_trait]
+impl Exporter for OtlpExporter {
+    fn name(&self) -> &str {
+        match self {
+            OtlpExporter::Http(e) => e.name(),
+            OtlpExporter::Grpc(e) => &e.name,
         }
-        if p.rejected_spans <= 0 && p.error_message.is_empty() {
-            return;
-        }
-        if let Some(n) = self.partial_log.hit() {
-            tracing::warn!(exporter = %self.name, rejected_spans = p.rejected_spans,
-                message = %p.error_message, suppressed = n - 1,
-                "backend accepted the batch partially");
+    }
+
+    async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError> {
+        match self {
+            OtlpExporter::Http(e) => e.export(batch).await,
+            OtlpExporter::Grpc(e) => e.export(batch).await,
         }
     }
 }
 
-/// How requests travel. One per exporter, built once: the size difference of the variants
-/// (hyper's pooled client against tonic's channel) costs nothing worth a box.
-#[allow(clippy::large_enum_variant)]
-enum Transport {
-    /// `http/protobuf`: POST to the traces URL.
-    Http(HttpSender),
-    /// `grpc`: the TraceService/Export method.
-    Grpc(GrpcSender),
+/// OTLP over HTTP: one `ExportTraceServiceRequest` body per batch, protobuf or OTLP/JSON,
+/// optionally gzip-compressed; the answer may report a partial success.
+pub struct OtlpHttp {
+    /// Bodies (and answers) are OTLP/JSON rather than protobuf.
+    json: bool,
+    /// Whether bodies are gzip-compressed.
+    compression: Compression,
+    /// Reports partially accepted batches.
+    partial: PartialSuccess,
+}
+
+impl Encoder for OtlpHttp {
+    fn content_type(&self) -> &'static str {
+        match self.json {
+            true => "application/json",
+            false => "application/x-protobuf",
+        }
+    }
+
+    fn content_encoding(&self) -> Option<&'static str> {
+        match self.compression {
+            Compression::Gzip => Some("gzip"),
+            Compression::None => None,
+        }
+    }
+
+    fn encode(&self, batch: &[SpanRecord]) -> (Vec<Vec<u8>>, usize) {
+        let body = match self.json {
+            true => encode_json(batch, self.compression),
+            false => encode(batch, self.compression),
+        };
+        (vec![body], 0)
+    }
+
+    fn accepted(&self, answer: &[u8]) {
+        // An empty or undecodable 200 body is a full success (the spec allows an empty body).
+        let response = match self.json {
+            true => json_response(answer),
+            false => ExportTraceServiceResponse::decode(answer).unwrap_or_default(),
+        };
+        self.partial.report(response);
+    }
+}
+
+/// OTLP over gRPC: the `TraceService/Export` method, tonic's transport beside the shared retry.
+pub struct OtlpGrpcExporter {
+    /// Name for logs and metric labels.
+    name: String,
+    /// The gRPC client of the configured endpoint.
+    sender: GrpcSender,
+    /// Backoff policy.
+    retry: RetryConfig,
+    /// Failed attempts and retries.
+    attempts: AttemptEvents,
+    /// Reports partially accepted batches.
+    partial: PartialSuccess,
+}
+
+impl OtlpGrpcExporter {
+    async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // tonic compresses (gzip) and frames the message itself.
+        let request = model::request(batch);
+        let response = retry(&self.retry, &self.attempts, || {
+            self.sender.export(request.clone())
+        })
+        .await?;
+        self.partial.report(response);
+        Ok(())
+    }
+}
+
+/// Partial success (spans the backend accepted the request for but rejected): counted in
+/// `rejected_spans` and logged with the backend's message, at a bounded rate of its own (a steady
+/// trickle of rejections must neither hide outage warnings nor flood the log).
+pub struct PartialSuccess(FaultEvent);
+
+impl PartialSuccess {
+    fn new(exporter: &str, telemetry: &ExporterTelemetry) -> Self {
+        PartialSuccess(FaultEvent::new(
+            "backend accepted the batch partially",
+            exporter,
+            telemetry.rejected_spans.clone(),
+        ))
+    }
+
+    fn report(&self, resp: ExportTraceServiceResponse) {
+        let Some(p) = resp.partial_success else {
+            return;
+        };
+        // A message without rejected spans is a warning from the backend: logged, counts 0.
+        if p.rejected_spans > 0 || !p.error_message.is_empty() {
+            let rejected = u64::try_from(p.rejected_spans).unwrap_or(0);
+            self.0.report_with(
+                rejected,
+                format_args!("{} rejected: {}", rejected, p.error_message),
+            );
+        }
+    }
 }
 
 /// Reads an OTLP/JSON `ExportTraceServiceResponse`. `rejectedSpans` is an int64, which OTLP/JSON
@@ -158,51 +240,5 @@ fn compress(raw: Vec<u8>, compression: Compression) -> Vec<u8> {
                 Err(_) => raw,
             }
         }
-    }
-}
-
-#[async_trait::async_trait]
-impl Exporter for OtlpExporter {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    async fn export(&self, batch: &[SpanRecord]) -> Result<(), ExportError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let response = match &self.transport {
-            Transport::Http(sender) => {
-                let body = Bytes::from(match self.json {
-                    true => encode_json(batch, self.compression),
-                    false => encode(batch, self.compression),
-                });
-                let encoding = match self.compression {
-                    Compression::Gzip => Some("gzip"),
-                    Compression::None => None,
-                };
-                let body = retry(&self.retry, &self.telemetry, &self.log, &self.name, || {
-                    let body = body.clone();
-                    async move { sender.post(body, encoding).await }
-                })
-                .await?;
-                // An empty or undecodable 200 body is a full success (the spec allows an
-                // empty body).
-                match self.json {
-                    true => json_response(&body),
-                    false => ExportTraceServiceResponse::decode(&body[..]).unwrap_or_default(),
-                }
-            }
-            Transport::Grpc(sender) => {
-                // tonic compresses (gzip) and frames the message itself.
-                let request = model::request(batch);
-                retry(&self.retry, &self.telemetry, &self.log, &self.name, || {
-                    sender.export(request.clone())
-                })
-                .await?
-            }
-        };
-        self.partial_success(response);
-        Ok(())
     }
 }

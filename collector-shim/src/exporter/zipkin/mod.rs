@@ -2,10 +2,12 @@
 //!
 //! The mapping lives in [`model`], the JSON writing in `json`; this file is the encoder the
 //! shared POST exporter (`exporter::post`) sends with.
+pub mod config;
 mod json;
 pub mod model;
 
-use crate::exporter::post::{Encoding, PostExporter};
+use crate::exporter::post::{Encoder, PostExporter};
+use crate::exporter::ExporterTelemetry;
 use crate::model::SpanRecord;
 
 /// Sends batches to a Zipkin collector.
@@ -14,10 +16,23 @@ pub type ZipkinExporter = PostExporter<ZipkinJson>;
 /// Zipkin v2 JSON, one body per batch.
 pub struct ZipkinJson;
 
-impl Encoding for ZipkinJson {
-    const CONTENT_TYPE: &'static str = "application/json";
+impl PostExporter<ZipkinJson> {
+    /// An exporter for a validated entry.
+    pub fn new(
+        name: &str,
+        cfg: &config::ZipkinConfig,
+        telemetry: ExporterTelemetry,
+    ) -> Result<Self, String> {
+        PostExporter::with_encoder(name, cfg, ZipkinJson, &telemetry)
+    }
+}
 
-    fn encode(batch: &[SpanRecord]) -> (Vec<Vec<u8>>, usize) {
+impl Encoder for ZipkinJson {
+    fn content_type(&self) -> &'static str {
+        "application/json"
+    }
+
+    fn encode(&self, batch: &[SpanRecord]) -> (Vec<Vec<u8>>, usize) {
         let (body, skipped) = encode(batch);
         let bodies = match body.is_empty() {
             true => Vec::new(),
