@@ -77,6 +77,16 @@ impl FreePortLaunch {
             on_drop: OnDrop::Kill,
         }
     }
+
+    /// Where the configuration is written.
+    fn config_path(&self) -> PathBuf {
+        self.dir.join(&self.config_name)
+    }
+
+    /// Where the shim's stderr goes.
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("shim.log")
+    }
 }
 
 /// Where the log is.
@@ -96,6 +106,8 @@ pub struct ShimProcess {
     pub grpc: Option<SocketAddr>,
     log: Log,
     on_drop: OnDrop,
+    /// How it was launched, for [`ShimProcess::restart`] (free-port launches only).
+    launch: Option<FreePortLaunch>,
 }
 
 /// Why a start attempt failed: the child exited (perhaps its port was taken: worth a retry), or
@@ -132,51 +144,83 @@ impl ShimProcess {
         config: &impl Fn(SocketAddr) -> Result<String, String>,
     ) -> Result<ShimProcess, Attempt> {
         let addr = free_port().map_err(Attempt::Fatal)?;
-        let config_path = launch.dir.join(&launch.config_name);
-        std::fs::write(&config_path, config(addr).map_err(Attempt::Fatal)?)
+        std::fs::write(launch.config_path(), config(addr).map_err(Attempt::Fatal)?)
             .map_err(|e| Attempt::Fatal(format!("write shim config: {e}")))?;
-        let log_path = launch.dir.join("shim.log");
-        let log = std::fs::File::create(&log_path)
+        let log = std::fs::File::create(launch.log_path())
             .map_err(|e| Attempt::Fatal(format!("shim log: {e}")))?;
-        let mut cmd = std::process::Command::new(&launch.binary);
-        cmd.arg("--config").arg(&config_path).stdin(Stdio::null());
-        match launch.stdout {
-            Stdout::Null => cmd.stdout(Stdio::null()),
-            Stdout::Inherit => cmd.stdout(Stdio::inherit()),
-            Stdout::Log => cmd.stdout(log.try_clone().map_err(|e| Attempt::Fatal(e.to_string()))?),
-        };
-        let child = cmd
-            .stderr(log)
-            .spawn()
-            .map_err(|e| Attempt::Fatal(format!("spawning {}: {e}", launch.binary.display())))?;
         let mut shim = ShimProcess {
-            child: Some(child),
+            child: Some(spawn(launch, log).map_err(Attempt::Fatal)?),
             addr,
             grpc: None,
-            log: Log::File(log_path),
+            log: Log::File(launch.log_path()),
             on_drop: launch.on_drop,
+            launch: Some(launch.clone()),
         };
+        shim.wait_ready(launch).await?;
+        Ok(shim)
+    }
+
+    /// Waits, bounded by `launch.ready_within`, until `launch.ready_path` answers 200.
+    async fn wait_ready(&mut self, launch: &FreePortLaunch) -> Result<(), Attempt> {
         let deadline = Instant::now() + launch.ready_within;
         loop {
-            if let Some(status) = shim.try_exit() {
+            if let Some(status) = self.try_exit() {
                 return Err(Attempt::Exited(format!(
                     "collector-shim exited during start-up ({status}):\n{}",
-                    shim.log()
+                    self.log()
                 )));
             }
-            let probe = crate::http::get(addr, &launch.ready_path, Duration::from_secs(2)).await;
+            let probe =
+                crate::http::get(self.addr, &launch.ready_path, Duration::from_secs(2)).await;
             if matches!(probe, Ok((200, _))) {
-                return Ok(shim);
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(Attempt::Fatal(format!(
                     "collector-shim not ready within {} s:\n{}",
                     launch.ready_within.as_secs(),
-                    shim.log()
+                    self.log()
                 )));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Stops the shim with `signal` (SIGTERM: it flushes and exits; SIGKILL: a crash), waits at
+    /// most `exit_within` for the exit (then SIGKILL), and starts it again with the same
+    /// configuration on the same address, its log appended to, ready within the launch's
+    /// bound. Returns how long its receiver was down. Only for a shim started on a free port.
+    pub async fn restart(
+        &mut self,
+        signal: crate::process::Signal,
+        exit_within: Duration,
+    ) -> Result<Duration, String> {
+        let launch = self
+            .launch
+            .clone()
+            .ok_or("restart: only a shim started by start_on_free_port can be restarted")?;
+        let down_at = Instant::now();
+        if let Some(mut child) = self.child.take() {
+            crate::process::signal(&mut child, signal)?;
+            let deadline = Instant::now() + exit_within;
+            while !matches!(child.try_wait(), Ok(Some(_))) {
+                if Instant::now() > deadline {
+                    crate::process::kill(&mut child);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(launch.log_path())
+            .map_err(|e| format!("shim log: {e}"))?;
+        self.child = Some(spawn(&launch, log)?);
+        self.wait_ready(&launch).await.map_err(|e| match e {
+            Attempt::Exited(e) | Attempt::Fatal(e) => e,
+        })?;
+        Ok(down_at.elapsed())
     }
 
     /// Starts `binary --config <config> --log-level info` (the configuration binds its own
@@ -210,6 +254,7 @@ impl ShimProcess {
             grpc: None,
             log: Log::Lines(lines, Mutex::new(reader)),
             on_drop: OnDrop::Kill,
+            launch: None,
         };
         let Some(rx) = rx else {
             return Err("no stderr pipe".into());
@@ -290,6 +335,22 @@ impl Drop for ShimProcess {
             }
         }
     }
+}
+
+/// Starts `launch.binary --config <config>`, its stderr (and stdout when asked) to `log`.
+fn spawn(launch: &FreePortLaunch, log: std::fs::File) -> Result<Child, String> {
+    let mut cmd = std::process::Command::new(&launch.binary);
+    cmd.arg("--config")
+        .arg(launch.config_path())
+        .stdin(Stdio::null());
+    match launch.stdout {
+        Stdout::Null => cmd.stdout(Stdio::null()),
+        Stdout::Inherit => cmd.stdout(Stdio::inherit()),
+        Stdout::Log => cmd.stdout(log.try_clone().map_err(|e| format!("shim log: {e}"))?),
+    };
+    cmd.stderr(log)
+        .spawn()
+        .map_err(|e| format!("spawning {}: {e}", launch.binary.display()))
 }
 
 /// Reads `stderr` a line at a time on a thread: each line kept in `lines` and sent on the

@@ -18,7 +18,6 @@
 mod backend;
 pub mod cli;
 mod lds;
-mod shim_proc;
 mod traffic;
 
 use std::collections::HashMap;
@@ -32,9 +31,9 @@ use serde::Serialize;
 use crate::envoy::{Envoy, Setup, Tracer};
 use crate::loadgen::Workload;
 use crate::procfs;
+use crate::shim::{config_yaml, otlp_to, Shim};
 use crate::upstream::Upstream;
 use backend::Backend;
-use shim_proc::ShimProcess;
 
 /// Envoy's `--drain-time-s` in the soak: how long a reloaded listener drains.
 pub const DRAIN_TIME_S: u64 = 5;
@@ -158,7 +157,7 @@ fn bootstrap(
     c: &Components,
     form: Tracer,
     upstream: &Upstream,
-    shim: &ShimProcess,
+    shim: &Shim,
     generation: u32,
 ) -> String {
     let mut overrides = serde_json::Map::new();
@@ -196,7 +195,13 @@ pub async fn run(plan: Plan, c: &Components, dir: &Path) -> Result<Report, Strin
         .await
         .map_err(|e| format!("upstream: {e}"))?;
     let mut backend = Backend::start().await?;
-    let mut shim = ShimProcess::start(&c.shim, &dir.join("shim"), backend.addr).await?;
+    // On one address for its whole life (Envoy's `trace_shim` cluster points there), with the
+    // durable queue on, exporting OTLP to the flapping backend.
+    let queue = dir.join("shim").join("queue");
+    let mut shim = Shim::start_with(&c.shim, &dir.join("shim"), |addr| {
+        config_yaml(addr, &otlp_to(backend.addr), Some(&queue))
+    })
+    .await?;
     let lds_path = dir.join("lds").join("lds.yaml");
     std::fs::create_dir_all(dir.join("lds")).map_err(|e| e.to_string())?;
     let (boot, lds) = lds::split(&bootstrap(c, form, &upstream, &shim, 0), &lds_path)?;
@@ -246,7 +251,7 @@ pub async fn run(plan: Plan, c: &Components, dir: &Path) -> Result<Report, Strin
             rss.push(RssPoint {
                 t_s: now.as_secs_f64(),
                 envoy_mib: mib(procfs::rss_bytes(envoy.pid())),
-                shim_mib: mib(shim.pid().and_then(procfs::rss_bytes)),
+                shim_mib: mib(procfs::rss_bytes(shim.pid())),
             });
             next_rss += Duration::from_secs(1);
         }
