@@ -8,7 +8,8 @@
 //! [`app`] wires it all and runs until a shutdown future resolves ([`shutdown`] has the
 //! signal one), [`model`] is the span record that flows through, [`storage`] the optional
 //! durable (on-disk) queue per exporter, [`rpc`] the `google.rpc` messages (error status,
-//! `RetryInfo`) both ends of OTLP use.
+//! `RetryInfo`) both ends of OTLP use, [`event`] the one way a runtime fault is reported
+//! (counted and logged at a bounded rate in one call).
 #![forbid(unsafe_code)]
 
 pub mod app;

@@ -14,7 +14,8 @@
 //!   tests' and demo's [`Envoy`] (the filter's form, its metrics and failures), and
 //!   `envoy --mode validate` ([`envoy::validate`]).
 //! - [`shim`]: the collector-shim binary as a child process ([`shim::ShimProcess`]), on a free
-//!   port polled over HTTP or on port 0 with its ready line read.
+//!   port polled over HTTP (and restarted there after a signal) or on port 0 with its ready
+//!   line read.
 //! - [`process`]: SIGTERM (a safe system call, no `kill` command), a bounded wait, then SIGKILL.
 //! - [`python`]: the Python wire-format decoders of `make tools`, run bounded in time.
 //! - [`prometheus`]: samples of a Prometheus/OpenMetrics text exposition.
