@@ -55,51 +55,112 @@ fn terminate(shim: &mut ShimProcess) -> std::process::ExitStatus {
         .unwrap_or_else(|| panic!("no exit within 15 s of SIGTERM:\n{}", shim.log()))
 }
 
+/// One test's set-up: an OTLP backend (refusing everything while `down`), the binary's config
+/// with its queue in a temporary directory, and a client.
+struct Rig {
+    received: Arc<otlp_backend::Received>,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    client: reqwest::Client,
+}
+
+impl Rig {
+    /// The rig and the first shim.
+    async fn start(backend_down: bool) -> (Rig, ShimProcess) {
+        let (backend, received) = otlp_backend::start().await;
+        if backend_down {
+            received.refuse_next.store(usize::MAX, Ordering::SeqCst);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), backend);
+        let shim = shim_process::start_async(&config).await;
+        let rig = Rig {
+            received,
+            dir,
+            config,
+            client: reqwest::Client::new(),
+        };
+        (rig, shim)
+    }
+
+    /// The backend takes batches again and the shim starts on the same queue.
+    async fn recover(&self) -> ShimProcess {
+        self.received.refuse_next.store(0, Ordering::SeqCst);
+        shim_process::start_async(&self.config).await
+    }
+
+    /// Posts numbered requests from `clients` senders (each its own range of 500 tags, at most
+    /// `per_client`) until the shim stops answering; returns the tags answered 200 so far.
+    fn send(&self, addr: SocketAddr, clients: u32, per_client: u32) -> Sending {
+        let answered = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let senders = (0..clients)
+            .map(|c| {
+                let (client, answered) = (self.client.clone(), answered.clone());
+                tokio::spawn(async move {
+                    for tag in (c * per_client)..(c * per_client + per_client) {
+                        match post_numbered(&client, addr, tag).await {
+                            200 => answered.lock().unwrap().push(tag),
+                            _ => break, // the shim is gone
+                        }
+                    }
+                })
+            })
+            .collect();
+        Sending { answered, senders }
+    }
+
+    /// Waits (bounded, 60 s) until every span of `want` has reached the backend.
+    async fn wait_delivered(&self, want: &HashSet<u64>, shim: &ShimProcess) {
+        assert!(
+            eventually(60, || want.is_subset(&delivered(&self.received).0)).await,
+            "{} of {} spans delivered\n{}",
+            want.intersection(&delivered(&self.received).0).count(),
+            want.len(),
+            shim.log()
+        );
+    }
+}
+
+/// Clients sending numbered requests.
+struct Sending {
+    answered: Arc<std::sync::Mutex<Vec<u32>>>,
+    senders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Sending {
+    fn count(&self) -> usize {
+        self.answered.lock().unwrap().len()
+    }
+
+    /// Waits for the senders to stop (the shim is gone); the tags answered 200.
+    async fn answered(self) -> Vec<u32> {
+        for s in self.senders {
+            s.await.unwrap();
+        }
+        let answered = self.answered.lock().unwrap().clone();
+        answered
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_clients_send_loses_no_span_answered_200() {
-    let (backend, received) = otlp_backend::start().await;
-    received.refuse_next.store(usize::MAX, Ordering::SeqCst);
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), backend);
-    let mut shim = shim_process::start_async(&config).await;
-    let client = reqwest::Client::new();
+    let (rig, mut shim) = Rig::start(true).await;
+    let received = &rig.received;
     // Two clients send while the backend is down; the shim is killed in the middle.
-    let answered = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut senders = Vec::new();
-    for c in 0..2u32 {
-        let (client, addr, answered) = (client.clone(), shim.addr, answered.clone());
-        senders.push(tokio::spawn(async move {
-            for tag in (c * 500)..(c * 500 + 500) {
-                match post_numbered(&client, addr, tag).await {
-                    200 => answered.lock().unwrap().push(tag),
-                    _ => break, // the shim is gone
-                }
-            }
-        }));
-    }
+    let sending = rig.send(shim.addr, 2, 500);
     assert!(
-        eventually(30, || answered.lock().unwrap().len() >= 20).await,
+        eventually(30, || sending.count() >= 20).await,
         "{}",
         shim.log()
     );
     shim.kill(); // SIGKILL
-    for s in senders {
-        s.await.unwrap();
-    }
-    let answered: Vec<u32> = answered.lock().unwrap().clone();
+    let answered = sending.answered().await;
     assert!(received.count() == 0, "the backend was down the whole time");
 
-    received.refuse_next.store(0, Ordering::SeqCst);
-    let shim = shim_process::start_async(&config).await;
+    let shim = rig.recover().await;
     let want = spans_of(&answered);
-    assert!(
-        eventually(60, || want.is_subset(&delivered(&received).0)).await,
-        "{} of {} spans answered 200 delivered\n{}",
-        want.intersection(&delivered(&received).0).count(),
-        want.len(),
-        shim.log()
-    );
-    let text = scrape(&client, shim.addr).await;
+    rig.wait_delivered(&want, &shim).await;
+    let text = scrape(&rig.client, shim.addr).await;
     let recovered = metric_value(
         &text,
         "shim_storage_recovered_spans_total{exporter=\"otlp\"}",
@@ -114,15 +175,11 @@ async fn sigkill_while_clients_send_loses_no_span_answered_200() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_an_outage_keeps_the_queue_for_the_next_start() {
-    let (backend, received) = otlp_backend::start().await;
-    received.refuse_next.store(usize::MAX, Ordering::SeqCst);
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), backend);
-    let mut shim = shim_process::start_async(&config).await;
-    let client = reqwest::Client::new();
+    let (rig, mut shim) = Rig::start(true).await;
+    let received = &rig.received;
     let tags: Vec<u32> = (0..20).collect();
     for &tag in &tags {
-        assert_eq!(post_numbered(&client, shim.addr, tag).await, 200);
+        assert_eq!(post_numbered(&rig.client, shim.addr, tag).await, 200);
     }
     let (status, _stopped) = tokio::task::spawn_blocking(move || (terminate(&mut shim), shim))
         .await
@@ -130,8 +187,7 @@ async fn sigterm_during_an_outage_keeps_the_queue_for_the_next_start() {
     assert!(status.success(), "{status:?}");
     assert_eq!(received.count(), 0);
 
-    received.refuse_next.store(0, Ordering::SeqCst);
-    let shim = shim_process::start_async(&config).await;
+    let shim = rig.recover().await;
     let want = spans_of(&tags);
     assert!(
         eventually(60, || delivered(&received).0 == want).await,
@@ -156,14 +212,10 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_queue_files_at_start_up_are_counted_and_skipped() {
-    let (backend, received) = otlp_backend::start().await;
-    received.refuse_next.store(usize::MAX, Ordering::SeqCst);
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), backend);
-    let mut shim = shim_process::start_async(&config).await;
-    let client = reqwest::Client::new();
+    let (rig, mut shim) = Rig::start(true).await;
+    let (received, dir) = (&rig.received, &rig.dir);
     for tag in 0..10 {
-        assert_eq!(post_numbered(&client, shim.addr, tag).await, 200);
+        assert_eq!(post_numbered(&rig.client, shim.addr, tag).await, 200);
     }
     tokio::task::spawn_blocking(move || terminate(&mut shim))
         .await
@@ -189,8 +241,7 @@ async fn damaged_queue_files_at_start_up_are_counted_and_skipped() {
     )
     .unwrap();
 
-    received.refuse_next.store(0, Ordering::SeqCst);
-    let shim = shim_process::start_async(&config).await;
+    let shim = rig.recover().await;
     let want = spans_of(&(1..9).collect::<Vec<_>>());
     assert!(
         eventually(60, || delivered(&received).0 == want).await,
@@ -199,7 +250,7 @@ async fn damaged_queue_files_at_start_up_are_counted_and_skipped() {
         want.len(),
         shim.log()
     );
-    let text = scrape(&client, shim.addr).await;
+    let text = scrape(&rig.client, shim.addr).await;
     for reason in ["checksum", "truncated", "header"] {
         let series =
             format!("shim_storage_corrupt_records_total{{exporter=\"otlp\",reason=\"{reason}\"}}");
@@ -209,23 +260,9 @@ async fn damaged_queue_files_at_start_up_are_counted_and_skipped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_exporting_sends_at_most_one_batch_twice() {
-    let (backend, received) = otlp_backend::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), backend);
-    let mut shim = shim_process::start_async(&config).await;
-    let client = reqwest::Client::new();
-    let answered = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sender = {
-        let (client, addr, answered) = (client.clone(), shim.addr, answered.clone());
-        tokio::spawn(async move {
-            for tag in 0..2000 {
-                match post_numbered(&client, addr, tag).await {
-                    200 => answered.lock().unwrap().push(tag),
-                    _ => break,
-                }
-            }
-        })
-    };
+    let (rig, mut shim) = Rig::start(false).await;
+    let received = &rig.received;
+    let sending = rig.send(shim.addr, 1, 2000);
     // Killed while the backend is taking batches.
     assert!(
         eventually(30, || received.count() >= 1000).await,
@@ -233,17 +270,10 @@ async fn sigkill_while_exporting_sends_at_most_one_batch_twice() {
         shim.log()
     );
     shim.kill();
-    sender.await.unwrap();
-    let answered: Vec<u32> = answered.lock().unwrap().clone();
-    let shim = shim_process::start_async(&config).await;
+    let answered = sending.answered().await;
+    let shim = rig.recover().await;
     let want = spans_of(&answered);
-    assert!(
-        eventually(60, || want.is_subset(&delivered(&received).0)).await,
-        "{} of {} delivered\n{}",
-        want.intersection(&delivered(&received).0).count(),
-        want.len(),
-        shim.log()
-    );
+    rig.wait_delivered(&want, &shim).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // At least once: the batch in flight at the kill may arrive twice, nothing else.
     let (_, dups) = delivered(&received);
