@@ -166,7 +166,7 @@ async fn sigkill_while_clients_send_loses_no_span_answered_200() {
         "shim_storage_recovered_spans_total{exporter=\"otlp\"}",
     );
     assert!(recovered >= want.len() as f64, "{text}");
-    let (_, dups) = delivered(&received);
+    let (_, dups) = delivered(received);
     assert_eq!(
         dups, 0,
         "nothing was exported before the kill, so nothing twice"
@@ -190,13 +190,13 @@ async fn sigterm_during_an_outage_keeps_the_queue_for_the_next_start() {
     let shim = rig.recover().await;
     let want = spans_of(&tags);
     assert!(
-        eventually(60, || delivered(&received).0 == want).await,
+        eventually(60, || delivered(received).0 == want).await,
         "{} of {} delivered\n{}",
-        delivered(&received).0.len(),
+        delivered(received).0.len(),
         want.len(),
         shim.log()
     );
-    assert_eq!(delivered(&received).1, 0, "no duplicates");
+    assert_eq!(delivered(received).1, 0, "no duplicates");
 }
 
 /// Paths of the exporter's segment files, oldest first.
@@ -244,9 +244,9 @@ async fn damaged_queue_files_at_start_up_are_counted_and_skipped() {
     let shim = rig.recover().await;
     let want = spans_of(&(1..9).collect::<Vec<_>>());
     assert!(
-        eventually(60, || delivered(&received).0 == want).await,
+        eventually(60, || delivered(received).0 == want).await,
         "{} delivered, want {}\n{}",
-        delivered(&received).0.len(),
+        delivered(received).0.len(),
         want.len(),
         shim.log()
     );
@@ -276,7 +276,7 @@ async fn sigkill_while_exporting_sends_at_most_one_batch_twice() {
     rig.wait_delivered(&want, &shim).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // At least once: the batch in flight at the kill may arrive twice, nothing else.
-    let (_, dups) = delivered(&received);
+    let (_, dups) = delivered(received);
     assert!(dups <= 50, "{dups} spans delivered twice");
     println!("duplicates after SIGKILL while exporting: {dups} spans");
 }
