@@ -11,19 +11,6 @@ use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-async fn export(shim: &Shim, tag: u32) -> reqwest::StatusCode {
-    let t = trace_id(tag, 1);
-    let body = request("body-timeout", vec![span(&t, 1, 1)]).encode_to_vec();
-    reqwest::Client::new()
-        .post(shim.url("/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .expect("export request")
-        .status()
-}
-
 /// A request head announcing `len` body bytes, then `sent` of them.
 fn head(len: usize, sent: usize) -> Vec<u8> {
     let mut b = format!(
@@ -101,7 +88,7 @@ async fn stalled_and_trickled_bodies_get_408_and_release_their_connection() {
     );
     // Held bodies take no slot from other clients' exports.
     for tag in 0..5 {
-        assert_eq!(export(&shim, tag).await, 200);
+        assert_eq!(shim.export_one("body-timeout", tag).await, 200);
     }
 
     for mut s in stalled {

@@ -9,20 +9,6 @@ use std::time::Duration;
 
 use hardening_support::{assert_limit_reached, hold, open_files_limit, rss_kib};
 use pipeline_support::*;
-use prost::Message;
-
-async fn export(shim: &Shim, tag: u32) -> reqwest::StatusCode {
-    let t = trace_id(tag, 1);
-    let body = request("hardening", vec![span(&t, 1, 1)]).encode_to_vec();
-    reqwest::Client::new()
-        .post(shim.url("/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .expect("export request")
-        .status()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_connections_neither_block_exports_nor_grow_memory() {
@@ -40,7 +26,7 @@ async fn held_connections_neither_block_exports_nor_grow_memory() {
     cfg.receiver.header_read_timeout = Duration::from_secs(10);
     let exp = RecordingExporter::new("rec");
     let shim = Shim::start(cfg, vec![exp.clone()]).await;
-    assert_eq!(export(&shim, 1).await, 200);
+    assert_eq!(shim.export_one("hardening", 1).await, 200);
     let before = rss_kib();
 
     // Half idle (connected, nothing sent), half slowloris (a request head that never ends).
@@ -61,7 +47,7 @@ async fn held_connections_neither_block_exports_nor_grow_memory() {
         shim.metric("shim_connections_open")
     );
     // ... and new exports are served while the attackers still hold their client sockets.
-    assert_eq!(export(&shim, 2).await, 200);
+    assert_eq!(shim.export_one("hardening", 2).await, 200);
     assert!(eventually(10, || exp.span_count() >= 2).await);
     drop(conns);
     shim.stop().await;
@@ -84,7 +70,7 @@ async fn exports_are_served_beside_thousands_of_idle_connections_under_the_limit
         shim.metric("shim_connections_open")
     );
     for tag in 0..20 {
-        assert_eq!(export(&shim, tag).await, 200);
+        assert_eq!(shim.export_one("hardening", tag).await, 200);
     }
     assert!(eventually(10, || exp.span_count() >= 20).await);
     drop(conns);

@@ -230,6 +230,21 @@ impl Shim {
         Self::start_with(cfg, exps, Metrics::new()).await
     }
 
+    /// POSTs one OTLP/HTTP protobuf request with one span (trace `tag`) of `service`; the status.
+    pub async fn export_one(&self, service: &str, tag: u32) -> reqwest::StatusCode {
+        use prost::Message;
+        let t = trace_id(tag, 1);
+        let body = request(service, vec![span(&t, 1, 1)]).encode_to_vec();
+        reqwest::Client::new()
+            .post(self.url("/v1/traces"))
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .expect("export request")
+            .status()
+    }
+
     /// Starts `run_with(cfg)` on 127.0.0.1:0 with the exporters `cfg` configures (the binary's
     /// wiring, keeping a handle on the metrics).
     pub async fn start_configured(cfg: Config) -> Shim {
