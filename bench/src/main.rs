@@ -38,6 +38,7 @@
 //!
 //! `aetherflow-bench instructions` (see `instructions.rs`) takes `BENCH_CONFIGS`,
 //! `BENCH_WORKLOADS`, `BENCH_QUICK`, `BENCH_OUT`, and `BENCH_CG_REQUESTS`, `BENCH_CG_RUNS`,
+//! `BENCH_CG_WARMUP` (requests before counting; default 300),
 //! `BENCH_CG_KEEP` (keep the callgrind dumps), `BENCH_COUNTER=kernel` (count system calls,
 //! context switches, page faults and task-clock with `perf stat` instead of instructions; writes
 //! `kernel-events.json`), `BENCH_SAMPLE_RATIO` (the head-sampling ratio of the filter, its
@@ -305,6 +306,9 @@ async fn instructions() -> Result<bool, String> {
     }
     if let Some(n) = env_num("BENCH_CG_RUNS")? {
         plan.runs = n;
+    }
+    if let Some(n) = env_num("BENCH_CG_WARMUP")? {
+        plan.warmup = n;
     }
     let c = configure()?;
     let tools = Tools {
