@@ -12,28 +12,30 @@
 //! The text is `D × 10^e` with `D` an integer of its significant digits. Two paths:
 //! - Fast (Clinger): `D ≤ 2^53` and `|e| ≤ 22`. `D` and `10^|e|` are then both exact `f64`s, and
 //!   one IEEE multiplication or division rounds their exact product or quotient correctly.
-//! - Exact, for everything else: the value is the ratio `N / M` of two big integers
-//!   (`N = D × 10^e`, `M = 1` for `e ≥ 0`; `N = D`, `M = 10^-e` otherwise). Scaled by `2^s`, with
-//!   `s` chosen from the bit lengths, the quotient `q = ⌊N·2^s / M⌋` has 54 or 55 bits: 53 for
-//!   the significand, one rounding bit and, if 55, one more that joins the sticky bit (any
-//!   nonzero remainder). `q` is found by binary long division, 55 compare-and-subtract steps.
-//!   A value below the normal range uses `s = 1075` at most, so the quotient keeps only the
-//!   bits a subnormal has; a rounding carry moves into the exponent field by plain addition,
-//!   and anything at or above the infinity pattern is infinity, as `str::parse` gives.
+//! - Exact, for everything else: the value is `N / M × 2^e`, the ratio of two big integers
+//!   (`N = D × 5^e`, `M = 1` for `e ≥ 0`; `N = D`, `M = 5^-e` otherwise). Scaled by `2^s`, with
+//!   `s` chosen from the bit lengths, the quotient `q = ⌊N/M × 2^(s+e)⌋` has 54 or 55 bits: 53
+//!   for the significand, one rounding bit and, if 55, one more that joins the sticky bit (any
+//!   nonzero remainder). The top 64 bits of `M` (scaled so its top limb is full) and the bits
+//!   of `N` above the same place give `q` or `q - 1`; one multiplication, one subtraction and
+//!   one comparison settle it, and leave the remainder. A value below the normal range uses
+//!   `s = 1075` at most, so the quotient keeps only the bits a subnormal has; a rounding carry
+//!   moves into the exponent field by plain addition, and anything at or above the infinity
+//!   pattern is infinity, as `str::parse` gives.
 //!
 //! Bounds: at most [`MAX_DIGITS`] significant digits are kept. Further digits only matter
 //! through whether one of them is nonzero (a midpoint between two adjacent `f64`s, or the
-//! overflow threshold, has at most 767 significant digits, so it cannot fall strictly between
+//! overflow threshold, has at most 768 significant digits, so it cannot fall strictly between
 //! the kept digits and the kept digits plus one unit of the last kept place); a nonzero dropped
 //! digit is kept as one appended digit `1`, which lies strictly inside that same interval.
-//! Values of `10^310` or more are infinite and values below `10^-323` are zero (half the
+//! Values of `10^309` or more are infinite and values below `10^-324` are zero (half the
 //! smallest subnormal is `2.47e-324`) before any big arithmetic, which bounds the integers to
-//! about 3 800 bits. The exponent's digits saturate, so `1e99999999999999999999` is infinite
+//! about 2 700 bits. The exponent's digits saturate, so `1e99999999999999999999` is infinite
 //! and never overflows an integer.
 
 use core::cmp::Ordering;
 
-/// Significant digits kept exactly (midpoints need at most 767).
+/// Significant digits kept exactly (midpoints need at most 768).
 pub const MAX_DIGITS: usize = 800;
 
 /// The bits of `f64::INFINITY`; any larger pattern would be a NaN.
@@ -61,7 +63,7 @@ pub fn parse(text: &str) -> Option<f64> {
                 if kept == 0 && c == b'0' {
                     // A leading zero is not significant.
                 } else if kept < MAX_DIGITS {
-                    mul_add(&mut digits, 10, u32::from(c - b'0'));
+                    mul_add(&mut digits, 10, u64::from(c - b'0'));
                     kept += 1;
                 } else {
                     exp += 1;
@@ -119,24 +121,43 @@ fn unsigned_bits(mut num: Vec<u32>, kept: i64, exp: i64) -> u64 {
             return if exp < 0 { d / p } else { d * p }.to_bits();
         }
     }
+    // value = num/den × 2^exp, the powers of two of 10^exp taken out.
     let mut den = vec![1u32];
-    mul_pow10(
+    mul_pow5(
         if exp < 0 { &mut den } else { &mut num },
         exp.unsigned_abs(),
     );
-    // num/den lies in (2^(bits(num)-bits(den)-1), 2^(bits(num)-bits(den)+1)).
-    let mut s = (54 + bit_len(&den) - bit_len(&num)).min(1075);
-    shl(&mut num, s.max(0) as u64);
-    shl(&mut den, (-s).max(0) as u64 + 54);
-    // num < den·2 (den now carries the 2^54 of the quotient's top bit): 55 steps.
-    let mut q = 0u64;
-    for _ in 0..55 {
-        q <<= 1;
-        if cmp(&num, &den) != Ordering::Less {
-            sub(&mut num, &den);
-            q |= 1;
-        }
-        shl(&mut num, 1);
+    // num/den lies in (2^(bits(num)-bits(den)-1), 2^(bits(num)-bits(den)+1)), so
+    // q = ⌊value × 2^s⌋ has 54 or 55 bits (fewer where s is capped, for subnormals).
+    let mut s = (54 + bit_len(&den) - bit_len(&num) - exp).min(1075);
+    let (up, down) = ((s + exp).max(0), (-s - exp).max(0));
+    // Both scaled alike so den has 64 bits at least and a full top limb: the top limbs then
+    // pin the quotient.
+    let len = bit_len(&den) + down;
+    let align = if len < 64 {
+        64 - len
+    } else {
+        (-len).rem_euclid(32)
+    };
+    shl(&mut num, (up + align) as u64);
+    shl(&mut den, (down + align) as u64);
+    // From the same limb on, den's top bits dh are in [2^63, 2^64) and num's, nh, below 2^119
+    // (q < 2^55). num/den lies in [nh/(dh+1), (nh+1)/dh), an interval shorter than 1: q is
+    // ⌊nh/(dh+1)⌋ or one more.
+    let from = den.len().saturating_sub(2);
+    let top = |x: &[u32]| {
+        x.iter()
+            .skip(from)
+            .rev()
+            .fold(0u128, |t, &l| t << 32 | u128::from(l))
+    };
+    let mut q = (top(&num) / (top(&den) + 1)) as u64;
+    let mut product = den.clone();
+    mul_add(&mut product, q, 0);
+    sub(&mut num, &product);
+    if cmp(&num, &den) != Ordering::Less {
+        sub(&mut num, &den);
+        q += 1;
     }
     let mut sticky = !num.is_empty();
     if q >> 54 != 0 {
@@ -156,24 +177,25 @@ fn unsigned_bits(mut num: Vec<u32>, kept: i64, exp: i64) -> u64 {
 }
 
 /// `x = x·m + a`.
-fn mul_add(x: &mut Vec<u32>, m: u32, a: u32) {
-    let mut carry = u64::from(a);
+fn mul_add(x: &mut Vec<u32>, m: u64, a: u64) {
+    let mut carry = u128::from(a);
     for l in x.iter_mut() {
-        let t = u64::from(*l) * u64::from(m) + carry;
+        let t = u128::from(*l) * u128::from(m) + carry;
         *l = t as u32;
         carry = t >> 32;
     }
-    if carry != 0 {
+    while carry != 0 {
         x.push(carry as u32);
+        carry >>= 32;
     }
 }
 
-/// `x = x·10^k`.
-fn mul_pow10(x: &mut Vec<u32>, mut k: u64) {
+/// `x = x·5^k`.
+fn mul_pow5(x: &mut Vec<u32>, mut k: u64) {
     while k > 0 {
-        let step = k.min(9) as u32;
-        mul_add(x, 10u32.pow(step), 0);
-        k -= u64::from(step);
+        let step = k.min(27); // 5^27 < 2^64
+        mul_add(x, 5u64.pow(step as u32), 0);
+        k -= step;
     }
 }
 
@@ -384,6 +406,9 @@ mod tests {
         same_as_std(&format!("1{}e-5000", "0".repeat(5000)));
         same_as_std(&format!("0.{}1e5001", "0".repeat(5000)));
         same_as_std(&format!("{}e-4700", "7".repeat(5000)));
+        // A digit offset beyond any 16-bit exponent: the exponent is counted exactly.
+        same_as_std(&format!("0.{}1e70010", "0".repeat(70_000)));
+        same_as_std(&format!("1{}e-70001", "0".repeat(70_000)));
         // Huge exponent digit strings saturate.
         assert_eq!(parse("1e99999999999999999999999999"), Some(f64::INFINITY));
         assert_eq!(
