@@ -16,12 +16,12 @@
 //!   (`N = D × 5^e`, `M = 1` for `e ≥ 0`; `N = D`, `M = 5^-e` otherwise). Scaled by `2^s`, with
 //!   `s` chosen from the bit lengths, the quotient `q = ⌊N/M × 2^(s+e)⌋` has 54 or 55 bits: 53
 //!   for the significand, one rounding bit and, if 55, one more that joins the sticky bit (any
-//!   nonzero remainder). The top 64 bits of `M` (scaled so its top limb is full) and the bits
-//!   of `N` above the same place give `q` or `q - 1`; one multiplication, one subtraction and
-//!   one comparison settle it, and leave the remainder. A value below the normal range uses
-//!   `s = 1075` at most, so the quotient keeps only the bits a subnormal has; a rounding carry
-//!   moves into the exponent field by plain addition, and anything at or above the infinity
-//!   pattern is infinity, as `str::parse` gives.
+//!   nonzero remainder). `q` comes from binary long division, 55 compare-and-subtract steps:
+//!   slower than estimating it from the top limbs, but that needed 128-bit division, 2.2 KB
+//!   more in the module (measured). A value below the normal range uses `s = 1075` at most,
+//!   so the quotient keeps only the bits a subnormal has; a rounding carry moves into the
+//!   exponent field by plain addition, and anything at or above the infinity pattern is
+//!   infinity, as `str::parse` gives.
 //!
 //! Bounds: at most [`MAX_DIGITS`] significant digits are kept. Further digits only matter
 //! through whether one of them is nonzero (a midpoint between two adjacent `f64`s, or the
@@ -30,8 +30,12 @@
 //! digit is kept as one appended digit `1`, which lies strictly inside that same interval.
 //! Values of `10^309` or more are infinite and values below `10^-324` are zero (half the
 //! smallest subnormal is `2.47e-324`) before any big arithmetic, which bounds the integers to
-//! about 2 700 bits. The exponent's digits saturate, so `1e99999999999999999999` is infinite
-//! and never overflows an integer.
+//! about 2 700 bits. The exponent's digits saturate (at 2^58, far beyond any text's digit count),
+//! so `1e99999999999999999999` is infinite and never overflows an integer.
+//!
+//! The big-integer helpers are kept out of line (`#[inline(never)]`): the core is built at
+//! `opt-level = 3`, which copies and unrolls them at every call otherwise (1.3 KB more in the
+//! module, measured).
 
 use core::cmp::Ordering;
 
@@ -63,7 +67,7 @@ pub fn parse(text: &str) -> Option<f64> {
                 if kept == 0 && c == b'0' {
                     // A leading zero is not significant.
                 } else if kept < MAX_DIGITS {
-                    mul_add(&mut digits, 10, u64::from(c - b'0'));
+                    mul_add(&mut digits, 10, u32::from(c - b'0'));
                     kept += 1;
                 } else {
                     exp += 1;
@@ -80,9 +84,13 @@ pub fn parse(text: &str) -> Option<f64> {
                 if rest.is_empty() || !rest.iter().all(u8::is_ascii_digit) {
                     return None;
                 }
-                // Saturates (at 2^63 - 1, far beyond any text's digit count), never overflows.
+                // Saturates (at 2^58, far beyond any text's digit count), never overflows.
                 let e = rest.iter().fold(0i64, |e, d| {
-                    e.saturating_mul(10).saturating_add(i64::from(d - b'0'))
+                    if e < 1 << 58 {
+                        e * 10 + i64::from(d - b'0')
+                    } else {
+                        e
+                    }
                 });
                 exp = exp.saturating_add(if eneg { -e } else { e });
                 break;
@@ -131,33 +139,16 @@ fn unsigned_bits(mut num: Vec<u32>, kept: i64, exp: i64) -> u64 {
     // q = ⌊value × 2^s⌋ has 54 or 55 bits (fewer where s is capped, for subnormals).
     let mut s = (54 + bit_len(&den) - bit_len(&num) - exp).min(1075);
     let (up, down) = ((s + exp).max(0), (-s - exp).max(0));
-    // Both scaled alike so den has 64 bits at least and a full top limb: the top limbs then
-    // pin the quotient.
-    let len = bit_len(&den) + down;
-    let align = if len < 64 {
-        64 - len
-    } else {
-        (-len).rem_euclid(32)
-    };
-    shl(&mut num, (up + align) as u64);
-    shl(&mut den, (down + align) as u64);
-    // From the same limb on, den's top bits dh are in [2^63, 2^64) and num's, nh, below 2^119
-    // (q < 2^55). num/den lies in [nh/(dh+1), (nh+1)/dh), an interval shorter than 1: q is
-    // ⌊nh/(dh+1)⌋ or one more.
-    let from = den.len().saturating_sub(2);
-    let top = |x: &[u32]| {
-        x.iter()
-            .skip(from)
-            .rev()
-            .fold(0u128, |t, &l| t << 32 | u128::from(l))
-    };
-    let mut q = (top(&num) / (top(&den) + 1)) as u64;
-    let mut product = den.clone();
-    mul_add(&mut product, q, 0);
-    sub(&mut num, &product);
-    if cmp(&num, &den) != Ordering::Less {
-        sub(&mut num, &den);
-        q += 1;
+    shl(&mut num, up as u64);
+    shl(&mut den, down as u64 + 54);
+    let mut q = 0u64;
+    for _ in 0..55 {
+        q <<= 1;
+        if cmp(&num, &den) != Ordering::Less {
+            sub(&mut num, &den);
+            q |= 1;
+        }
+        shl(&mut num, 1);
     }
     let mut sticky = !num.is_empty();
     if q >> 54 != 0 {
@@ -177,51 +168,50 @@ fn unsigned_bits(mut num: Vec<u32>, kept: i64, exp: i64) -> u64 {
 }
 
 /// `x = x·m + a`.
-fn mul_add(x: &mut Vec<u32>, m: u64, a: u64) {
-    let mut carry = u128::from(a);
+#[inline(never)]
+fn mul_add(x: &mut Vec<u32>, m: u32, a: u32) {
+    let mut carry = u64::from(a);
     for l in x.iter_mut() {
-        let t = u128::from(*l) * u128::from(m) + carry;
+        let t = u64::from(*l) * u64::from(m) + carry;
         *l = t as u32;
         carry = t >> 32;
     }
-    while carry != 0 {
+    if carry != 0 {
         x.push(carry as u32);
-        carry >>= 32;
     }
 }
 
 /// `x = x·5^k`.
 fn mul_pow5(x: &mut Vec<u32>, mut k: u64) {
     while k > 0 {
-        let step = k.min(27); // 5^27 < 2^64
-        mul_add(x, 5u64.pow(step as u32), 0);
+        let step = k.min(13); // 5^13 < 2^32
+        mul_add(x, 5u32.pow(step as u32), 0);
         k -= step;
     }
 }
 
 /// `x = x·2^n`.
+#[inline(never)]
 fn shl(x: &mut Vec<u32>, n: u64) {
-    if x.is_empty() {
-        return;
+    let bits = n % 32;
+    let mut carry = 0;
+    for l in x.iter_mut() {
+        let t = u64::from(*l) << bits | carry;
+        *l = t as u32;
+        carry = t >> 32;
     }
-    let bits = (n % 32) as u32;
-    if bits > 0 {
-        let mut carry = 0u64;
-        for l in x.iter_mut() {
-            let t = u64::from(*l) << bits | carry;
-            *l = t as u32;
-            carry = t >> 32;
-        }
-        if carry != 0 {
-            x.push(carry as u32);
+    if carry != 0 {
+        x.push(carry as u32);
+    }
+    for _ in 0..n / 32 {
+        if !x.is_empty() {
+            x.insert(0, 0);
         }
     }
-    let limbs = (n / 32) as usize;
-    x.resize(x.len() + limbs, 0);
-    x.rotate_right(limbs);
 }
 
 /// `x = x - y`, for `x ≥ y`.
+#[inline(never)]
 fn sub(x: &mut Vec<u32>, y: &[u32]) {
     let mut borrow = false;
     for (i, l) in x.iter_mut().enumerate() {
@@ -236,6 +226,7 @@ fn sub(x: &mut Vec<u32>, y: &[u32]) {
 }
 
 /// Compares two big integers without leading zero limbs.
+#[inline(never)]
 fn cmp(x: &[u32], y: &[u32]) -> Ordering {
     x.len()
         .cmp(&y.len())
@@ -322,6 +313,53 @@ mod tests {
             int.to_owned()
         } else {
             format!("{int}.{fr}")
+        }
+    }
+
+    fn big(v: u128) -> Vec<u32> {
+        let mut x: Vec<u32> = (0..4).map(|i| (v >> (32 * i)) as u32).collect();
+        while x.last() == Some(&0) {
+            x.pop();
+        }
+        x
+    }
+
+    #[test]
+    fn big_integer_helpers_agree_with_u128() {
+        // A borrow through an equal limb and through zero limbs.
+        let mut x = big(5 << 64);
+        sub(&mut x, &big(5 << 32 | 1));
+        assert_eq!(x, big((5 << 64) - (5 << 32 | 1)));
+        let mut x = big(1 << 96);
+        sub(&mut x, &big(1));
+        assert_eq!(x, big((1 << 96) - 1));
+        let mut x = big(7 << 64 | 3);
+        sub(&mut x, &big(7 << 64 | 3));
+        assert!(x.is_empty(), "zero has no limbs");
+        let mut rng = Rng(3);
+        for _ in 0..20_000 {
+            // Operands with runs of equal and zero limbs, where borrows and carries travel.
+            let pick = |rng: &mut Rng| -> u128 {
+                (0..3).fold(0, |v, _| {
+                    let l = [0, 1, u32::MAX, 5, rng.next() as u32][rng.below(5) as usize];
+                    v << 32 | u128::from(l)
+                })
+            };
+            let (a, b) = (pick(&mut rng), pick(&mut rng));
+            let (hi, lo) = (a.max(b), a.min(b));
+            let mut x = big(hi);
+            sub(&mut x, &big(lo));
+            assert_eq!(x, big(hi - lo), "{hi} - {lo}");
+            assert_eq!(cmp(&big(a), &big(b)), a.cmp(&b), "{a} <> {b}");
+            let n = rng.below(32);
+            let mut x = big(a);
+            shl(&mut x, n);
+            assert_eq!(x, big(a << n), "{a} << {n}");
+            let m = rng.next() as u32;
+            let mut x = big(a);
+            mul_add(&mut x, m, 7);
+            assert_eq!(x, big(a * u128::from(m) + 7), "{a} * {m} + 7");
+            assert_eq!(bit_len(&big(a)), 128 - i64::from(a.leading_zeros()));
         }
     }
 
