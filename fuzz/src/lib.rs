@@ -282,13 +282,16 @@ pub fn jaeger_header(data: &[u8]) {
 }
 
 /// The filter's JSON configuration. Properties: the core's JSON reader round-trips (parse,
-/// write, parse: equal); a configuration that is accepted has compilable routes and, written
-/// back as JSON, is accepted again as the same configuration.
+/// write, parse: equal); every number in the document reads as `f64` exactly as `str::parse`
+/// reads it, bit for bit (the core's own decimal reader, `decimal::parse`); a configuration
+/// that is accepted has compilable routes and, written back as JSON, is accepted again as the
+/// same configuration.
 pub fn filter_config(data: &[u8]) {
     if let Ok(doc) = json::parse(data) {
         let text = json_text::value(&doc);
         let again = json::parse(text.as_bytes()).expect("our own JSON must parse");
         assert_eq!(again, doc, "JSON round trip of {text}");
+        numbers_read_exactly(&doc);
     }
     let Ok(cfg) = Config::from_json(data) else {
         return;
@@ -299,6 +302,20 @@ pub fn filter_config(data: &[u8]) {
     let again = Config::from_json(text.as_bytes())
         .unwrap_or_else(|e| panic!("our own configuration {text} is refused: {e}"));
     assert_eq!(again, cfg, "configuration round trip of {text}");
+}
+
+/// Every number in a JSON value reads as `str::parse::<f64>` reads it, bit for bit.
+fn numbers_read_exactly(v: &Json) {
+    match v {
+        Json::Number(t) => {
+            let want: f64 = t.parse().expect("a JSON number is a Rust float literal");
+            let got = v.as_f64().map(f64::to_bits);
+            assert_eq!(got, Some(want.to_bits()), "{t} read as {:?}", v.as_f64());
+        }
+        Json::Array(items) => items.iter().for_each(numbers_read_exactly),
+        Json::Object(members) => members.iter().for_each(|(_, m)| numbers_read_exactly(m)),
+        Json::Null | Json::Bool(_) | Json::String(_) => {}
+    }
 }
 
 /// Route templates: every line but the last is a template, the last is a request path.

@@ -23,7 +23,8 @@
 //!   encoding, over the private `wire` writer), [`contract`] (what filter and collector agree
 //!   on: the record-only attribute, OTLP span flags).
 //! - Configuration and operation: [`config`] (the filter's JSON configuration, validated),
-//!   [`json`] (the small JSON reader it uses), [`metrics`] (metric names for every adapter),
+//!   [`json`] (the small JSON reader it uses, with [`decimal`], its exact decimal-to-`f64`
+//!   reader), [`metrics`] (metric names for every adapter),
 //!   [`log_limit`] (rate-limited runtime warnings).
 #![forbid(unsafe_code)]
 // Test tables are tuples of (input, expected, reason): clearer inline than behind aliases.
@@ -32,6 +33,7 @@
 pub mod buffer;
 pub mod config;
 pub mod contract;
+pub mod decimal;
 pub mod envoy;
 pub mod forwarded;
 pub mod grpc;
