@@ -49,8 +49,12 @@ struct Cli {
 }
 
 fn init_logs(cfg: &config::Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    // RUST_LOG wins when it is a valid filter; the configured level (validated) otherwise.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| config::validate::log_filter(&v).ok())
+        .or_else(|| config::validate::log_filter(&cfg.log.level).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

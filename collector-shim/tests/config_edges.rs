@@ -258,3 +258,16 @@ exporters:
     .unwrap();
     assert_eq!(cfg.batch.max_queue_size, 4096);
 }
+
+#[test]
+fn a_non_ascii_log_level_is_refused_naming_the_key_not_a_panic() {
+    // Found by the `shim_config_toml` fuzz target: tracing-subscriber's directive parser
+    // panicked inside the multi-byte character.
+    let text = "log = { level = \"  f@n&11\u{284} l[rrl =11 fs@n&1\" }\n";
+    let err = load_file("shim.toml", text, &[], &Overrides::default()).unwrap_err();
+    assert_eq!(err.key, "log.level", "{err}");
+    assert!(err.to_string().contains("ASCII"), "{err}");
+    // A valid filter with directives still loads.
+    let cfg = yaml("log: { level: 'warn,collector_shim=debug' }", &[]).unwrap();
+    assert_eq!(cfg.log.level, "warn,collector_shim=debug");
+}

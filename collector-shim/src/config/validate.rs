@@ -211,14 +211,9 @@ pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
         "log.format",
         "must be `text` or `json`",
     )?;
-    check(
-        cfg.log
-            .level
-            .parse::<tracing_subscriber::EnvFilter>()
-            .is_ok(),
-        "log.level",
-        "is not a log filter (e.g. `info`, `collector_shim=debug`)",
-    )?;
+    if let Err(why) = log_filter(&cfg.log.level) {
+        return Err(ConfigError::new("log.level", why));
+    }
     for (i, e) in cfg.exporters.iter().enumerate() {
         e.validate().map_err(|msg| match msg.split_once(": ") {
             Some((k, why)) if !k.contains(' ') => {
@@ -228,4 +223,19 @@ pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
         })?;
     }
     Ok(())
+}
+
+/// The log filter `text` describes (`info`, `collector_shim=debug,warn`), or why it is not one.
+/// Non-ASCII text is refused before tracing-subscriber sees it: its directive parser slices the
+/// text at byte offsets and panics inside a multi-byte character (found by the
+/// `shim_config_toml` fuzz target), and no target, span or level name needs more than ASCII.
+pub fn log_filter(text: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    if !text.is_ascii() {
+        return Err(
+            "must be ASCII: a level (`info`) or directives such as `info,collector_shim=debug`"
+                .into(),
+        );
+    }
+    text.parse::<tracing_subscriber::EnvFilter>()
+        .map_err(|e| format!("is not a log filter (e.g. `info`, `collector_shim=debug`): {e}"))
 }
