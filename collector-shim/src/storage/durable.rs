@@ -72,12 +72,13 @@ impl DurableHandle {
                 self.pending.fetch_add(n, Ordering::AcqRel);
             }
             Err(mpsc::error::TrySendError::Full(m)) => {
-                m.receipt.inspect(Receipt::fail);
+                // Counted before the request is answered 503.
                 self.backlog_full.report(n as u64);
+                m.receipt.inspect(Receipt::fail);
             }
             Err(mpsc::error::TrySendError::Closed(m)) => {
-                m.receipt.inspect(Receipt::fail);
                 self.dropped_stopped.inc_by(n as u64);
+                m.receipt.inspect(Receipt::fail);
             }
         }
     }

@@ -117,13 +117,15 @@ impl Writer {
             let failed = out.is_none_or(|o| o.failed);
             let newest = out.map_or(0, |o| o.dropped_newest);
             if failed {
-                m.receipt.inspect(Receipt::fail);
+                // Counted before the request is answered, so whoever sees the answer sees
+                // the count.
                 let why = error.as_deref().unwrap_or("the write task stopped");
                 self.not_stored.report_on(
                     &self.tel.dropped_error,
                     n as u64,
                     format_args!("write failed: {why}"),
                 );
+                m.receipt.inspect(Receipt::fail);
             } else if newest > 0 {
                 self.not_stored.report_on(
                     &self.tel.dropped_full,
