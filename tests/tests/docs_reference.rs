@@ -298,6 +298,10 @@ fn registry() -> Vec<(&'static str, Coverage)> {
             By("fuzz/tests/corpus.rs", "every_target_passes_its_corpus"),
         ),
         (
+            "make fuzz FUZZ_RUNS=10000000 FUZZ_SECONDS=3000",
+            By("fuzz/tests/corpus.rs", "every_target_passes_its_corpus"),
+        ),
+        (
             "curl -X POST 'http://127.0.0.1:9901/drain_listeners?graceful'",
             By("tests/tests/filter_shutdown.rs", "/drain_listeners?graceful"),
         ),
