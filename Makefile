@@ -11,6 +11,11 @@ VENV         := $(ROOT)/.venv
 
 # Paths the integration tests, the demo and the benchmarks read (each has the same default
 # relative to the workspace root, so a plain `cargo test` works once `make tools` has run).
+# A CI run builds once from a clean clone: incremental caches would only take disk (gigabytes).
+ifdef CI
+export CARGO_INCREMENTAL := 0
+endif
+
 export AETHERFLOW_WASM      := $(WASM)
 export AETHERFLOW_WASM_TRAP := $(ROOT)/target/trap/$(WASM_TARGET)/release/trace_filter.wasm
 export AETHERFLOW_NATIVE    := $(NATIVE)
