@@ -38,6 +38,15 @@ pub fn put(request: Request) -> Result<(), Request> {
     Ok(())
 }
 
+/// Whether nothing is waiting (the ticker's check before it wakes the main thread).
+pub fn is_empty() -> bool {
+    QUEUE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .requests
+        .is_empty()
+}
+
 /// The oldest request left by a torn-down configuration.
 pub fn take() -> Option<Request> {
     let mut q = QUEUE.lock().unwrap_or_else(PoisonError::into_inner);

@@ -248,8 +248,18 @@ impl Plugin {
                 return;
             }
             drop(stopped);
-            self.commit(EVENT_TICK);
+            // An idle configuration does not wake Envoy's main thread ten times a second:
+            // the tick asks for a flush only when something waits to be sent.
+            if self.has_pending() {
+                self.commit(EVENT_TICK);
+            }
         }
+    }
+
+    /// Spans buffered, a failed request waiting for its retry, or requests a torn-down
+    /// configuration left (the locks are each held for one check).
+    fn has_pending(&self) -> bool {
+        !lock(&self.buffer).is_empty() || !lock(&self.retry).is_empty() || !handoff::is_empty()
     }
 
     fn commit(&self, event: u64) {
