@@ -166,6 +166,7 @@ bench: tools wasm native
 	$(if $(filter 1 true,$(BENCH_QUICK)),,CARGO_TARGET_DIR=$(ROOT)/target $(ROOT)/target/release/aetherflow-bench micro)
 	BENCH_QUICK=$(BENCH_QUICK) AETHERFLOW_SHIM_BIN=$(ROOT)/target/release/collector-shim $(ROOT)/target/release/aetherflow-bench
 	BENCH_QUICK=$(BENCH_QUICK) AETHERFLOW_SHIM_BIN=$(ROOT)/target/release/collector-shim $(ROOT)/target/release/aetherflow-bench instructions
+	BENCH_QUICK=$(BENCH_QUICK) AETHERFLOW_SHIM_BIN=$(ROOT)/target/release/collector-shim $(ROOT)/target/release/aetherflow-bench paired
 	BENCH_QUICK=$(BENCH_QUICK) AETHERFLOW_SHIM_BIN=$(ROOT)/target/release/collector-shim $(ROOT)/target/release/aetherflow-bench shim-soak
 	BENCH_QUICK=$(BENCH_QUICK) AETHERFLOW_SHIM_BIN=$(ROOT)/target/release/collector-shim $(ROOT)/target/release/aetherflow-bench fault-soak
 

@@ -104,6 +104,8 @@ pub struct Components {
     pub filter_overrides: serde_json::Map<String, serde_json::Value>,
     /// The `wasm-floor` module's configuration (`BENCH_FLOOR_CONFIG`).
     pub floor_overrides: serde_json::Map<String, serde_json::Value>,
+    /// CPUs Envoy is pinned to (`BENCH_ENVOY_CPUS`, a `taskset` list; empty: not pinned).
+    pub envoy_cpus: String,
 }
 
 /// One configuration in one round.
@@ -235,34 +237,8 @@ impl Harness {
         let p = self.profile.clone();
         let label = format!("{}-{:?}-r{round}", tracer.name(), workload).to_lowercase();
         let dir = self.components.work_dir.join(&label);
-        let sink = Sink::start().await.map_err(|e| format!("sink: {e}"))?;
-        let uses_otlp = matches!(tracer, Tracer::Filter | Tracer::Native | Tracer::NativeOtel);
-        let shim = match (&self.components.shim, uses_otlp) {
-            (Some(bin), true) => Some(Shim::start(bin, sink.addr, &dir.join("shim")).await?),
-            _ => None,
-        };
-        let setup = Setup {
-            tracer,
-            workload,
-            upstream: self.upstream.addr,
-            otlp: shim.as_ref().map_or(sink.addr, |s| s.addr),
-            zipkin: sink.addr,
-            sample_ratio: SAMPLE_RATIO,
-            batch_spans: BATCH_SPANS,
-            flush_interval_ms: FLUSH_INTERVAL_MS,
-            wasm: &self.components.wasm,
-            wasm_floor: &self.components.wasm_floor,
-            native_dir: &self.components.native_dir,
-            floor_overrides: &self.components.floor_overrides,
-            filter_overrides: &self.components.filter_overrides,
-        };
-        let envoy = Envoy::start(
-            &self.components.envoy,
-            &setup.render(),
-            &dir,
-            &self.components.native_dir,
-        )
-        .await?;
+        let Running { sink, shim, envoy } =
+            start_config(&self.components, self.upstream.addr, tracer, workload, &dir).await?;
         let target = envoy.listener;
         let shim_pid = shim.as_ref().map(Shim::pid);
         let (lanes, measure) = match workload {
@@ -371,9 +347,68 @@ impl Harness {
     }
 }
 
+/// One configuration up and ready: its Envoy, and the shim and sink its spans go to.
+pub struct Running {
+    /// Counts the spans that arrive (through the shim, or straight from Envoy).
+    pub sink: Sink,
+    /// The collector in the span path (configurations that send OTLP, when a shim is set).
+    pub shim: Option<Shim>,
+    /// Envoy with the configuration's tracer.
+    pub envoy: Envoy,
+}
+
+/// Starts `tracer`'s Envoy for `workload` (with its sink, and its shim when the configuration
+/// sends OTLP and `components` names one), every tracer at the same ratio, batch and interval.
+pub async fn start_config(
+    components: &Components,
+    upstream: std::net::SocketAddr,
+    tracer: Tracer,
+    workload: Workload,
+    dir: &std::path::Path,
+) -> Result<Running, String> {
+    let sink = Sink::start().await.map_err(|e| format!("sink: {e}"))?;
+    let uses_otlp = matches!(tracer, Tracer::Filter | Tracer::Native | Tracer::NativeOtel);
+    let shim = match (&components.shim, uses_otlp) {
+        (Some(bin), true) => Some(Shim::start(bin, sink.addr, &dir.join("shim")).await?),
+        _ => None,
+    };
+    let setup = Setup {
+        tracer,
+        workload,
+        upstream,
+        otlp: shim.as_ref().map_or(sink.addr, |s| s.addr),
+        zipkin: sink.addr,
+        sample_ratio: SAMPLE_RATIO,
+        batch_spans: BATCH_SPANS,
+        flush_interval_ms: FLUSH_INTERVAL_MS,
+        wasm: &components.wasm,
+        wasm_floor: &components.wasm_floor,
+        native_dir: &components.native_dir,
+        floor_overrides: &components.floor_overrides,
+        filter_overrides: &components.filter_overrides,
+    };
+    // Pinning puts Envoy's main thread and worker on the same CPUs (an experiment knob: what
+    // crossing between cores costs a configuration that hands data from one to the other).
+    let wrapper: Vec<String> = if components.envoy_cpus.is_empty() {
+        Vec::new()
+    } else {
+        vec!["taskset".into(), "-c".into(), components.envoy_cpus.clone()]
+    };
+    let envoy = Envoy::start_with(
+        &components.envoy,
+        &setup.render(),
+        dir,
+        &components.native_dir,
+        &wrapper,
+        Duration::from_secs(60),
+    )
+    .await?;
+    Ok(Running { sink, shim, envoy })
+}
+
 /// Waits, bounded, until the sink has `expected` spans: every tracer flushes at least once per
 /// flush interval, the shim within its batch timeout. Returns what arrived.
-async fn wait_for_spans(sink: &Sink, expected: u64) -> u64 {
+pub async fn wait_for_spans(sink: &Sink, expected: u64) -> u64 {
     let deadline =
         Instant::now() + Duration::from_millis(u64::from(FLUSH_INTERVAL_MS) * 3 + 10_000);
     loop {

@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`harness`]: the run: for each round, each configuration in turn, the same phases;
 //! - [`instructions`]: Envoy instructions per request under callgrind (noise-free comparisons);
+//! - [`paired`]: Envoy CPU per request with every configuration running at once, in
+//!   interleaved slices (CPU time on a machine whose speed moves);
 //! - [`envoy`]: the Envoy bootstrap of each configuration; the process and its admin API are
 //!   `aetherflow-harness`'s launcher with the benchmark's options (one worker, `-l warning`,
 //!   `--log-path`, SIGTERM then 5 s on drop);
@@ -29,6 +31,7 @@ pub mod instructions;
 pub mod loadgen;
 pub mod micro;
 pub mod otlp_load;
+pub mod paired;
 pub mod plot;
 pub mod procfs;
 pub mod report;

@@ -26,6 +26,7 @@
 //!   the RSS readings with the baseline and filter / the native tracers): override the profile;
 //! - `BENCH_FILTER_CONFIG`: a JSON object merged into the filter's configuration (experiments;
 //!   spans expected still assume every request is sampled);
+//! - `BENCH_ENVOY_CPUS`: a `taskset` CPU list Envoy is pinned to (for example `0`);
 //! - `BENCH_FLOOR_CONFIG`: the `wasm-floor` module's configuration, e.g.
 //!   `{"host_call": "property", "repeat": 40}` to measure one host call's cost (see
 //!   `bench/wasm-floor`);
@@ -35,6 +36,13 @@
 //! the filter and the shim with its durable queue while the backend flaps, the shim is killed
 //! and restarted and the filter's configuration is reloaded; spans sent vs received,
 //! duplicates, RSS over time (`fault_soak.json`; settings in `fault_soak/cli.rs`).
+//!
+//! `aetherflow-bench paired` (see `paired.rs`): the configurations of `BENCH_CONFIGS` (default
+//! all but Envoy's Zipkin tracer) running at once, Envoy CPU per request in interleaved slices
+//! (closed loop by default), each slice against its own baseline; `BENCH_PAIRED_SLICES`,
+//! `BENCH_PAIRED_REQUESTS` (per configuration and slice), `BENCH_PAIRED_RATE` (req/s: a fixed
+//! rate instead of the closed loop), `BENCH_WORKLOADS`, `BENCH_QUICK`, `BENCH_OUT` (writes
+//! `paired.json`).
 //!
 //! `aetherflow-bench instructions` (see `instructions.rs`) takes `BENCH_CONFIGS`,
 //! `BENCH_WORKLOADS`, `BENCH_QUICK`, `BENCH_OUT`, and `BENCH_CG_REQUESTS`, `BENCH_CG_RUNS`,
@@ -178,6 +186,7 @@ fn configure() -> Result<Plan, String> {
                 .map_err(|e| format!("BENCH_FILTER_CONFIG: not a JSON object: {e}"))?,
             _ => Default::default(),
         },
+        envoy_cpus: std::env::var("BENCH_ENVOY_CPUS").unwrap_or_default(),
         floor_overrides: match std::env::var("BENCH_FLOOR_CONFIG") {
             Ok(v) if !v.trim().is_empty() => serde_json::from_str(&v)
                 .map_err(|e| format!("BENCH_FLOOR_CONFIG: not a JSON object: {e}"))?,
@@ -487,6 +496,7 @@ fn main() -> ExitCode {
         tokio::select! {
             outcome = async {
                 match plan {
+                    Some(plan) if mode == "paired" => paired(plan).await,
                     Some(plan) => run(plan).await,
                     None if mode == "fault-soak" => {
                         aetherflow_bench::fault_soak::cli::from_env(quick, out_dir(quick)).await
@@ -509,6 +519,77 @@ fn main() -> ExitCode {
 
 /// Runs everything and writes the outputs; Ok(false) when a configuration failed requests or
 /// lost spans (the figures are still written).
+/// `aetherflow-bench paired`: every configuration at once, CPU per request in interleaved
+/// slices (see `paired.rs`); writes `paired.json`.
+async fn paired(plan: Plan) -> Result<bool, String> {
+    use aetherflow_bench::paired::{self, PairedPlan};
+    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1" || v == "true");
+    let mut p = if quick {
+        PairedPlan::quick()
+    } else {
+        PairedPlan::full()
+    };
+    if let Some(n) = env_num("BENCH_PAIRED_SLICES")? {
+        p.slices = n;
+    }
+    if let Some(r) = env_num::<f64>("BENCH_PAIRED_RATE")? {
+        p.rate = (r > 0.0).then_some(r);
+    }
+    if let Some(n) = env_num("BENCH_PAIRED_REQUESTS")? {
+        p.requests = n;
+        p.grpc_requests = n;
+    }
+    // Envoy's Zipkin tracer saturates near the fixed rate on a slow machine: only by name.
+    let tracers: Vec<Tracer> = if env_list("BENCH_CONFIGS").is_some() {
+        plan.tracers
+    } else {
+        plan.tracers
+            .into_iter()
+            .filter(|t| *t != Tracer::NativeZipkin)
+            .collect()
+    };
+    eprintln!(
+        "bench: paired, {} slices of {} requests ({} gRPC), {}, configurations {:?}",
+        p.slices,
+        p.requests,
+        p.grpc_requests,
+        p.rate
+            .map_or("closed loop".to_owned(), |r| format!("{r:.0} req/s")),
+        tracers.iter().map(|t| t.name()).collect::<Vec<_>>()
+    );
+    let started = std::time::Instant::now();
+    let work_dir = plan.components.work_dir.clone();
+    let report = paired::run(
+        &p,
+        &plan.components,
+        &tracers,
+        &plan.workloads,
+        &work_dir,
+        |s| {
+            eprintln!(
+                "bench: [{:>5.0}s] slice {:>2} {:<13} {:<5} cpu {:>6.1} µs/req  ok {}  failed {}",
+                started.elapsed().as_secs_f64(),
+                s.slice + 1,
+                s.tracer.name(),
+                format!("{:?}", s.workload).to_lowercase(),
+                s.envoy_cpu_us_per_request,
+                s.ok,
+                s.failed
+            );
+        },
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&work_dir);
+    let report = report?;
+    println!("{}", paired::table(&report));
+    std::fs::create_dir_all(&plan.out).map_err(|e| format!("{}: {e}", plan.out.display()))?;
+    let path = plan.out.join("paired.json");
+    let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    std::fs::write(&path, json + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!("bench: wrote {}", path.display());
+    Ok(report.sound())
+}
+
 async fn run(plan: Plan) -> Result<bool, String> {
     let Plan {
         profile,

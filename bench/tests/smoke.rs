@@ -6,6 +6,7 @@
 use aetherflow_bench::envoy::Tracer;
 use aetherflow_bench::harness::{Components, Harness, Profile};
 use aetherflow_bench::loadgen::Workload;
+use aetherflow_bench::paired::{self, PairedPlan};
 use aetherflow_bench::path_from_env;
 
 fn component(var: &str, default: &str, how: &str) -> std::path::PathBuf {
@@ -14,9 +15,8 @@ fn component(var: &str, default: &str, how: &str) -> std::path::PathBuf {
     path
 }
 
-#[test]
-fn quick_profile_serves_every_request_and_delivers_every_span() {
-    let components = Components {
+fn components(name: &str) -> Components {
+    Components {
         envoy: component("AETHERFLOW_ENVOY", ".tools/bin/envoy", "run `make tools`"),
         wasm: component(
             "AETHERFLOW_WASM",
@@ -43,9 +43,17 @@ fn quick_profile_serves_every_request_and_delivers_every_span() {
         )),
         filter_overrides: Default::default(),
         floor_overrides: Default::default(),
-        work_dir: std::env::temp_dir()
-            .join(format!("aetherflow-bench-smoke-{}", std::process::id())),
-    };
+        envoy_cpus: String::new(),
+        work_dir: std::env::temp_dir().join(format!(
+            "aetherflow-bench-smoke-{name}-{}",
+            std::process::id()
+        )),
+    }
+}
+
+#[test]
+fn quick_profile_serves_every_request_and_delivers_every_span() {
+    let components = components("harness");
     let work_dir = components.work_dir.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -104,4 +112,60 @@ fn quick_profile_serves_every_request_and_delivers_every_span() {
             );
         }
     }
+}
+
+/// The paired slices with the native module beside the baseline and Envoy's OpenTelemetry
+/// tracer: every slice measured, every request served, every span delivered (no timing).
+#[test]
+fn paired_slices_measure_every_configuration_and_deliver_every_span() {
+    let components = components("paired");
+    let work_dir = components.work_dir.clone();
+    let plan = PairedPlan {
+        slices: 2,
+        requests: 200,
+        grpc_requests: 100,
+        warmup: 100,
+        ..PairedPlan::quick()
+    };
+    let tracers = [Tracer::Native, Tracer::NativeOtel];
+    let workloads = [Workload::Http1, Workload::Grpc];
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let report = runtime
+        .block_on(paired::run(
+            &plan,
+            &components,
+            &tracers,
+            &workloads,
+            &work_dir,
+            |_| {},
+        ))
+        .unwrap_or_else(|e| panic!("paired run failed: {e}"));
+    let _ = std::fs::remove_dir_all(&work_dir);
+
+    // The baseline is added to what was asked for.
+    assert_eq!(report.rows.len(), 3 * workloads.len(), "{:?}", report.rows);
+    assert_eq!(report.samples.len(), 3 * workloads.len() * plan.slices);
+    assert!(
+        report.sound(),
+        "a request failed or a span was lost: {:?}",
+        report.rows
+    );
+    for r in &report.rows {
+        let what = format!("{} {:?}", r.tracer.name(), r.workload);
+        let cpu = r.envoy_cpu_us_per_request.as_ref().expect("CPU measured");
+        assert_eq!(cpu.n, plan.slices, "{what}: one figure per slice");
+        assert!(cpu.median > 0.0, "{what}: Envoy used CPU");
+        if r.tracer != Tracer::Baseline {
+            assert!(
+                r.added_ratio_to_native_otel.is_some(),
+                "{what}: a ratio per slice"
+            );
+            assert!(r.spans_expected > 0, "{what}: spans expected");
+        }
+    }
+    assert!(paired::table(&report).contains("native-otel"));
 }

@@ -1,0 +1,416 @@
+//! `aetherflow-bench paired`: Envoy CPU per request of several configurations running side by
+//! side, measured in short slices (a closed loop, or one fixed rate), the configurations taking
+//! turns slice by slice, each compared with the baseline of the same slice.
+//!
+//! Why a second CPU-time method beside the harness's rounds: on these shared 2-core machines
+//! the CPU's speed moves by 2 to 3 times over minutes (the same baseline binary took 60 µs per
+//! request in one run and 135 to 217 µs in another), so rounds of a minute per configuration
+//! compare configurations measured on different machines, in effect. Here all of them run for
+//! the whole measurement, and one slice of each (a few thousand requests, about a second)
+//! follows the other within seconds, with the CPU read at microsecond resolution. The figures are per-slice differences: added = this configuration's CPU per request
+//! minus the baseline's in the same slice, and its ratio to the OpenTelemetry tracer's added
+//! CPU in the same slice. Their median and quartiles over the slices are reported; a ratio is
+//! called below a target only when its upper quartile is.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::envoy::Tracer;
+use crate::harness::{start_config, wait_for_spans, Components, Running};
+use crate::loadgen::{self, Workload};
+use crate::procfs;
+use crate::upstream::Upstream;
+
+/// How the slices run.
+#[derive(Clone, Debug, Serialize)]
+pub struct PairedPlan {
+    /// Slices per workload (each configuration once per slice).
+    pub slices: usize,
+    /// Requests per configuration and slice, HTTP/1.1.
+    pub requests: u64,
+    /// The same for gRPC.
+    pub grpc_requests: u64,
+    /// Requests per second of a fixed-rate load; None: a closed loop of `lanes` (the CPU at
+    /// saturation, where event-loop wake-ups are shared by many requests; at a low fixed rate
+    /// each request pays its own, and on these VMs they cost Envoy about 400 µs).
+    pub rate: Option<f64>,
+    /// Wait after a configuration's load before its CPU is read: longer than the flush
+    /// interval, so the slice's spans are exported inside its own window.
+    pub settle_ms: u64,
+    /// Closed-loop requests per configuration before the first slice.
+    pub warmup: u64,
+    /// In-flight requests: HTTP/1.1 connections.
+    pub lanes: usize,
+    /// h2 streams for gRPC.
+    pub grpc_lanes: usize,
+}
+
+impl PairedPlan {
+    /// The `make bench` plan: about 5 minutes per workload with five configurations.
+    pub fn full() -> Self {
+        Self {
+            slices: 20,
+            requests: 6_000,
+            grpc_requests: 4_000,
+            rate: None,
+            settle_ms: 1_200,
+            warmup: 5_000,
+            lanes: 16,
+            grpc_lanes: 32,
+        }
+    }
+
+    /// The smoke check: a minute or two.
+    pub fn quick() -> Self {
+        Self {
+            slices: 3,
+            requests: 1_000,
+            grpc_requests: 500,
+            rate: None,
+            settle_ms: 1_200,
+            warmup: 300,
+            lanes: 8,
+            grpc_lanes: 16,
+        }
+    }
+}
+
+/// One configuration's load in one slice.
+#[derive(Clone, Debug, Serialize)]
+pub struct SliceSample {
+    /// Which configuration.
+    pub tracer: Tracer,
+    /// Which traffic.
+    pub workload: Workload,
+    /// Which slice (0-based).
+    pub slice: usize,
+    /// Envoy CPU time (user + system, all threads) over the load and the settle, per request.
+    pub envoy_cpu_us_per_request: f64,
+    /// Requests answered as expected.
+    pub ok: u64,
+    /// Requests that failed.
+    pub failed: u64,
+}
+
+/// First quartile, median and third quartile of a figure over the slices.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Quartiles {
+    /// 25th percentile.
+    pub q1: f64,
+    /// 50th percentile.
+    pub median: f64,
+    /// 75th percentile.
+    pub q3: f64,
+    /// How many slices.
+    pub n: usize,
+}
+
+impl Quartiles {
+    /// None when there is no finite value. Linear interpolation between ranks.
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Self> {
+        let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            let pos = q * (v.len() - 1) as f64;
+            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+            v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+        };
+        Some(Self {
+            q1: at(0.25),
+            median: at(0.5),
+            q3: at(0.75),
+            n: v.len(),
+        })
+    }
+}
+
+/// One configuration's figures for one workload.
+#[derive(Clone, Debug, Serialize)]
+pub struct PairedRow {
+    /// Which configuration.
+    pub tracer: Tracer,
+    /// Which traffic.
+    pub workload: Workload,
+    /// Envoy CPU per request.
+    pub envoy_cpu_us_per_request: Option<Quartiles>,
+    /// Minus the baseline's in the same slice.
+    pub added_cpu_us_per_request: Option<Quartiles>,
+    /// Added CPU over the OpenTelemetry tracer's added CPU in the same slice.
+    pub added_ratio_to_native_otel: Option<Quartiles>,
+    /// Requests answered as expected, warm-up included.
+    pub requests_ok: u64,
+    /// Requests that failed.
+    pub requests_failed: u64,
+    /// Spans the configuration should have delivered.
+    pub spans_expected: u64,
+    /// Spans the sink decoded.
+    pub spans_received: u64,
+}
+
+/// The whole run, as written to `paired.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PairedReport {
+    /// Format tag.
+    pub schema: &'static str,
+    /// When the run ended.
+    pub finished_at: String,
+    /// `/proc/loadavg` before and after.
+    pub load_average: [String; 2],
+    /// How the slices ran.
+    pub plan: PairedPlan,
+    /// One row per configuration and workload.
+    pub rows: Vec<PairedRow>,
+    /// Every slice measurement.
+    pub samples: Vec<SliceSample>,
+}
+
+impl PairedReport {
+    /// No request failed and every span expected arrived.
+    pub fn sound(&self) -> bool {
+        self.rows
+            .iter()
+            .all(|r| r.requests_failed == 0 && r.spans_received == r.spans_expected)
+    }
+}
+
+/// The order of slice `slice`: rotated by one each slice, so each configuration runs first
+/// in turn. (Each waits out its own export before the next starts: what runs before it leaves
+/// nothing behind.)
+fn order(n: usize, slice: usize) -> Vec<usize> {
+    (0..n).map(|i| (i + slice) % n).collect()
+}
+
+/// Runs `plan` for `tracers` (the baseline is added when missing) and `workloads`, with the
+/// configurations' scratch files under `work_dir`; `progress` sees every slice sample.
+pub async fn run(
+    plan: &PairedPlan,
+    components: &Components,
+    tracers: &[Tracer],
+    workloads: &[Workload],
+    work_dir: &Path,
+    mut progress: impl FnMut(&SliceSample),
+) -> Result<PairedReport, String> {
+    let before = crate::load_average();
+    let mut tracers = tracers.to_vec();
+    if !tracers.contains(&Tracer::Baseline) {
+        tracers.insert(0, Tracer::Baseline);
+    }
+    let upstream = Upstream::start()
+        .await
+        .map_err(|e| format!("upstream: {e}"))?;
+    let mut rows = Vec::new();
+    let mut samples = Vec::new();
+    for &workload in workloads {
+        let mut running = Vec::new();
+        for &tracer in &tracers {
+            let dir: PathBuf = work_dir.join(format!("paired-{}-{workload:?}", tracer.name()));
+            running.push(start_config(components, upstream.addr, tracer, workload, &dir).await?);
+        }
+        let mut served: Vec<(u64, u64)> = vec![(0, 0); tracers.len()];
+        for (i, r) in running.iter().enumerate() {
+            let lanes = lanes(plan, workload);
+            let w = loadgen::closed_loop(r.envoy.listener, workload, lanes, plan.warmup).await;
+            served[i].0 += w.ok;
+            served[i].1 += w.failed;
+        }
+        let per_slice = match workload {
+            Workload::Http1 => plan.requests,
+            Workload::Grpc => plan.grpc_requests,
+        };
+        let mut this_workload = Vec::new();
+        for slice in 0..plan.slices {
+            for i in order(tracers.len(), slice) {
+                let s = one_slice(plan, &running[i], tracers[i], workload, slice, per_slice).await;
+                served[i].0 += s.ok;
+                served[i].1 += s.failed;
+                progress(&s);
+                this_workload.push(s);
+            }
+        }
+        for (i, r) in running.iter().enumerate() {
+            let expected = served[i].0 * tracers[i].spans_per_request();
+            let received = wait_for_spans(&r.sink, expected).await;
+            rows.push(row(
+                tracers[i],
+                workload,
+                &this_workload,
+                served[i],
+                (expected, received),
+            ));
+        }
+        samples.extend(this_workload);
+        drop(running);
+    }
+    Ok(PairedReport {
+        schema: "aetherflow-bench paired result v1",
+        finished_at: crate::now_rfc3339(),
+        load_average: [before, crate::load_average()],
+        plan: plan.clone(),
+        rows,
+        samples,
+    })
+}
+
+fn lanes(plan: &PairedPlan, workload: Workload) -> usize {
+    match workload {
+        Workload::Http1 => plan.lanes,
+        Workload::Grpc => plan.grpc_lanes,
+    }
+}
+
+async fn one_slice(
+    plan: &PairedPlan,
+    r: &Running,
+    tracer: Tracer,
+    workload: Workload,
+    slice: usize,
+    requests: u64,
+) -> SliceSample {
+    let (pid, target, lanes) = (r.envoy.pid(), r.envoy.listener, lanes(plan, workload));
+    let cpu0 = procfs::cpu_time_fine(pid).unwrap_or_default();
+    let load = match plan.rate {
+        Some(rate) => loadgen::fixed_rate(target, workload, lanes, rate, requests).await,
+        None => loadgen::closed_loop(target, workload, lanes, requests).await,
+    };
+    tokio::time::sleep(Duration::from_millis(plan.settle_ms)).await;
+    let cpu = procfs::cpu_time_fine(pid)
+        .unwrap_or_default()
+        .saturating_sub(cpu0);
+    SliceSample {
+        tracer,
+        workload,
+        slice,
+        envoy_cpu_us_per_request: cpu.as_secs_f64() * 1e6 / load.ok.max(1) as f64,
+        ok: load.ok,
+        failed: load.failed,
+    }
+}
+
+/// The figures of `tracer` from the slices of one workload.
+fn row(
+    tracer: Tracer,
+    workload: Workload,
+    samples: &[SliceSample],
+    (ok, failed): (u64, u64),
+    (spans_expected, spans_received): (u64, u64),
+) -> PairedRow {
+    let by_slice = |t: Tracer| -> BTreeMap<usize, f64> {
+        samples
+            .iter()
+            .filter(|s| s.tracer == t)
+            .map(|s| (s.slice, s.envoy_cpu_us_per_request))
+            .collect()
+    };
+    let own = by_slice(tracer);
+    let base = by_slice(Tracer::Baseline);
+    let otel = by_slice(Tracer::NativeOtel);
+    let added: BTreeMap<usize, f64> = own
+        .iter()
+        .filter_map(|(k, v)| Some((*k, v - base.get(k)?)))
+        .collect();
+    let ratio = added.iter().filter_map(|(k, a)| {
+        let o = otel.get(k)? - base.get(k)?;
+        (o > 0.0).then(|| a / o)
+    });
+    PairedRow {
+        tracer,
+        workload,
+        envoy_cpu_us_per_request: Quartiles::of(own.values().copied()),
+        added_cpu_us_per_request: Quartiles::of(added.values().copied()),
+        added_ratio_to_native_otel: Quartiles::of(ratio),
+        requests_ok: ok,
+        requests_failed: failed,
+        spans_expected,
+        spans_received,
+    }
+}
+
+/// The table printed at the end of a run.
+pub fn table(report: &PairedReport) -> String {
+    let q = |v: &Option<Quartiles>, digits: usize| match v {
+        Some(q) => format!("{:.d$} [{:.d$}, {:.d$}]", q.median, q.q1, q.q3, d = digits),
+        None => "-".to_owned(),
+    };
+    let load = match report.plan.rate {
+        Some(r) => format!("at {r:.0} req/s"),
+        None => "in a closed loop".to_owned(),
+    };
+    let mut out = format!(
+        "Envoy CPU per request {load}, {} slices per configuration (median [quartiles])\n",
+        report.plan.slices
+    );
+    out.push_str(&format!(
+        "{:<14}{:<7}{:>26}{:>26}{:>26}{:>16}\n",
+        "configuration", "load", "µs/req", "added µs/req", "added vs native OTel", "spans"
+    ));
+    for r in &report.rows {
+        out.push_str(&format!(
+            "{:<14}{:<7}{:>26}{:>26}{:>26}{:>16}\n",
+            r.tracer.name(),
+            format!("{:?}", r.workload).to_lowercase(),
+            q(&r.envoy_cpu_us_per_request, 1),
+            q(&r.added_cpu_us_per_request, 1),
+            q(&r.added_ratio_to_native_otel, 2),
+            format!("{}/{}", r.spans_received, r.spans_expected),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quartiles_interpolate_between_ranks() {
+        let q = Quartiles::of([4.0, 1.0, 3.0, 2.0, 5.0]).expect("values");
+        assert_eq!((q.q1, q.median, q.q3, q.n), (2.0, 3.0, 4.0, 5));
+        let q = Quartiles::of([1.0, 2.0]).expect("values");
+        assert_eq!((q.q1, q.median, q.q3), (1.25, 1.5, 1.75));
+        assert!(Quartiles::of([f64::NAN]).is_none());
+    }
+
+    #[test]
+    fn every_configuration_runs_once_per_slice_and_leads_in_turn() {
+        for slice in 0..6 {
+            let mut o = order(4, slice);
+            o.sort_unstable();
+            assert_eq!(o, vec![0, 1, 2, 3]);
+        }
+        let firsts: Vec<usize> = (0..4).map(|s| order(4, s)[0]).collect();
+        assert_eq!(firsts, vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn ratios_pair_each_slice_with_its_own_baseline() {
+        let s = |tracer, slice, cpu| SliceSample {
+            tracer,
+            workload: Workload::Http1,
+            slice,
+            envoy_cpu_us_per_request: cpu,
+            ok: 1,
+            failed: 0,
+        };
+        // The machine is twice as slow in slice 1: the ratio is the same in both slices.
+        let samples = vec![
+            s(Tracer::Baseline, 0, 60.0),
+            s(Tracer::NativeOtel, 0, 85.0),
+            s(Tracer::Native, 0, 65.0),
+            s(Tracer::Baseline, 1, 120.0),
+            s(Tracer::NativeOtel, 1, 170.0),
+            s(Tracer::Native, 1, 130.0),
+        ];
+        let r = row(Tracer::Native, Workload::Http1, &samples, (2, 0), (2, 2));
+        let ratio = r.added_ratio_to_native_otel.expect("ratio");
+        assert!((ratio.median - 0.2).abs() < 1e-9, "{ratio:?}");
+        assert!((ratio.q1 - 0.2).abs() < 1e-9 && (ratio.q3 - 0.2).abs() < 1e-9);
+        let added = r.added_cpu_us_per_request.expect("added");
+        assert_eq!((added.q1, added.q3), (6.25, 8.75));
+    }
+}
