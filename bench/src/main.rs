@@ -517,8 +517,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs everything and writes the outputs; Ok(false) when a configuration failed requests or
-/// lost spans (the figures are still written).
 /// `aetherflow-bench paired`: every configuration at once, CPU per request in interleaved
 /// slices (see `paired.rs`); writes `paired.json`.
 async fn paired(plan: Plan) -> Result<bool, String> {
@@ -539,7 +537,8 @@ async fn paired(plan: Plan) -> Result<bool, String> {
         p.requests = n;
         p.grpc_requests = n;
     }
-    // Envoy's Zipkin tracer saturates near the fixed rate on a slow machine: only by name.
+    // Envoy's Zipkin tracer costs 4 to 10 times the others per request: its turns would take
+    // most of the run, so it is measured only when named.
     let tracers: Vec<Tracer> = if env_list("BENCH_CONFIGS").is_some() {
         plan.tracers
     } else {
@@ -590,6 +589,8 @@ async fn paired(plan: Plan) -> Result<bool, String> {
     Ok(report.sound())
 }
 
+/// Runs everything and writes the outputs; Ok(false) when a configuration failed requests or
+/// lost spans (the figures are still written).
 async fn run(plan: Plan) -> Result<bool, String> {
     let Plan {
         profile,

@@ -7,9 +7,10 @@
 //! request in one run and 135 to 217 µs in another), so rounds of a minute per configuration
 //! compare configurations measured on different machines, in effect. Here all of them run for
 //! the whole measurement, and one slice of each (a few thousand requests, about a second)
-//! follows the other within seconds, with the CPU read at microsecond resolution. The figures are per-slice differences: added = this configuration's CPU per request
-//! minus the baseline's in the same slice, and its ratio to the OpenTelemetry tracer's added
-//! CPU in the same slice. Their median and quartiles over the slices are reported; a ratio is
+//! follows the other within seconds, with the CPU read at microsecond resolution. The figures
+//! are per-slice differences: added = this configuration's CPU per request minus the
+//! baseline's in the same slice, and its ratio to the OpenTelemetry tracer's added CPU in the
+//! same slice. Their median and quartiles over the slices are reported; a ratio is
 //! called below a target only when its upper quartile is.
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use crate::envoy::Tracer;
 use crate::harness::{start_config, wait_for_spans, Components, Running};
 use crate::loadgen::{self, Workload};
 use crate::procfs;
+use crate::stats::Quartiles;
 use crate::upstream::Upstream;
 
 /// How the slices run.
@@ -93,41 +95,6 @@ pub struct SliceSample {
     pub ok: u64,
     /// Requests that failed.
     pub failed: u64,
-}
-
-/// First quartile, median and third quartile of a figure over the slices.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct Quartiles {
-    /// 25th percentile.
-    pub q1: f64,
-    /// 50th percentile.
-    pub median: f64,
-    /// 75th percentile.
-    pub q3: f64,
-    /// How many slices.
-    pub n: usize,
-}
-
-impl Quartiles {
-    /// None when there is no finite value. Linear interpolation between ranks.
-    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Self> {
-        let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f64::total_cmp);
-        let at = |q: f64| {
-            let pos = q * (v.len() - 1) as f64;
-            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-            v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
-        };
-        Some(Self {
-            q1: at(0.25),
-            median: at(0.5),
-            q3: at(0.75),
-            n: v.len(),
-        })
-    }
 }
 
 /// One configuration's figures for one workload.
@@ -213,9 +180,10 @@ pub async fn run(
             running.push(start_config(components, upstream.addr, tracer, workload, &dir).await?);
         }
         let mut served: Vec<(u64, u64)> = vec![(0, 0); tracers.len()];
+        let warmup_lanes = lanes(plan, workload);
         for (i, r) in running.iter().enumerate() {
-            let lanes = lanes(plan, workload);
-            let w = loadgen::closed_loop(r.envoy.listener, workload, lanes, plan.warmup).await;
+            let w =
+                loadgen::closed_loop(r.envoy.listener, workload, warmup_lanes, plan.warmup).await;
             served[i].0 += w.ok;
             served[i].1 += w.failed;
         }
@@ -366,15 +334,6 @@ pub fn table(report: &PairedReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quartiles_interpolate_between_ranks() {
-        let q = Quartiles::of([4.0, 1.0, 3.0, 2.0, 5.0]).expect("values");
-        assert_eq!((q.q1, q.median, q.q3, q.n), (2.0, 3.0, 4.0, 5));
-        let q = Quartiles::of([1.0, 2.0]).expect("values");
-        assert_eq!((q.q1, q.median, q.q3), (1.25, 1.5, 1.75));
-        assert!(Quartiles::of([f64::NAN]).is_none());
-    }
 
     #[test]
     fn every_configuration_runs_once_per_slice_and_leads_in_turn() {

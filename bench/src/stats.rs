@@ -47,6 +47,42 @@ impl Spread {
     }
 }
 
+/// First quartile, median and third quartile of a figure over repeated measurements
+/// (the paired slices).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Quartiles {
+    /// 25th percentile.
+    pub q1: f64,
+    /// 50th percentile.
+    pub median: f64,
+    /// 75th percentile.
+    pub q3: f64,
+    /// How many values.
+    pub n: usize,
+}
+
+impl Quartiles {
+    /// None when there is no finite value. Linear interpolation between ranks.
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Self> {
+        let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            let pos = q * (v.len() - 1) as f64;
+            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+            v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+        };
+        Some(Self {
+            q1: at(0.25),
+            median: at(0.5),
+            q3: at(0.75),
+            n: v.len(),
+        })
+    }
+}
+
 /// The `q`-quantile (0..=1) of `sorted` by the nearest-rank method.
 pub fn quantile(sorted: &[u64], q: f64) -> Option<u64> {
     if sorted.is_empty() {
@@ -59,6 +95,15 @@ pub fn quantile(sorted: &[u64], q: f64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quartiles_interpolate_between_ranks() {
+        let q = Quartiles::of([4.0, 1.0, 3.0, 2.0, 5.0]).expect("values");
+        assert_eq!((q.q1, q.median, q.q3, q.n), (2.0, 3.0, 4.0, 5));
+        let q = Quartiles::of([1.0, 2.0]).expect("values");
+        assert_eq!((q.q1, q.median, q.q3), (1.25, 1.5, 1.75));
+        assert!(Quartiles::of([f64::NAN]).is_none());
+    }
 
     #[test]
     fn median_of_odd_and_even_counts() {

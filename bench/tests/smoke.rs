@@ -15,6 +15,14 @@ fn component(var: &str, default: &str, how: &str) -> std::path::PathBuf {
     path
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 fn components(name: &str) -> Components {
     Components {
         envoy: component("AETHERFLOW_ENVOY", ".tools/bin/envoy", "run `make tools`"),
@@ -55,11 +63,7 @@ fn components(name: &str) -> Components {
 fn quick_profile_serves_every_request_and_delivers_every_span() {
     let components = components("harness");
     let work_dir = components.work_dir.clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = runtime();
     let samples = runtime.block_on(async {
         let mut harness = Harness::new(Profile::quick(), components)
             .await
@@ -129,11 +133,7 @@ fn paired_slices_measure_every_configuration_and_deliver_every_span() {
     };
     let tracers = [Tracer::Native, Tracer::NativeOtel];
     let workloads = [Workload::Http1, Workload::Grpc];
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = runtime();
     let report = runtime
         .block_on(paired::run(
             &plan,
