@@ -33,11 +33,14 @@ pub enum Tracer {
     NativeOtel,
     /// Envoy's native `envoy.tracers.zipkin`, Zipkin v2 JSON straight to the sink.
     NativeZipkin,
+    /// A second build of the native filter (`AETHERFLOW_NATIVE_B`), configured like `native`:
+    /// the other half of an A/B measured in the same run. Only run when named.
+    NativeB,
 }
 
 impl Tracer {
-    /// All configurations, baseline first.
-    pub const ALL: [Tracer; 7] = [
+    /// The configurations a run measures unless told otherwise, baseline first.
+    pub const STANDARD: [Tracer; 7] = [
         Tracer::Baseline,
         Tracer::WasmFloor,
         Tracer::Filter,
@@ -45,6 +48,18 @@ impl Tracer {
         Tracer::Native,
         Tracer::NativeOtel,
         Tracer::NativeZipkin,
+    ];
+
+    /// Every configuration: the standard ones, then `native-b` (only run when named).
+    pub const ALL: [Tracer; 8] = [
+        Tracer::Baseline,
+        Tracer::WasmFloor,
+        Tracer::Filter,
+        Tracer::NativeFloor,
+        Tracer::Native,
+        Tracer::NativeOtel,
+        Tracer::NativeZipkin,
+        Tracer::NativeB,
     ];
 
     /// The name used in the table, the JSON and the plot.
@@ -57,6 +72,7 @@ impl Tracer {
             Tracer::Native => "native",
             Tracer::NativeOtel => "native-otel",
             Tracer::NativeZipkin => "native-zipkin",
+            Tracer::NativeB => "native-b",
         }
     }
 
@@ -139,7 +155,8 @@ impl Setup<'_> {
             | Tracer::WasmFloor
             | Tracer::Filter
             | Tracer::NativeFloor
-            | Tracer::Native => String::new(),
+            | Tracer::Native
+            | Tracer::NativeB => String::new(),
             Tracer::NativeOtel => format!(
                 r#"
           tracing:
@@ -185,7 +202,9 @@ impl Setup<'_> {
             map.extend(self.filter_overrides.clone());
         }
         let native_module = match self.tracer {
-            Tracer::Native => Some(("aetherflow_trace", filter_config.to_string())),
+            Tracer::Native | Tracer::NativeB => {
+                Some(("aetherflow_trace", filter_config.to_string()))
+            }
             Tracer::NativeFloor => Some(("aetherflow_native_floor", String::new())),
             _ => None,
         };

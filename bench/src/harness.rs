@@ -96,6 +96,11 @@ pub struct Components {
     pub wasm_floor: PathBuf,
     /// The directory of the native modules (`libaetherflow_trace.so`, the native floor).
     pub native_dir: PathBuf,
+    /// The directory of the `native-b` build (`AETHERFLOW_NATIVE_B`'s, same file name).
+    pub native_b_dir: PathBuf,
+    /// `native-b`'s filter configuration keys: `filter_overrides` with
+    /// `BENCH_FILTER_CONFIG_B` merged over them.
+    pub native_b_overrides: serde_json::Map<String, serde_json::Value>,
     /// The collector-shim binary; None sends OTLP straight to the sink.
     pub shim: Option<PathBuf>,
     /// Scratch directory for configs and logs.
@@ -284,7 +289,7 @@ impl Harness {
         // Memory: the last round runs on until `soak` requests separate the two RSS readings.
         let served_since_rss: u64 = phases[1..].iter().map(|r| r.ok + r.failed).sum();
         let soak = match tracer {
-            Tracer::Baseline | Tracer::Filter | Tracer::Native => p.soak,
+            Tracer::Baseline | Tracer::Filter | Tracer::Native | Tracer::NativeB => p.soak,
             Tracer::WasmFloor | Tracer::NativeFloor | Tracer::NativeOtel | Tracer::NativeZipkin => {
                 p.soak_native
             }
@@ -367,7 +372,15 @@ pub async fn start_config(
     dir: &std::path::Path,
 ) -> Result<Running, String> {
     let sink = Sink::start().await.map_err(|e| format!("sink: {e}"))?;
-    let uses_otlp = matches!(tracer, Tracer::Filter | Tracer::Native | Tracer::NativeOtel);
+    let uses_otlp = matches!(
+        tracer,
+        Tracer::Filter | Tracer::Native | Tracer::NativeB | Tracer::NativeOtel
+    );
+    // The A/B build lives in its own directory under the same file name.
+    let (modules_dir, filter_overrides) = match tracer {
+        Tracer::NativeB => (&components.native_b_dir, &components.native_b_overrides),
+        _ => (&components.native_dir, &components.filter_overrides),
+    };
     let shim = match (&components.shim, uses_otlp) {
         (Some(bin), true) => Some(Shim::start(bin, sink.addr, &dir.join("shim")).await?),
         _ => None,
@@ -383,9 +396,9 @@ pub async fn start_config(
         flush_interval_ms: FLUSH_INTERVAL_MS,
         wasm: &components.wasm,
         wasm_floor: &components.wasm_floor,
-        native_dir: &components.native_dir,
+        native_dir: modules_dir,
         floor_overrides: &components.floor_overrides,
-        filter_overrides: &components.filter_overrides,
+        filter_overrides,
     };
     // Pinning puts Envoy's main thread and worker on the same CPUs (an experiment knob: what
     // crossing between cores costs a configuration that hands data from one to the other).
@@ -398,7 +411,7 @@ pub async fn start_config(
         &components.envoy,
         &setup.render(),
         dir,
-        &components.native_dir,
+        modules_dir,
         &wrapper,
         Duration::from_secs(60),
     )

@@ -149,6 +149,10 @@ pub struct Tools {
     pub wasm_floor: PathBuf,
     /// The directory of the native modules.
     pub native_dir: PathBuf,
+    /// The directory of the `native-b` build.
+    pub native_b_dir: PathBuf,
+    /// `native-b`'s filter configuration keys.
+    pub native_b_overrides: serde_json::Map<String, serde_json::Value>,
     /// collector-shim (release).
     pub shim: PathBuf,
     /// Scratch directory.
@@ -307,10 +311,17 @@ pub async fn count(
     let cg_dir = dir.join("callgrind");
     std::fs::create_dir_all(&cg_dir).map_err(|e| format!("{}: {e}", cg_dir.display()))?;
     let sink = Sink::start().await.map_err(|e| format!("sink: {e}"))?;
-    let shim = if matches!(tracer, Tracer::Filter | Tracer::Native | Tracer::NativeOtel) {
+    let shim = if matches!(
+        tracer,
+        Tracer::Filter | Tracer::Native | Tracer::NativeB | Tracer::NativeOtel
+    ) {
         Some(Shim::start(&tools.shim, sink.addr, &dir.join("shim")).await?)
     } else {
         None
+    };
+    let (modules_dir, filter_overrides) = match tracer {
+        Tracer::NativeB => (&tools.native_b_dir, &tools.native_b_overrides),
+        _ => (&tools.native_dir, &tools.filter_overrides),
     };
     let setup = Setup {
         tracer,
@@ -323,9 +334,9 @@ pub async fn count(
         flush_interval_ms: FLUSH_INTERVAL_MS,
         wasm: &tools.wasm,
         wasm_floor: &tools.wasm_floor,
-        native_dir: &tools.native_dir,
+        native_dir: modules_dir,
         floor_overrides: &tools.floor_overrides,
-        filter_overrides: &tools.filter_overrides,
+        filter_overrides,
     };
     let kernel = kernel_mode();
     let wrapper = if kernel {
@@ -346,7 +357,7 @@ pub async fn count(
         &tools.envoy,
         &setup.render(),
         &dir,
-        &tools.native_dir,
+        modules_dir,
         &wrapper,
         Duration::from_secs(300),
     )

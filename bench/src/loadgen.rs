@@ -225,46 +225,76 @@ pub async fn closed_loop(
     lanes: usize,
     total: u64,
 ) -> LoadResult {
-    let shared = Shared::new();
-    let start = Instant::now();
-    let senders = match open_lanes(addr, workload, lanes).await {
-        Ok(s) => s,
+    match Lanes::open(addr, workload, lanes).await {
+        Ok(mut lanes) => lanes.closed_loop(total).await,
         Err(e) => {
+            let shared = Shared::new();
             shared.record(&Err(e));
-            return shared.result(start.elapsed(), Vec::new());
+            shared.result(Duration::ZERO, Vec::new())
         }
-    };
-    let budget = failure_budget(total);
-    let mut tasks = Vec::with_capacity(senders.len());
-    for mut sender in senders {
-        let shared = shared.clone();
-        tasks.push(tokio::spawn(async move {
-            while shared.claimed.fetch_add(1, Ordering::Relaxed) < total {
-                let outcome = one_request(&mut sender).await;
-                let failed = outcome.is_err();
-                shared.record(&outcome);
-                if failed {
-                    if shared.failed.load(Ordering::Relaxed) > budget {
-                        break;
-                    }
-                    if let Sender::H1(_) = sender {
-                        // A failed HTTP/1.1 exchange may leave the connection unusable.
-                        match connect_h1(addr).await {
-                            Ok(fresh) => sender = fresh,
-                            Err(e) => {
-                                shared.record(&Err(e));
-                                break;
+    }
+}
+
+/// Lanes kept open from one closed-loop phase to the next, so that phases of a few hundred
+/// requests (the paired measurement's turns) do not pay a connection set-up each.
+pub struct Lanes {
+    addr: SocketAddr,
+    senders: Vec<Sender>,
+}
+
+impl Lanes {
+    /// Opens `lanes` lanes to `addr`.
+    pub async fn open(addr: SocketAddr, workload: Workload, lanes: usize) -> Result<Lanes, String> {
+        Ok(Lanes {
+            addr,
+            senders: open_lanes(addr, workload, lanes).await?,
+        })
+    }
+
+    /// Sends `total` requests back to back on the open lanes. A lane whose HTTP/1.1
+    /// connection broke is reconnected; one that cannot be is closed for good.
+    pub async fn closed_loop(&mut self, total: u64) -> LoadResult {
+        let shared = Shared::new();
+        let start = Instant::now();
+        let budget = failure_budget(total);
+        let addr = self.addr;
+        let mut tasks = Vec::with_capacity(self.senders.len());
+        for mut sender in self.senders.drain(..) {
+            let shared = shared.clone();
+            tasks.push(tokio::spawn(async move {
+                while shared.claimed.fetch_add(1, Ordering::Relaxed) < total {
+                    let outcome = one_request(&mut sender).await;
+                    let failed = outcome.is_err();
+                    shared.record(&outcome);
+                    if failed {
+                        if shared.failed.load(Ordering::Relaxed) > budget {
+                            break;
+                        }
+                        if let Sender::H1(_) = sender {
+                            // A failed HTTP/1.1 exchange may leave the connection unusable.
+                            match connect_h1(addr).await {
+                                Ok(fresh) => sender = fresh,
+                                Err(e) => {
+                                    shared.record(&Err(e));
+                                    return None;
+                                }
                             }
                         }
                     }
                 }
+                Some(sender)
+            }));
+        }
+        for task in tasks {
+            if let Ok(Some(sender)) = task.await {
+                self.senders.push(sender);
             }
-        }));
+        }
+        if self.senders.is_empty() && shared.ok.load(Ordering::Relaxed) < total {
+            shared.record(&Err("every lane is closed".to_owned()));
+        }
+        shared.result(start.elapsed(), Vec::new())
     }
-    for task in tasks {
-        let _ = task.await;
-    }
-    shared.result(start.elapsed(), Vec::new())
 }
 
 /// Fixed rate: `total` requests at `rate` per second in all, spread evenly over `lanes` lanes.

@@ -40,9 +40,13 @@
 //! `aetherflow-bench paired` (see `paired.rs`): the configurations of `BENCH_CONFIGS` (default
 //! all but Envoy's Zipkin tracer) running at once, Envoy CPU per request in interleaved slices
 //! (closed loop by default), each slice against its own baseline; `BENCH_PAIRED_SLICES`,
-//! `BENCH_PAIRED_REQUESTS` (per configuration and slice), `BENCH_PAIRED_RATE` (req/s: a fixed
+//! `BENCH_PAIRED_REQUESTS` (per configuration and slice), `BENCH_PAIRED_TURNS` (the short
+//! round-robin turns a closed-loop slice is sent in), `BENCH_PAIRED_RATE` (req/s: a fixed
 //! rate instead of the closed loop), `BENCH_WORKLOADS`, `BENCH_QUICK`, `BENCH_OUT` (writes
-//! `paired.json`).
+//! `paired.json`). `BENCH_CONFIGS` may name `native-b`, the other half of an A/B in one run:
+//! the native module again, or another build of it (`AETHERFLOW_NATIVE_B`, a
+//! `libaetherflow_trace.so` in another directory), with `BENCH_FILTER_CONFIG_B` merged over
+//! its configuration.
 //!
 //! `aetherflow-bench instructions` (see `instructions.rs`) takes `BENCH_CONFIGS`,
 //! `BENCH_WORKLOADS`, `BENCH_QUICK`, `BENCH_OUT`, and `BENCH_CG_REQUESTS`, `BENCH_CG_RUNS`,
@@ -107,7 +111,7 @@ fn configure() -> Result<Plan, String> {
         profile.soak_native = s;
     }
     let mut tracers: Vec<Tracer> = match env_list("BENCH_CONFIGS") {
-        None => Tracer::ALL.to_vec(),
+        None => Tracer::STANDARD.to_vec(),
         Some(names) => names
             .iter()
             .map(|n| {
@@ -155,8 +159,25 @@ fn configure() -> Result<Plan, String> {
         .parent()
         .map(std::path::Path::to_path_buf)
         .unwrap_or_default();
+    // By default `native-b` is the same build: an A/B of configurations (`BENCH_FILTER_CONFIG_B`).
+    let native_b = std::env::var_os("AETHERFLOW_NATIVE_B")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| native.clone());
+    if tracers.contains(&Tracer::NativeB)
+        && native_b.file_name() != Some(std::ffi::OsStr::new("libaetherflow_trace.so"))
+    {
+        return Err(format!(
+            "AETHERFLOW_NATIVE_B: {} must be named libaetherflow_trace.so (Envoy loads the module by that name)",
+            native_b.display()
+        ));
+    }
+    let native_b_dir = native_b
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
     for (tracer, file) in [
         (Tracer::Native, native.clone()),
+        (Tracer::NativeB, native_b.clone()),
         (
             Tracer::NativeFloor,
             native_dir.join("libaetherflow_native_floor.so"),
@@ -171,8 +192,10 @@ fn configure() -> Result<Plan, String> {
             tracers.retain(|t| *t != tracer);
         }
     }
+    let filter_overrides = json_object_from_env("BENCH_FILTER_CONFIG")?;
     let components = Components {
         native_dir,
+        native_b_dir,
         envoy: path_from_env("AETHERFLOW_ENVOY", ".tools/bin/envoy"),
         wasm: path_from_env(
             "AETHERFLOW_WASM",
@@ -181,17 +204,14 @@ fn configure() -> Result<Plan, String> {
         wasm_floor,
         shim,
         work_dir: std::env::temp_dir().join(format!("aetherflow-bench-{}", std::process::id())),
-        filter_overrides: match std::env::var("BENCH_FILTER_CONFIG") {
-            Ok(v) if !v.trim().is_empty() => serde_json::from_str(&v)
-                .map_err(|e| format!("BENCH_FILTER_CONFIG: not a JSON object: {e}"))?,
-            _ => Default::default(),
+        native_b_overrides: {
+            let mut merged = filter_overrides.clone();
+            merged.extend(json_object_from_env("BENCH_FILTER_CONFIG_B")?);
+            merged
         },
+        filter_overrides,
         envoy_cpus: std::env::var("BENCH_ENVOY_CPUS").unwrap_or_default(),
-        floor_overrides: match std::env::var("BENCH_FLOOR_CONFIG") {
-            Ok(v) if !v.trim().is_empty() => serde_json::from_str(&v)
-                .map_err(|e| format!("BENCH_FLOOR_CONFIG: not a JSON object: {e}"))?,
-            _ => Default::default(),
-        },
+        floor_overrides: json_object_from_env("BENCH_FLOOR_CONFIG")?,
     };
     let out = out_dir(quick);
     Ok(Plan {
@@ -241,6 +261,16 @@ fn micro() -> ExitCode {
 }
 
 /// Where results go: `BENCH_OUT`, else `bench/results` (`target/bench-quick` in quick mode).
+/// A JSON object from `name` (empty when unset or blank).
+fn json_object_from_env(name: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => {
+            serde_json::from_str(&v).map_err(|e| format!("{name}: not a JSON object: {e}"))
+        }
+        _ => Ok(Default::default()),
+    }
+}
+
 fn out_dir(quick: bool) -> std::path::PathBuf {
     match std::env::var_os("BENCH_OUT") {
         Some(v) if !v.is_empty() => v.into(),
@@ -325,6 +355,8 @@ async fn instructions() -> Result<bool, String> {
         wasm: c.components.wasm.clone(),
         wasm_floor: c.components.wasm_floor.clone(),
         native_dir: c.components.native_dir.clone(),
+        native_b_dir: c.components.native_b_dir.clone(),
+        native_b_overrides: c.components.native_b_overrides.clone(),
         shim: c
             .components
             .shim
@@ -536,6 +568,9 @@ async fn paired(plan: Plan) -> Result<bool, String> {
     if let Some(n) = env_num("BENCH_PAIRED_REQUESTS")? {
         p.requests = n;
         p.grpc_requests = n;
+    }
+    if let Some(n) = env_num("BENCH_PAIRED_TURNS")? {
+        p.turns = n;
     }
     // Envoy's Zipkin tracer costs 4 to 10 times the others per request: its turns would take
     // most of the run, so it is measured only when named.

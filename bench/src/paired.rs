@@ -33,6 +33,10 @@ pub struct PairedPlan {
     pub slices: usize,
     /// Requests per configuration and slice, HTTP/1.1.
     pub requests: u64,
+    /// Turns per slice in a closed loop: each configuration's requests of a slice are sent in
+    /// this many short turns, round robin, so that every configuration meets the same moments
+    /// of the machine's speed (it moves within seconds); the CPU is read once per slice.
+    pub turns: u64,
     /// The same for gRPC.
     pub grpc_requests: u64,
     /// Requests per second of a fixed-rate load; None: a closed loop of `lanes` (the CPU at
@@ -56,6 +60,7 @@ impl PairedPlan {
         Self {
             slices: 20,
             requests: 6_000,
+            turns: 20,
             grpc_requests: 4_000,
             rate: None,
             settle_ms: 1_200,
@@ -70,6 +75,7 @@ impl PairedPlan {
         Self {
             slices: 3,
             requests: 1_000,
+            turns: 4,
             grpc_requests: 500,
             rate: None,
             settle_ms: 1_200,
@@ -91,6 +97,9 @@ pub struct SliceSample {
     pub slice: usize,
     /// Envoy CPU time (user + system, all threads) over the load and the settle, per request.
     pub envoy_cpu_us_per_request: f64,
+    /// The part of it on Envoy's worker threads (the request path); the rest ran on the
+    /// main thread (export) and Envoy's other threads.
+    pub worker_cpu_us_per_request: f64,
     /// Requests answered as expected.
     pub ok: u64,
     /// Requests that failed.
@@ -108,6 +117,10 @@ pub struct PairedRow {
     pub envoy_cpu_us_per_request: Option<Quartiles>,
     /// Minus the baseline's in the same slice.
     pub added_cpu_us_per_request: Option<Quartiles>,
+    /// The part of the addition on the worker threads (request path), per slice.
+    pub added_worker_cpu_us_per_request: Option<Quartiles>,
+    /// The part of the addition on every other thread (export, stats), per slice.
+    pub added_other_cpu_us_per_request: Option<Quartiles>,
     /// Added CPU over the OpenTelemetry tracer's added CPU in the same slice.
     pub added_ratio_to_native_otel: Option<Quartiles>,
     /// Requests answered as expected, warm-up included.
@@ -192,15 +205,44 @@ pub async fn run(
             Workload::Grpc => plan.grpc_requests,
         };
         let mut this_workload = Vec::new();
+        let mut lanes_of = Vec::new();
+        if plan.rate.is_none() {
+            for r in &running {
+                lanes_of.push(
+                    loadgen::Lanes::open(r.envoy.listener, workload, lanes(plan, workload)).await?,
+                );
+            }
+        }
         for slice in 0..plan.slices {
-            for i in order(tracers.len(), slice) {
-                let s = one_slice(plan, &running[i], tracers[i], workload, slice, per_slice).await;
+            let slice_samples = if plan.rate.is_none() {
+                interleaved_slice(
+                    plan,
+                    &running,
+                    &mut lanes_of,
+                    &tracers,
+                    workload,
+                    slice,
+                    per_slice,
+                )
+                .await
+            } else {
+                let mut v = Vec::new();
+                for i in order(tracers.len(), slice) {
+                    v.push(
+                        one_slice(plan, &running[i], tracers[i], workload, slice, per_slice).await,
+                    );
+                }
+                v
+            };
+            for s in slice_samples {
+                let i = tracers.iter().position(|t| *t == s.tracer).unwrap_or(0);
                 served[i].0 += s.ok;
                 served[i].1 += s.failed;
                 progress(&s);
                 this_workload.push(s);
             }
         }
+        drop(lanes_of);
         for (i, r) in running.iter().enumerate() {
             let expected = served[i].0 * tracers[i].spans_per_request();
             let received = wait_for_spans(&r.sink, expected).await;
@@ -232,6 +274,97 @@ fn lanes(plan: &PairedPlan, workload: Workload) -> usize {
     }
 }
 
+/// One closed-loop slice: every configuration's requests in `plan.turns` short turns, round
+/// robin (the order rotated each turn), then one settle for all, with each Envoy's CPU read
+/// before the first turn and after the settle. An Envoy's background work (its export) is in
+/// its own process's time whenever it runs.
+async fn interleaved_slice(
+    plan: &PairedPlan,
+    running: &[Running],
+    lanes_of: &mut [loadgen::Lanes],
+    tracers: &[Tracer],
+    workload: Workload,
+    slice: usize,
+    requests: u64,
+) -> Vec<SliceSample> {
+    let n = running.len();
+    let turns = plan.turns.clamp(1, requests.max(1));
+    let before: Vec<_> = running
+        .iter()
+        .map(|r| CpuMark::read(r.envoy.pid()))
+        .collect();
+    let mut served = vec![(0u64, 0u64); n];
+    for turn in 0..turns {
+        // The last turn takes the remainder.
+        let share = if turn + 1 == turns {
+            requests - requests / turns * (turns - 1)
+        } else {
+            requests / turns
+        };
+        for i in order(n, slice * turns as usize + turn as usize) {
+            let load = lanes_of[i].closed_loop(share).await;
+            served[i].0 += load.ok;
+            served[i].1 += load.failed;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(plan.settle_ms)).await;
+    (0..n)
+        .map(|i| {
+            let split = before[i].since(running[i].envoy.pid());
+            sample(tracers[i], workload, slice, split, served[i])
+        })
+        .collect()
+}
+
+/// An Envoy's CPU at the start of a measurement: by thread role, and the coarse total for
+/// when a thread ends between two readings (the fine split is then unusable).
+struct CpuMark {
+    split: Option<procfs::ThreadCpu>,
+    coarse: Duration,
+}
+
+impl CpuMark {
+    fn read(pid: u32) -> CpuMark {
+        CpuMark {
+            split: procfs::thread_cpu(pid),
+            coarse: procfs::cpu_time(pid).unwrap_or_default(),
+        }
+    }
+
+    /// The CPU used since this mark; with the coarse fallback nothing is on the workers.
+    fn since(&self, pid: u32) -> procfs::ThreadCpu {
+        match (self.split, procfs::thread_cpu(pid)) {
+            (Some(a), Some(b)) if b.workers >= a.workers && b.others >= a.others => b.since(&a),
+            _ => procfs::ThreadCpu {
+                workers: Duration::ZERO,
+                others: procfs::cpu_time(pid)
+                    .unwrap_or_default()
+                    .saturating_sub(self.coarse),
+            },
+        }
+    }
+}
+
+fn sample(
+    tracer: Tracer,
+    workload: Workload,
+    slice: usize,
+    split: procfs::ThreadCpu,
+    (ok, failed): (u64, u64),
+) -> SliceSample {
+    let per_request = |d: Duration| d.as_secs_f64() * 1e6 / ok.max(1) as f64;
+    SliceSample {
+        tracer,
+        workload,
+        slice,
+        envoy_cpu_us_per_request: per_request(split.workers + split.others),
+        worker_cpu_us_per_request: per_request(split.workers),
+        ok,
+        failed,
+    }
+}
+
+/// One fixed-rate slice of one configuration, then its settle.
 async fn one_slice(
     plan: &PairedPlan,
     r: &Running,
@@ -241,23 +374,19 @@ async fn one_slice(
     requests: u64,
 ) -> SliceSample {
     let (pid, target, lanes) = (r.envoy.pid(), r.envoy.listener, lanes(plan, workload));
-    let cpu0 = procfs::cpu_time_fine(pid).unwrap_or_default();
+    let mark = CpuMark::read(pid);
     let load = match plan.rate {
         Some(rate) => loadgen::fixed_rate(target, workload, lanes, rate, requests).await,
         None => loadgen::closed_loop(target, workload, lanes, requests).await,
     };
     tokio::time::sleep(Duration::from_millis(plan.settle_ms)).await;
-    let cpu = procfs::cpu_time_fine(pid)
-        .unwrap_or_default()
-        .saturating_sub(cpu0);
-    SliceSample {
+    sample(
         tracer,
         workload,
         slice,
-        envoy_cpu_us_per_request: cpu.as_secs_f64() * 1e6 / load.ok.max(1) as f64,
-        ok: load.ok,
-        failed: load.failed,
-    }
+        mark.since(pid),
+        (load.ok, load.failed),
+    )
 }
 
 /// The figures of `tracer` from the slices of one workload.
@@ -268,20 +397,29 @@ fn row(
     (ok, failed): (u64, u64),
     (spans_expected, spans_received): (u64, u64),
 ) -> PairedRow {
-    let by_slice = |t: Tracer| -> BTreeMap<usize, f64> {
+    let by_slice = |t: Tracer, of: fn(&SliceSample) -> f64| -> BTreeMap<usize, f64> {
         samples
             .iter()
             .filter(|s| s.tracer == t)
-            .map(|s| (s.slice, s.envoy_cpu_us_per_request))
+            .map(|s| (s.slice, of(s)))
             .collect()
     };
-    let own = by_slice(tracer);
-    let base = by_slice(Tracer::Baseline);
-    let otel = by_slice(Tracer::NativeOtel);
-    let added: BTreeMap<usize, f64> = own
-        .iter()
-        .filter_map(|(k, v)| Some((*k, v - base.get(k)?)))
-        .collect();
+    let total: fn(&SliceSample) -> f64 = |s| s.envoy_cpu_us_per_request;
+    let worker: fn(&SliceSample) -> f64 = |s| s.worker_cpu_us_per_request;
+    let other: fn(&SliceSample) -> f64 =
+        |s| s.envoy_cpu_us_per_request - s.worker_cpu_us_per_request;
+    let own = by_slice(tracer, total);
+    let base = by_slice(Tracer::Baseline, total);
+    let otel = by_slice(Tracer::NativeOtel, total);
+    let minus_base = |of: fn(&SliceSample) -> f64| {
+        let (own, base) = (by_slice(tracer, of), by_slice(Tracer::Baseline, of));
+        let added: BTreeMap<usize, f64> = own
+            .iter()
+            .filter_map(|(k, v)| Some((*k, v - base.get(k)?)))
+            .collect();
+        added
+    };
+    let added = minus_base(total);
     let ratio = added.iter().filter_map(|(k, a)| {
         let o = otel.get(k)? - base.get(k)?;
         (o > 0.0).then(|| a / o)
@@ -291,6 +429,8 @@ fn row(
         workload,
         envoy_cpu_us_per_request: Quartiles::of(own.values().copied()),
         added_cpu_us_per_request: Quartiles::of(added.values().copied()),
+        added_worker_cpu_us_per_request: Quartiles::of(minus_base(worker).into_values()),
+        added_other_cpu_us_per_request: Quartiles::of(minus_base(other).into_values()),
         added_ratio_to_native_otel: Quartiles::of(ratio),
         requests_ok: ok,
         requests_failed: failed,
@@ -314,16 +454,25 @@ pub fn table(report: &PairedReport) -> String {
         report.plan.slices
     );
     out.push_str(&format!(
-        "{:<14}{:<7}{:>26}{:>26}{:>26}{:>16}\n",
-        "configuration", "load", "µs/req", "added µs/req", "added vs native OTel", "spans"
+        "{:<14}{:<7}{:>24}{:>24}{:>24}{:>24}{:>24}{:>16}\n",
+        "configuration",
+        "load",
+        "µs/req",
+        "added µs/req",
+        "added on workers",
+        "added elsewhere",
+        "added vs native OTel",
+        "spans"
     ));
     for r in &report.rows {
         out.push_str(&format!(
-            "{:<14}{:<7}{:>26}{:>26}{:>26}{:>16}\n",
+            "{:<14}{:<7}{:>24}{:>24}{:>24}{:>24}{:>24}{:>16}\n",
             r.tracer.name(),
             format!("{:?}", r.workload).to_lowercase(),
             q(&r.envoy_cpu_us_per_request, 1),
             q(&r.added_cpu_us_per_request, 1),
+            q(&r.added_worker_cpu_us_per_request, 1),
+            q(&r.added_other_cpu_us_per_request, 1),
             q(&r.added_ratio_to_native_otel, 2),
             format!("{}/{}", r.spans_received, r.spans_expected),
         ));
@@ -353,6 +502,7 @@ mod tests {
             workload: Workload::Http1,
             slice,
             envoy_cpu_us_per_request: cpu,
+            worker_cpu_us_per_request: cpu / 2.0,
             ok: 1,
             failed: 0,
         };
@@ -371,5 +521,10 @@ mod tests {
         assert!((ratio.q1 - 0.2).abs() < 1e-9 && (ratio.q3 - 0.2).abs() < 1e-9);
         let added = r.added_cpu_us_per_request.expect("added");
         assert_eq!((added.q1, added.q3), (6.25, 8.75));
+        // Half of every figure is on the workers in this fixture, so half of the addition too.
+        let workers = r.added_worker_cpu_us_per_request.expect("workers");
+        let others = r.added_other_cpu_us_per_request.expect("others");
+        assert_eq!((workers.q1, workers.q3), (3.125, 4.375));
+        assert_eq!((others.q1, others.q3), (3.125, 4.375));
     }
 }

@@ -23,7 +23,7 @@ const FONT_PATHS: &[&str] = &[
 ];
 
 /// Colors per configuration, in `Tracer::ALL` order.
-const COLORS: [RGBColor; 7] = [
+const COLORS: [RGBColor; 8] = [
     RGBColor(140, 140, 140),
     RGBColor(190, 190, 190),
     RGBColor(31, 119, 180),
@@ -31,6 +31,7 @@ const COLORS: [RGBColor; 7] = [
     RGBColor(148, 103, 189),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
+    RGBColor(197, 176, 213),
 ];
 
 fn register_font() -> Result<(), String> {

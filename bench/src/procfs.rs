@@ -19,15 +19,46 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
 /// `sched` files (or a thread ends between the listing and its reading: its time is then
 /// missing from one reading, so the fallback is taken for that reading as a whole).
 pub fn cpu_time_fine(pid: u32) -> Option<Duration> {
-    let fine = || -> Option<Duration> {
-        let mut ns: u64 = 0;
-        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-            let sched = std::fs::read_to_string(task.ok()?.path().join("sched")).ok()?;
-            ns = ns.checked_add(parse_sched_runtime_ns(&sched)?)?;
+    thread_cpu(pid)
+        .map(|t| t.workers + t.others)
+        .or_else(|| cpu_time(pid))
+}
+
+/// CPU time of a process split by thread role, at the resolution of [`cpu_time_fine`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ThreadCpu {
+    /// Envoy's worker threads (named `wrk:…`): the request path.
+    pub workers: Duration,
+    /// Every other thread: Envoy's main thread (export callouts, stats), its file flush and
+    /// access-log threads, and any thread a module starts.
+    pub others: Duration,
+}
+
+impl ThreadCpu {
+    /// Time used between `earlier` and `self`.
+    pub fn since(&self, earlier: &ThreadCpu) -> ThreadCpu {
+        ThreadCpu {
+            workers: self.workers.saturating_sub(earlier.workers),
+            others: self.others.saturating_sub(earlier.others),
         }
-        Some(Duration::from_nanos(ns))
-    };
-    fine().or_else(|| cpu_time(pid))
+    }
+}
+
+/// Every thread's `se.sum_exec_runtime`, summed by role; `None` without `sched` files.
+pub fn thread_cpu(pid: u32) -> Option<ThreadCpu> {
+    let mut split = ThreadCpu::default();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let path = task.ok()?.path();
+        let sched = std::fs::read_to_string(path.join("sched")).ok()?;
+        let ns = Duration::from_nanos(parse_sched_runtime_ns(&sched)?);
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.starts_with("wrk:") {
+            split.workers += ns;
+        } else {
+            split.others += ns;
+        }
+    }
+    Some(split)
 }
 
 /// `se.sum_exec_runtime : 1234.567890` (milliseconds) in nanoseconds.
@@ -97,6 +128,30 @@ mod tests {
         // A command name with a space and a parenthesis, as the kernel allows.
         let stat = "4242 (envoy (main)) S 1 4242 4242 0 -1 4194560 2000 0 0 0 250 50 0 0 20 0 3 0";
         assert_eq!(parse_stat_cpu(stat, 100), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn this_process_threads_are_split_by_name() {
+        // A thread named like an Envoy worker does some work, then waits while it is read.
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let (end_tx, end_rx) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::Builder::new()
+            .name("wrk:worker_0".into())
+            .spawn(move || {
+                let mut x = 0u64;
+                for i in 0..5_000_000u64 {
+                    x = std::hint::black_box(x.wrapping_add(i));
+                }
+                let _ = done_tx.send(x);
+                let _ = end_rx.recv();
+            })
+            .expect("spawn");
+        done_rx.recv().expect("worker done");
+        let split = thread_cpu(std::process::id()).expect("sched files");
+        drop(end_tx);
+        worker.join().expect("join");
+        assert!(split.workers > Duration::ZERO, "{split:?}");
+        assert!(split.others > Duration::ZERO, "{split:?}");
     }
 
     #[test]

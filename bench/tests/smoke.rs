@@ -44,6 +44,8 @@ fn components(name: &str) -> Components {
         .parent()
         .map(std::path::Path::to_path_buf)
         .unwrap_or_default(),
+        native_b_dir: Default::default(),
+        native_b_overrides: Default::default(),
         shim: Some(component(
             "AETHERFLOW_SHIM_BIN",
             "target/debug/collector-shim",
@@ -69,7 +71,7 @@ fn quick_profile_serves_every_request_and_delivers_every_span() {
             .await
             .expect("upstream starts");
         harness
-            .run(&Tracer::ALL, &[Workload::Http1, Workload::Grpc], |_| {})
+            .run(&Tracer::STANDARD, &[Workload::Http1, Workload::Grpc], |_| {})
             .await
             .unwrap_or_else(|e| panic!("harness run failed: {e}"))
     });
@@ -77,7 +79,7 @@ fn quick_profile_serves_every_request_and_delivers_every_span() {
 
     assert_eq!(
         samples.len(),
-        Tracer::ALL.len() * 2,
+        Tracer::STANDARD.len() * 2,
         "one sample per configuration and workload"
     );
     for s in &samples {
