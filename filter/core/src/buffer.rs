@@ -25,24 +25,25 @@ pub enum Pushed {
     Dropped,
 }
 
-/// Finished spans waiting for export.
+/// Finished spans waiting for export: the span model (Wasm), or spans already encoded
+/// ([`crate::wire::EncodedSpan`], the native module).
 #[derive(Debug)]
-pub struct SpanBuffer {
-    spans: VecDeque<Span>,
+pub struct SpanBuffer<T = Span> {
+    spans: VecDeque<T>,
     max_buffered: usize,
     max_batch: usize,
     flush_interval_ns: u64,
     last_flush_ns: u64,
 }
 
-impl SpanBuffer {
+impl<T> SpanBuffer<T> {
     /// An empty buffer; `now_ns` starts the first flush interval.
     pub fn new(
         max_buffered: usize,
         max_batch: usize,
         flush_interval_ms: u64,
         now_ns: u64,
-    ) -> SpanBuffer {
+    ) -> SpanBuffer<T> {
         SpanBuffer {
             spans: VecDeque::new(),
             max_buffered: max_buffered.max(1),
@@ -53,7 +54,7 @@ impl SpanBuffer {
     }
 
     /// Adds a finished span, unless the buffer is full.
-    pub fn push(&mut self, span: Span) -> Pushed {
+    pub fn push(&mut self, span: T) -> Pushed {
         if self.spans.len() >= self.max_buffered {
             return Pushed::Dropped;
         }
@@ -76,7 +77,7 @@ impl SpanBuffer {
     /// The next batch to send at `now_ns`: a full batch whenever there is one; otherwise
     /// what is left once the flush interval has passed since the last partial flush (or
     /// when `force` is set, at shutdown). Call repeatedly while the caller can send.
-    pub fn next_batch(&mut self, now_ns: u64, force: bool) -> Option<Vec<Span>> {
+    pub fn next_batch(&mut self, now_ns: u64, force: bool) -> Option<Vec<T>> {
         let n = self.spans.len();
         if n >= self.max_batch {
             return Some(self.spans.drain(..self.max_batch).collect());

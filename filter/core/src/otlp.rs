@@ -125,6 +125,8 @@ pub fn export_request(
     }
 }
 
+pub use crate::wire::EncodedSpan;
+
 /// Encodes export requests for one resource: the resource and scope are encoded once, the
 /// spans are written directly (see [`crate::wire`]).
 #[derive(Clone, Debug)]
@@ -150,6 +152,11 @@ impl Encoder {
     /// The protobuf body (`ExportTraceServiceRequest`) for `spans`.
     pub fn encode(&self, spans: &[Span]) -> Vec<u8> {
         crate::wire::export_request(&self.resource, &self.scope, SCHEMA_URL, spans)
+    }
+
+    /// The protobuf body for spans encoded when they ended.
+    pub fn encode_encoded(&self, spans: &[EncodedSpan]) -> Vec<u8> {
+        crate::wire::export_request_encoded(&self.resource, &self.scope, SCHEMA_URL, spans)
     }
 }
 
@@ -282,6 +289,12 @@ mod tests {
         msg.status_message = "boom".into();
         let spans = vec![sample(true), ok, msg];
         let wire = Encoder::new(&res).encode(&spans);
+        let encoded: Vec<_> = spans.iter().map(EncodedSpan::of).collect();
+        assert_eq!(
+            Encoder::new(&res).encode_encoded(&encoded),
+            wire,
+            "spans encoded when they end give the same request"
+        );
         let decoded = ExportTraceServiceRequest::decode(wire.as_slice()).unwrap();
         assert_eq!(decoded, export_request(&res, spans.clone()));
         assert_eq!(
@@ -290,6 +303,7 @@ mod tests {
             "byte for byte"
         );
         let empty = Encoder::new(&res).encode(&[]);
+        assert_eq!(Encoder::new(&res).encode_encoded(&[]), empty);
         assert_eq!(
             ExportTraceServiceRequest::decode(empty.as_slice()).unwrap(),
             export_request(&res, vec![])

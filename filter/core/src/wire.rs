@@ -166,12 +166,60 @@ fn put_span(out: &mut Vec<u8>, s: &Span, len: usize) {
     out.extend_from_slice(&s.otlp_flags().to_le_bytes());
 }
 
+/// One span already written as a `ScopeSpans.spans` field (key, length, `Span` message):
+/// what the native module keeps between a span's end and its export, so that the span's
+/// allocations are freed on the thread that made them and one buffer crosses to the
+/// exporting thread.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedSpan(Vec<u8>);
+
+impl EncodedSpan {
+    /// Encodes `s`.
+    pub fn of(s: &Span) -> EncodedSpan {
+        let len = span_len(s);
+        let mut out = Vec::with_capacity(ld_len(len));
+        put_span(&mut out, s, len);
+        EncodedSpan(out)
+    }
+
+    /// The field's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// Writes an `ExportTraceServiceRequest` with one `ResourceSpans` (the already encoded
 /// `resource` message), one `ScopeSpans` (the already encoded `scope` message) and `spans`.
 pub fn export_request(resource: &[u8], scope: &[u8], schema_url: &str, spans: &[Span]) -> Vec<u8> {
     // Each span's length once: it is needed for the enclosing lengths and its own header.
     let lens: Vec<usize> = spans.iter().map(span_len).collect();
     let spans_len: usize = lens.iter().map(|n| ld_len(*n)).sum();
+    let mut out = envelope(resource, scope, schema_url, spans_len);
+    for (s, len) in spans.iter().zip(lens) {
+        put_span(&mut out, s, len);
+    }
+    close(&mut out, schema_url);
+    out
+}
+
+/// [`export_request`] for spans already encoded.
+pub fn export_request_encoded(
+    resource: &[u8],
+    scope: &[u8],
+    schema_url: &str,
+    spans: &[EncodedSpan],
+) -> Vec<u8> {
+    let spans_len: usize = spans.iter().map(|s| s.0.len()).sum();
+    let mut out = envelope(resource, scope, schema_url, spans_len);
+    for s in spans {
+        out.extend_from_slice(&s.0);
+    }
+    close(&mut out, schema_url);
+    out
+}
+
+/// The request's bytes up to its first span, sized for `spans_len` bytes of span fields.
+fn envelope(resource: &[u8], scope: &[u8], schema_url: &str, spans_len: usize) -> Vec<u8> {
     let scope_spans_len = ld_len(scope.len()) + spans_len + str_len(schema_url);
     let resource_spans_len = ld_len(resource.len()) + ld_len(scope_spans_len) + str_len(schema_url);
     let mut out = Vec::with_capacity(ld_len(resource_spans_len));
@@ -179,12 +227,14 @@ pub fn export_request(resource: &[u8], scope: &[u8], schema_url: &str, spans: &[
     put_ld(&mut out, 1, resource);
     put_ld_header(&mut out, 2, scope_spans_len);
     put_ld(&mut out, 1, scope);
-    for (s, len) in spans.iter().zip(lens) {
-        put_span(&mut out, s, len);
-    }
-    put_str(&mut out, 3, schema_url); // ScopeSpans.schema_url closes the scope spans,
-    put_str(&mut out, 3, schema_url); // then ResourceSpans.schema_url.
     out
+}
+
+/// After the last span: `ScopeSpans.schema_url` closes the scope spans, then
+/// `ResourceSpans.schema_url`.
+fn close(out: &mut Vec<u8>, schema_url: &str) {
+    put_str(out, 3, schema_url);
+    put_str(out, 3, schema_url);
 }
 
 #[cfg(test)]

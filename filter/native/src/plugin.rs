@@ -18,6 +18,7 @@ use aetherflow_core::buffer::{self, Pushed, SpanBuffer};
 use aetherflow_core::log_limit::LogLimiter;
 use aetherflow_core::metrics::{Kind, Metric};
 use aetherflow_core::otlp;
+use aetherflow_core::otlp::EncodedSpan;
 use aetherflow_core::retry::{self, RetryQueue};
 use aetherflow_core::span::Span;
 use aetherflow_core::stream::Tracer;
@@ -162,7 +163,8 @@ pub struct Plugin {
     pub metrics: Metrics,
     envoy: EnvoyConfig,
     encoder: otlp::Encoder,
-    buffer: Mutex<SpanBuffer>,
+    /// Spans encoded on the worker that ended them (see [`Plugin::push`]).
+    buffer: Mutex<SpanBuffer<EncodedSpan>>,
     /// A full-batch flush was asked and has not run yet (at most one event in flight).
     flush_asked: AtomicBool,
     scheduler: Mutex<Scheduler>,
@@ -313,7 +315,7 @@ impl Plugin {
             let batch = lock(&self.buffer).next_batch(now, true);
             let Some(batch) = batch else { break };
             requests.push(retry::Request::new(
-                self.encoder.encode(&batch),
+                self.encoder.encode_encoded(&batch),
                 batch.len(),
             ));
         }
@@ -342,7 +344,14 @@ impl Plugin {
     /// Buffers a finished span (worker thread), or drops and counts it when the buffer is
     /// full. A full batch asks the main thread for a flush at once.
     pub fn push(&self, filter: FilterEnvoyPtr, span: Span) {
-        let pushed = lock(&self.buffer).push(span);
+        // Encoded here, on the worker: the span's allocations are freed by the thread that
+        // made them (still in its cache and its allocator's local free list), and only one
+        // buffer per span crosses to the main thread. Built on the worker and freed on the
+        // main thread, each of a span's ~26 allocations moved between the cores' caches
+        // twice (measured in paired slices: see docs/native.md).
+        let encoded = EncodedSpan::of(&span);
+        drop(span);
+        let pushed = lock(&self.buffer).push(encoded);
         match pushed {
             Pushed::Dropped => {
                 self.metrics
@@ -402,7 +411,7 @@ impl Plugin {
                     None => {
                         let batch = lock(&self.buffer).next_batch(now, force_partial);
                         let Some(batch) = batch else { break };
-                        retry::Request::new(self.encoder.encode(&batch), batch.len())
+                        retry::Request::new(self.encoder.encode_encoded(&batch), batch.len())
                     }
                 },
             };
