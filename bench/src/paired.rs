@@ -123,6 +123,11 @@ pub struct PairedRow {
     pub added_other_cpu_us_per_request: Option<Quartiles>,
     /// Added CPU over the OpenTelemetry tracer's added CPU in the same slice.
     pub added_ratio_to_native_otel: Option<Quartiles>,
+    /// `native-b` only: its CPU per request minus `native`'s in the same slice (the A/B),
+    /// and in how many slices it was the lower of the two.
+    pub minus_native_us_per_request: Option<Quartiles>,
+    /// Slices where `native-b` used less CPU per request than `native`, of those compared.
+    pub lower_than_native_in: Option<(usize, usize)>,
     /// Requests answered as expected, warm-up included.
     pub requests_ok: u64,
     /// Requests that failed.
@@ -424,9 +429,20 @@ fn row(
         let o = otel.get(k)? - base.get(k)?;
         (o > 0.0).then(|| a / o)
     });
+    let native = by_slice(Tracer::Native, total);
+    let ab: Vec<f64> = if tracer == Tracer::NativeB {
+        own.iter()
+            .filter_map(|(k, v)| Some(v - native.get(k)?))
+            .collect()
+    } else {
+        Vec::new()
+    };
     PairedRow {
         tracer,
         workload,
+        minus_native_us_per_request: Quartiles::of(ab.iter().copied()),
+        lower_than_native_in: (!ab.is_empty())
+            .then(|| (ab.iter().filter(|d| **d < 0.0).count(), ab.len())),
         envoy_cpu_us_per_request: Quartiles::of(own.values().copied()),
         added_cpu_us_per_request: Quartiles::of(added.values().copied()),
         added_worker_cpu_us_per_request: Quartiles::of(minus_base(worker).into_values()),
@@ -477,6 +493,17 @@ pub fn table(report: &PairedReport) -> String {
             format!("{}/{}", r.spans_received, r.spans_expected),
         ));
     }
+    for r in &report.rows {
+        if let (Some(d), Some((lower, of))) =
+            (&r.minus_native_us_per_request, r.lower_than_native_in)
+        {
+            out.push_str(&format!(
+                "A/B {}: native-b minus native {} µs/req; native-b lower in {lower} of {of} slices\n",
+                format!("{:?}", r.workload).to_lowercase(),
+                q(&Some(d.clone()), 1),
+            ));
+        }
+    }
     out
 }
 
@@ -515,7 +542,18 @@ mod tests {
             s(Tracer::NativeOtel, 1, 170.0),
             s(Tracer::Native, 1, 130.0),
         ];
+        let mut with_b = samples.clone();
+        with_b.push(s(Tracer::NativeB, 0, 62.0));
+        with_b.push(s(Tracer::NativeB, 1, 125.0));
+        let b = row(Tracer::NativeB, Workload::Http1, &with_b, (2, 0), (2, 2));
+        let ab = b.minus_native_us_per_request.expect("an A/B row");
+        assert_eq!((ab.q1, ab.q3), (-4.5, -3.5));
+        assert_eq!(b.lower_than_native_in, Some((2, 2)));
         let r = row(Tracer::Native, Workload::Http1, &samples, (2, 0), (2, 2));
+        assert!(
+            r.minus_native_us_per_request.is_none(),
+            "only native-b has an A/B row"
+        );
         let ratio = r.added_ratio_to_native_otel.expect("ratio");
         assert!((ratio.median - 0.2).abs() < 1e-9, "{ratio:?}");
         assert!((ratio.q1 - 0.2).abs() < 1e-9 && (ratio.q3 - 0.2).abs() < 1e-9);
