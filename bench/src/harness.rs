@@ -96,6 +96,9 @@ pub struct Components {
     pub wasm_floor: PathBuf,
     /// The directory of the native modules (`libaetherflow_trace.so`, the native floor).
     pub native_dir: PathBuf,
+    /// The head-sampling ratio of every tracer (`BENCH_SAMPLE_RATIO`; [`SAMPLE_RATIO`] by
+    /// default).
+    pub sample_ratio: f64,
     /// The directory of the `native-b` build (`AETHERFLOW_NATIVE_B`'s, same file name).
     pub native_b_dir: PathBuf,
     /// `native-b`'s filter configuration keys: `filter_overrides` with
@@ -391,7 +394,7 @@ pub async fn start_config(
         upstream,
         otlp: shim.as_ref().map_or(sink.addr, |s| s.addr),
         zipkin: sink.addr,
-        sample_ratio: SAMPLE_RATIO,
+        sample_ratio: components.sample_ratio,
         batch_spans: BATCH_SPANS,
         flush_interval_ms: FLUSH_INTERVAL_MS,
         wasm: &components.wasm,

@@ -53,7 +53,7 @@
 //! `BENCH_CG_WARMUP` (requests before counting; default 300),
 //! `BENCH_CG_KEEP` (keep the callgrind dumps), `BENCH_COUNTER=kernel` (count system calls,
 //! context switches, page faults and task-clock with `perf stat` instead of instructions; writes
-//! `kernel-events.json`), `BENCH_SAMPLE_RATIO` (the head-sampling ratio of the filter, its
+//! `kernel-events.json`), `BENCH_SAMPLE_RATIO` (also read by `paired`: the head-sampling ratio of the filter, its
 //! native form and the OpenTelemetry tracer alike; default 1), `BENCH_CG_BREAKDOWN=0` (skip the host-call calibration that splits the
 //! Wasm filter's addition; it runs when baseline, wasm-floor and filter are all measured).
 #![forbid(unsafe_code)]
@@ -204,6 +204,7 @@ fn configure() -> Result<Plan, String> {
         wasm_floor,
         shim,
         work_dir: std::env::temp_dir().join(format!("aetherflow-bench-{}", std::process::id())),
+        sample_ratio: aetherflow_bench::instructions::sample_ratio()?,
         native_b_overrides: {
             let mut merged = filter_overrides.clone();
             merged.extend(json_object_from_env("BENCH_FILTER_CONFIG_B")?);
@@ -629,11 +630,13 @@ async fn paired(plan: Plan) -> Result<bool, String> {
 async fn run(plan: Plan) -> Result<bool, String> {
     let Plan {
         profile,
-        components,
+        mut components,
         tracers,
         workloads,
         out,
     } = plan;
+    // The rounds count every span: they run at 100 % whatever BENCH_SAMPLE_RATIO says.
+    components.sample_ratio = harness::SAMPLE_RATIO;
     let (tracers, workloads, out) = (&tracers[..], &workloads[..], out.as_path());
     let started = std::time::Instant::now();
     let load_at_start = load_average();
