@@ -499,7 +499,7 @@ pub fn table(report: &PairedReport) -> String {
             q(&r.added_ratio_to_native_otel, 2),
             match r.spans_expected {
                 Some(e) => format!("{}/{e}", r.spans_received),
-                None => format!("{} sent", r.spans_received),
+                None => format!("{} received", r.spans_received),
             },
         ));
     }
