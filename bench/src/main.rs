@@ -37,7 +37,7 @@
 //! and restarted and the filter's configuration is reloaded; spans sent vs received,
 //! duplicates, RSS over time (`fault_soak.json`; settings in `fault_soak/cli.rs`).
 //!
-//! `aetherflow-bench paired` (see `paired.rs`): the configurations of `BENCH_CONFIGS` (default
+//! `aetherflow-bench paired` (see `paired/`): the configurations of `BENCH_CONFIGS` (default
 //! all but Envoy's Zipkin tracer) running at once, Envoy CPU per request in interleaved slices
 //! (closed loop by default), each slice against its own baseline; `BENCH_PAIRED_SLICES`,
 //! `BENCH_PAIRED_REQUESTS` (per configuration and slice), `BENCH_PAIRED_TURNS` (the short
@@ -551,7 +551,7 @@ fn main() -> ExitCode {
 }
 
 /// `aetherflow-bench paired`: every configuration at once, CPU per request in interleaved
-/// slices (see `paired.rs`); writes `paired.json`.
+/// slices (see `paired/`); writes `paired.json`.
 async fn paired(plan: Plan) -> Result<bool, String> {
     use aetherflow_bench::paired::{self, PairedPlan};
     let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1" || v == "true");
