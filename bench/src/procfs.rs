@@ -12,19 +12,12 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     parse_stat_cpu(&stat, clock_ticks_per_second())
 }
 
-/// CPU time of every thread of the process at microsecond resolution: the scheduler's
-/// `se.sum_exec_runtime` (milliseconds with six decimals) of each `/proc/<pid>/task/*/sched`,
-/// summed. `cpu_time`'s clock ticks are 10 ms: over a slice of a few thousand requests that is
-/// several µs per request of rounding. Falls back to `cpu_time` where the kernel has no
-/// `sched` files (or a thread ends between the listing and its reading: its time is then
-/// missing from one reading, so the fallback is taken for that reading as a whole).
-pub fn cpu_time_fine(pid: u32) -> Option<Duration> {
-    thread_cpu(pid)
-        .map(|t| t.workers + t.others)
-        .or_else(|| cpu_time(pid))
-}
-
-/// CPU time of a process split by thread role, at the resolution of [`cpu_time_fine`].
+/// CPU time of a process at microsecond resolution, split by thread role: the scheduler's
+/// `se.sum_exec_runtime` (milliseconds with six decimals) of each `/proc/<pid>/task/*/sched`.
+/// `cpu_time`'s clock ticks are 10 ms: over a slice of a few thousand requests that is
+/// several µs per request of rounding. A thread that ends between two readings leaves its
+/// time out of the later one: callers check that the figures did not go down, and fall back
+/// to `cpu_time` when they did.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ThreadCpu {
     /// Envoy's worker threads (named `wrk:…`): the request path.
@@ -177,7 +170,7 @@ mod tests {
     fn own_process_is_readable() {
         let pid = std::process::id();
         assert!(cpu_time(pid).is_some());
-        assert!(cpu_time_fine(pid).is_some());
+        assert!(thread_cpu(pid).is_some());
         assert!(rss_bytes(pid).unwrap_or(0) > 0);
         assert!(hwm_bytes(pid).unwrap_or(0) >= rss_bytes(pid).unwrap_or(0) / 2);
     }

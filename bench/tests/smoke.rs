@@ -72,11 +72,7 @@ fn quick_profile_serves_every_request_and_delivers_every_span() {
             .await
             .expect("upstream starts");
         harness
-            .run(
-                &Tracer::STANDARD,
-                &[Workload::Http1, Workload::Grpc],
-                |_| {},
-            )
+            .run(Tracer::STANDARD, &[Workload::Http1, Workload::Grpc], |_| {})
             .await
             .unwrap_or_else(|e| panic!("harness run failed: {e}"))
     });

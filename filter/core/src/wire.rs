@@ -181,11 +181,6 @@ impl EncodedSpan {
         put_span(&mut out, s, len);
         EncodedSpan(out)
     }
-
-    /// The field's bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
 }
 
 /// Writes an `ExportTraceServiceRequest` with one `ResourceSpans` (the already encoded
