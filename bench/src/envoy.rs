@@ -36,11 +36,15 @@ pub enum Tracer {
     /// A second build of the native filter (`AETHERFLOW_NATIVE_B`), configured like `native`:
     /// the other half of an A/B measured in the same run. Only run when named.
     NativeB,
+    /// A second Wasm module (`AETHERFLOW_WASM_B`), configured like `filter`: the Wasm form's
+    /// A/B in the same run. Only run when named.
+    FilterB,
 }
 
 impl Tracer {
-    /// Every configuration: the standard ones, then `native-b` (only run when named).
-    pub const ALL: [Tracer; 8] = [
+    /// Every configuration: the standard ones, then the A/B halves `native-b` and `filter-b`
+    /// (only run when named).
+    pub const ALL: [Tracer; 9] = [
         Tracer::Baseline,
         Tracer::WasmFloor,
         Tracer::Filter,
@@ -49,9 +53,10 @@ impl Tracer {
         Tracer::NativeOtel,
         Tracer::NativeZipkin,
         Tracer::NativeB,
+        Tracer::FilterB,
     ];
 
-    /// The configurations a run measures unless told otherwise (all but `native-b`),
+    /// The configurations a run measures unless told otherwise (all but the A/B halves),
     /// baseline first.
     pub const STANDARD: &'static [Tracer] = Tracer::ALL.split_at(7).0;
 
@@ -66,7 +71,29 @@ impl Tracer {
             Tracer::NativeOtel => "native-otel",
             Tracer::NativeZipkin => "native-zipkin",
             Tracer::NativeB => "native-b",
+            Tracer::FilterB => "filter-b",
         }
+    }
+
+    /// The configuration an A/B half is compared with, slice by slice.
+    pub fn ab_partner(self) -> Option<Tracer> {
+        match self {
+            Tracer::NativeB => Some(Tracer::Native),
+            Tracer::FilterB => Some(Tracer::Filter),
+            _ => None,
+        }
+    }
+
+    /// Whether spans go to the collector as OTLP (the shim runs beside this Envoy).
+    pub fn exports_otlp(self) -> bool {
+        matches!(
+            self,
+            Tracer::Filter
+                | Tracer::FilterB
+                | Tracer::Native
+                | Tracer::NativeB
+                | Tracer::NativeOtel
+        )
     }
 
     /// Spans Envoy produces per request (one server span: the native tracers are run with
@@ -147,6 +174,7 @@ impl Setup<'_> {
             Tracer::Baseline
             | Tracer::WasmFloor
             | Tracer::Filter
+            | Tracer::FilterB
             | Tracer::NativeFloor
             | Tracer::Native
             | Tracer::NativeB => String::new(),
@@ -181,7 +209,7 @@ impl Setup<'_> {
                 .replace("PERCENT", &percent.to_string()),
         };
         let module = match self.tracer {
-            Tracer::Filter => Some(self.wasm),
+            Tracer::Filter | Tracer::FilterB => Some(self.wasm),
             Tracer::WasmFloor => Some(self.wasm_floor),
             _ => None,
         };
@@ -215,7 +243,7 @@ impl Setup<'_> {
                 config = serde_json::to_string(&config).unwrap_or_default(),
             )
         } else if let Some(module) = module {
-            let config = if self.tracer == Tracer::Filter {
+            let config = if matches!(self.tracer, Tracer::Filter | Tracer::FilterB) {
                 filter_config
             } else {
                 serde_json::Value::Object(self.floor_overrides.clone())

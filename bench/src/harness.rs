@@ -101,9 +101,11 @@ pub struct Components {
     pub sample_ratio: f64,
     /// The directory of the `native-b` build (`AETHERFLOW_NATIVE_B`'s, same file name).
     pub native_b_dir: PathBuf,
-    /// `native-b`'s filter configuration keys: `filter_overrides` with
-    /// `BENCH_FILTER_CONFIG_B` merged over them.
-    pub native_b_overrides: serde_json::Map<String, serde_json::Value>,
+    /// The `filter-b` module (`AETHERFLOW_WASM_B`; `wasm` by default).
+    pub wasm_b: PathBuf,
+    /// The A/B halves' (`native-b`, `filter-b`) filter configuration keys:
+    /// `filter_overrides` with `BENCH_FILTER_CONFIG_B` merged over them.
+    pub b_overrides: serde_json::Map<String, serde_json::Value>,
     /// The collector-shim binary; None sends OTLP straight to the sink.
     pub shim: Option<PathBuf>,
     /// Scratch directory for configs and logs.
@@ -292,7 +294,11 @@ impl Harness {
         // Memory: the last round runs on until `soak` requests separate the two RSS readings.
         let served_since_rss: u64 = phases[1..].iter().map(|r| r.ok + r.failed).sum();
         let soak = match tracer {
-            Tracer::Baseline | Tracer::Filter | Tracer::Native | Tracer::NativeB => p.soak,
+            Tracer::Baseline
+            | Tracer::Filter
+            | Tracer::FilterB
+            | Tracer::Native
+            | Tracer::NativeB => p.soak,
             Tracer::WasmFloor | Tracer::NativeFloor | Tracer::NativeOtel | Tracer::NativeZipkin => {
                 p.soak_native
             }
@@ -375,14 +381,24 @@ pub async fn start_config(
     dir: &std::path::Path,
 ) -> Result<Running, String> {
     let sink = Sink::start().await.map_err(|e| format!("sink: {e}"))?;
-    let uses_otlp = matches!(
-        tracer,
-        Tracer::Filter | Tracer::Native | Tracer::NativeB | Tracer::NativeOtel
-    );
-    // The A/B build lives in its own directory under the same file name.
-    let (modules_dir, filter_overrides) = match tracer {
-        Tracer::NativeB => (&components.native_b_dir, &components.native_b_overrides),
-        _ => (&components.native_dir, &components.filter_overrides),
+    let uses_otlp = tracer.exports_otlp();
+    // The native A/B build lives in its own directory under the same file name.
+    let (modules_dir, wasm, filter_overrides) = match tracer {
+        Tracer::NativeB => (
+            &components.native_b_dir,
+            &components.wasm,
+            &components.b_overrides,
+        ),
+        Tracer::FilterB => (
+            &components.native_dir,
+            &components.wasm_b,
+            &components.b_overrides,
+        ),
+        _ => (
+            &components.native_dir,
+            &components.wasm,
+            &components.filter_overrides,
+        ),
     };
     let shim = match (&components.shim, uses_otlp) {
         (Some(bin), true) => Some(Shim::start(bin, sink.addr, &dir.join("shim")).await?),
@@ -397,7 +413,7 @@ pub async fn start_config(
         sample_ratio: components.sample_ratio,
         batch_spans: BATCH_SPANS,
         flush_interval_ms: FLUSH_INTERVAL_MS,
-        wasm: &components.wasm,
+        wasm,
         wasm_floor: &components.wasm_floor,
         native_dir: modules_dir,
         floor_overrides: &components.floor_overrides,

@@ -151,8 +151,10 @@ pub struct Tools {
     pub native_dir: PathBuf,
     /// The directory of the `native-b` build.
     pub native_b_dir: PathBuf,
-    /// `native-b`'s filter configuration keys.
-    pub native_b_overrides: serde_json::Map<String, serde_json::Value>,
+    /// The `filter-b` module.
+    pub wasm_b: PathBuf,
+    /// The A/B halves' filter configuration keys.
+    pub b_overrides: serde_json::Map<String, serde_json::Value>,
     /// collector-shim (release).
     pub shim: PathBuf,
     /// Scratch directory.
@@ -311,17 +313,15 @@ pub async fn count(
     let cg_dir = dir.join("callgrind");
     std::fs::create_dir_all(&cg_dir).map_err(|e| format!("{}: {e}", cg_dir.display()))?;
     let sink = Sink::start().await.map_err(|e| format!("sink: {e}"))?;
-    let shim = if matches!(
-        tracer,
-        Tracer::Filter | Tracer::Native | Tracer::NativeB | Tracer::NativeOtel
-    ) {
+    let shim = if tracer.exports_otlp() {
         Some(Shim::start(&tools.shim, sink.addr, &dir.join("shim")).await?)
     } else {
         None
     };
-    let (modules_dir, filter_overrides) = match tracer {
-        Tracer::NativeB => (&tools.native_b_dir, &tools.native_b_overrides),
-        _ => (&tools.native_dir, &tools.filter_overrides),
+    let (modules_dir, wasm, filter_overrides) = match tracer {
+        Tracer::NativeB => (&tools.native_b_dir, &tools.wasm, &tools.b_overrides),
+        Tracer::FilterB => (&tools.native_dir, &tools.wasm_b, &tools.b_overrides),
+        _ => (&tools.native_dir, &tools.wasm, &tools.filter_overrides),
     };
     let setup = Setup {
         tracer,
@@ -332,7 +332,7 @@ pub async fn count(
         sample_ratio: sample_ratio()?,
         batch_spans: BATCH_SPANS,
         flush_interval_ms: FLUSH_INTERVAL_MS,
-        wasm: &tools.wasm,
+        wasm,
         wasm_floor: &tools.wasm_floor,
         native_dir: modules_dir,
         floor_overrides: &tools.floor_overrides,

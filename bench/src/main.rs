@@ -46,7 +46,7 @@
 //! `paired.json`). `BENCH_CONFIGS` may name `native-b`, the other half of an A/B in one run:
 //! the native module again, or another build of it (`AETHERFLOW_NATIVE_B`, a
 //! `libaetherflow_trace.so` in another directory), with `BENCH_FILTER_CONFIG_B` merged over
-//! its configuration.
+//! its configuration; and `filter-b`, the same for the Wasm form (`AETHERFLOW_WASM_B`).
 //!
 //! `aetherflow-bench instructions` (see `instructions.rs`) takes `BENCH_CONFIGS`,
 //! `BENCH_WORKLOADS`, `BENCH_QUICK`, `BENCH_OUT`, and `BENCH_CG_REQUESTS`, `BENCH_CG_RUNS`,
@@ -193,19 +193,28 @@ fn configure() -> Result<Plan, String> {
         }
     }
     let filter_overrides = json_object_from_env("BENCH_FILTER_CONFIG")?;
+    let wasm = path_from_env(
+        "AETHERFLOW_WASM",
+        "target/wasm32-wasip1/release/trace_filter.wasm",
+    );
+    // By default `filter-b` is the same module: an A/B of configurations.
+    let wasm_b = std::env::var_os("AETHERFLOW_WASM_B")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| wasm.clone());
+    if !wasm_b.exists() && tracers.contains(&Tracer::FilterB) {
+        return Err(format!("AETHERFLOW_WASM_B: {} not found", wasm_b.display()));
+    }
     let components = Components {
         native_dir,
         native_b_dir,
         envoy: path_from_env("AETHERFLOW_ENVOY", ".tools/bin/envoy"),
-        wasm: path_from_env(
-            "AETHERFLOW_WASM",
-            "target/wasm32-wasip1/release/trace_filter.wasm",
-        ),
+        wasm,
+        wasm_b,
         wasm_floor,
         shim,
         work_dir: std::env::temp_dir().join(format!("aetherflow-bench-{}", std::process::id())),
         sample_ratio: aetherflow_bench::instructions::sample_ratio()?,
-        native_b_overrides: {
+        b_overrides: {
             let mut merged = filter_overrides.clone();
             merged.extend(json_object_from_env("BENCH_FILTER_CONFIG_B")?);
             merged
@@ -357,7 +366,8 @@ async fn instructions() -> Result<bool, String> {
         wasm_floor: c.components.wasm_floor.clone(),
         native_dir: c.components.native_dir.clone(),
         native_b_dir: c.components.native_b_dir.clone(),
-        native_b_overrides: c.components.native_b_overrides.clone(),
+        wasm_b: c.components.wasm_b.clone(),
+        b_overrides: c.components.b_overrides.clone(),
         shim: c
             .components
             .shim

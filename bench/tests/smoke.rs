@@ -45,7 +45,8 @@ fn components(name: &str) -> Components {
         .map(std::path::Path::to_path_buf)
         .unwrap_or_default(),
         native_b_dir: Default::default(),
-        native_b_overrides: Default::default(),
+        wasm_b: Default::default(),
+        b_overrides: Default::default(),
         sample_ratio: aetherflow_bench::harness::SAMPLE_RATIO,
         shim: Some(component(
             "AETHERFLOW_SHIM_BIN",

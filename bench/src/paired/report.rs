@@ -1,6 +1,7 @@
 //! What the paired slices report: one sample per configuration and slice, the rows computed
 //! from them (each slice against the baseline's and the OpenTelemetry tracer's beside it, and
-//! `native-b` against `native`), and the printed table.
+//! each A/B half, `native-b` or `filter-b`, against `native` or `filter`), and the printed
+//! table.
 
 use std::collections::BTreeMap;
 
@@ -48,11 +49,13 @@ pub struct PairedRow {
     pub added_other_cpu_us_per_request: Option<Quartiles>,
     /// Added CPU over the OpenTelemetry tracer's added CPU in the same slice.
     pub added_ratio_to_native_otel: Option<Quartiles>,
-    /// `native-b` only: its CPU per request minus `native`'s in the same slice (the A/B),
+    /// A/B halves only (`native-b`, `filter-b`): its CPU per request minus its partner's
+    /// (`native`, `filter`) in the same slice,
     /// and in how many slices it was the lower of the two.
-    pub minus_native_us_per_request: Option<Quartiles>,
-    /// Slices where `native-b` used less CPU per request than `native`, of those compared.
-    pub lower_than_native_in: Option<(usize, usize)>,
+    pub minus_partner_us_per_request: Option<Quartiles>,
+    /// Slices where the A/B half used less CPU per request than its partner, of those
+    /// compared.
+    pub lower_than_partner_in: Option<(usize, usize)>,
     /// Requests answered as expected, warm-up included.
     pub requests_ok: u64,
     /// Requests that failed.
@@ -128,19 +131,20 @@ pub(super) fn row(
         let o = otel.get(k)? - base.get(k)?;
         (o > 0.0).then(|| a / o)
     });
-    let native = by_slice(Tracer::Native, total);
-    let ab: Vec<f64> = if tracer == Tracer::NativeB {
-        own.iter()
-            .filter_map(|(k, v)| Some(v - native.get(k)?))
-            .collect()
-    } else {
-        Vec::new()
+    let ab: Vec<f64> = match tracer.ab_partner() {
+        Some(partner) => {
+            let partner = by_slice(partner, total);
+            own.iter()
+                .filter_map(|(k, v)| Some(v - partner.get(k)?))
+                .collect()
+        }
+        None => Vec::new(),
     };
     PairedRow {
         tracer,
         workload,
-        minus_native_us_per_request: Quartiles::of(ab.iter().copied()),
-        lower_than_native_in: (!ab.is_empty())
+        minus_partner_us_per_request: Quartiles::of(ab.iter().copied()),
+        lower_than_partner_in: (!ab.is_empty())
             .then(|| (ab.iter().filter(|d| **d < 0.0).count(), ab.len())),
         envoy_cpu_us_per_request: Quartiles::of(own.values().copied()),
         added_cpu_us_per_request: Quartiles::of(added.values().copied()),
@@ -196,13 +200,17 @@ pub fn table(report: &PairedReport) -> String {
         ));
     }
     for r in &report.rows {
-        if let (Some(d), Some((lower, of))) =
-            (&r.minus_native_us_per_request, r.lower_than_native_in)
-        {
+        if let (Some(d), Some((lower, of)), Some(partner)) = (
+            &r.minus_partner_us_per_request,
+            r.lower_than_partner_in,
+            r.tracer.ab_partner(),
+        ) {
             out.push_str(&format!(
-                "A/B {}: native-b minus native {} µs/req; native-b lower in {lower} of {of} slices\n",
+                "A/B {}: {b} minus {a} {} µs/req; {b} lower in {lower} of {of} slices\n",
                 format!("{:?}", r.workload).to_lowercase(),
                 q(&Some(d.clone()), 1),
+                b = r.tracer.name(),
+                a = partner.name(),
             ));
         }
     }
@@ -243,9 +251,9 @@ mod tests {
             (2, 0),
             (Some(2), 2),
         );
-        let ab = b.minus_native_us_per_request.expect("an A/B row");
+        let ab = b.minus_partner_us_per_request.expect("an A/B row");
         assert_eq!((ab.q1, ab.q3), (-4.5, -3.5));
-        assert_eq!(b.lower_than_native_in, Some((2, 2)));
+        assert_eq!(b.lower_than_partner_in, Some((2, 2)));
         let r = row(
             Tracer::Native,
             Workload::Http1,
@@ -254,8 +262,8 @@ mod tests {
             (Some(2), 2),
         );
         assert!(
-            r.minus_native_us_per_request.is_none(),
-            "only native-b has an A/B row"
+            r.minus_partner_us_per_request.is_none(),
+            "only an A/B half has an A/B row"
         );
         let ratio = r.added_ratio_to_native_otel.expect("ratio");
         assert!((ratio.median - 0.2).abs() < 1e-9, "{ratio:?}");
