@@ -66,7 +66,7 @@ tools:
 ## caller has CARGO_TARGET_DIR set); lint last: formatting and clippy are part of green.
 test: tools wasm wasm-trap native
 	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) build -p collector-shim --bins
-	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) test --workspace --exclude trace-filter --exclude aetherflow-wasm-floor
+	CARGO_TARGET_DIR=$(ROOT)/target $(CARGO) test --workspace --exclude trace-filter --exclude aetherflow-wasm-abi --exclude aetherflow-wasm-floor
 	$(MAKE) test-core-wasm
 	$(MAKE) test-envoy ENVOY_VERSION=$(ENVOY_OLDEST)
 	$(MAKE) lint
@@ -112,8 +112,8 @@ test-core-wasm: tools toolchain
 ## lint: formatting and clippy, warnings are errors
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --exclude trace-filter --exclude aetherflow-wasm-floor --all-targets -- -D warnings
-	$(CARGO) clippy -p trace-filter -p aetherflow-wasm-floor --target $(WASM_TARGET) -- -D warnings
+	$(CARGO) clippy --workspace --exclude trace-filter --exclude aetherflow-wasm-abi --exclude aetherflow-wasm-floor --all-targets -- -D warnings
+	$(CARGO) clippy -p trace-filter -p aetherflow-wasm-abi -p aetherflow-wasm-floor --target $(WASM_TARGET) -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -5,11 +5,10 @@
 //! continues.
 
 use crate::host::{self, RequestHeaders};
+use crate::host::{BufferType, MapType};
 use crate::shared::Shared;
 use aetherflow_core::propagation::Injector;
 use aetherflow_core::stream::{ActiveStream, Direction, HeaderSource, StreamFacts};
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType, MapType};
 use std::rc::Rc;
 
 /// The HTTP context.
@@ -98,9 +97,8 @@ impl StreamFacts for Properties {
 /// The test-only build's fault (never in a release): the VM traps, as after a bug.
 #[cfg(feature = "test-trap")]
 fn test_trap() {
-    let marker =
-        proxy_wasm::hostcalls::get_map_value(MapType::HttpRequestHeaders, "x-aetherflow-test-trap");
-    if matches!(marker, Ok(Some(_))) {
+    let marker = host::header_bytes(MapType::HttpRequestHeaders, "x-aetherflow-test-trap");
+    if marker.is_some() {
         // With `panic = "abort"` a panic is a trap: the VM is dead, as after a real bug.
         panic!("test-trap: the marker header asks this test build to fail");
     }
@@ -108,26 +106,26 @@ fn test_trap() {
 
 fn count_frames(a: &mut ActiveStream, dir: Direction, buffer: BufferType, size: usize) {
     if a.counts_frames(dir) {
-        a.on_body(dir, size, |off, len| host::body_bytes(buffer, off, len));
+        a.on_body(dir, size, |off, len| host::buffer_bytes(buffer, off, len));
     }
 }
 
-impl Context for HttpTrace {}
-
-impl HttpContext for HttpTrace {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+/// The stream's callbacks (routed here by [`crate::dispatch`]); traffic always continues.
+impl HttpTrace {
+    /// Request headers: extract, sample, inject.
+    pub fn on_request_headers(&mut self) {
         #[cfg(feature = "test-trap")]
         test_trap();
         if self.active.is_some() {
-            return Action::Continue;
+            return;
         }
         if let Some(sh) = self.shared.clone() {
             self.active = self.start(&sh);
         }
-        Action::Continue
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+    /// A request body chunk: gRPC message counting.
+    pub fn on_request_body(&mut self, body_size: usize) {
         if let Some(a) = self.active.as_mut() {
             count_frames(
                 a,
@@ -136,10 +134,10 @@ impl HttpContext for HttpTrace {
                 body_size,
             );
         }
-        Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    /// Response headers: trace id headers for the client; the status for the span.
+    pub fn on_response_headers(&mut self, end_of_stream: bool) {
         if let (Some(sh), Some(a)) = (self.shared.as_ref(), self.active.as_mut()) {
             a.on_response_headers(
                 &sh.tracer,
@@ -150,10 +148,10 @@ impl HttpContext for HttpTrace {
                 a.on_response_end();
             }
         }
-        Action::Continue
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    /// A response body chunk: gRPC message counting, and the response's end.
+    pub fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) {
         if let Some(a) = self.active.as_mut() {
             count_frames(
                 a,
@@ -165,17 +163,17 @@ impl HttpContext for HttpTrace {
                 a.on_response_end();
             }
         }
-        Action::Continue
     }
 
-    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+    /// Response trailers: the gRPC status.
+    pub fn on_response_trailers(&mut self) {
         if let Some(a) = self.active.as_mut() {
             a.on_response_trailers(&Map(MapType::HttpResponseTrailers));
         }
-        Action::Continue
     }
 
-    fn on_log(&mut self) {
+    /// The stream is complete: the span goes to the root's buffer.
+    pub fn on_log(&mut self) {
         let (Some(sh), Some(a)) = (self.shared.clone(), self.active.take()) else {
             return;
         };

@@ -2,10 +2,10 @@
 //! `wasmcustom.<name>`); the names and kinds are the core's [`Metric`] list, shared with the
 //! native form.
 
+use crate::host;
+use crate::host::MetricType;
 use aetherflow_core::metrics::{Kind, Metric};
 use aetherflow_core::stream::Event;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
 use std::cell::Cell;
 
 /// Metric ids by [`Metric::index`]; a metric the host refused to define is `None` and not
@@ -22,7 +22,7 @@ impl Metrics {
                 Kind::Counter => MetricType::Counter,
                 Kind::Gauge => MetricType::Gauge,
             };
-            ids[m.index()] = hostcalls::define_metric(t, m.name()).ok();
+            ids[m.index()] = host::define_metric(t, m.name());
         }
         Metrics(ids)
     }
@@ -30,7 +30,7 @@ impl Metrics {
     /// Adds `n` to a counter.
     pub fn add(&self, m: Metric, n: u64) {
         if let (Some(id), true) = (self.0[m.index()], n > 0) {
-            let _ = hostcalls::increment_metric(id, n.min(i64::MAX as u64) as i64);
+            host::increment_metric(id, n.min(i64::MAX as u64) as i64);
         }
     }
 
@@ -42,7 +42,7 @@ impl Metrics {
     /// Sets a gauge.
     pub fn set(&self, m: Metric, v: u64) {
         if let Some(id) = self.0[m.index()] {
-            let _ = hostcalls::record_metric(id, v);
+            host::record_metric(id, v);
         }
     }
 }

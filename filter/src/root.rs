@@ -9,6 +9,7 @@
 //! is torn down (`on_done`) the root sends everything and stays until the answers are in.
 
 use crate::host;
+use crate::host::{BufferType, LogLevel, MapType};
 use crate::http::HttpTrace;
 use crate::metrics::{self, Metrics};
 use crate::shared::{LogLimiter, Shared};
@@ -18,9 +19,6 @@ use aetherflow_core::metrics::Metric;
 use aetherflow_core::otlp;
 use aetherflow_core::retry::{self, RetryQueue};
 use aetherflow_core::stream::Tracer;
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -104,7 +102,7 @@ impl TraceRoot {
     /// One attempt of `req`; false when the host refused to dispatch it (then it is dropped).
     fn send(&mut self, sh: &Shared, mut req: retry::Request) -> bool {
         let cfg = &sh.tracer.cfg;
-        let headers = vec![
+        let headers = [
             (":method", "POST"),
             (":path", cfg.collector_path.as_str()),
             (":authority", cfg.collector_authority.as_str()),
@@ -112,11 +110,10 @@ impl TraceRoot {
         ];
         sh.metrics.inc(Metric::ExportRequests);
         req.attempts += 1;
-        match hostcalls::dispatch_http_call(
+        match host::http_call(
             &cfg.collector_cluster,
-            headers,
-            Some(&req.body),
-            vec![],
+            &headers,
+            &req.body,
             Duration::from_millis(cfg.collector_timeout_ms),
         ) {
             Ok(token) => {
@@ -128,7 +125,7 @@ impl TraceRoot {
                 sh.metrics.inc(Metric::ExportFailures);
                 sh.metrics.add(Metric::SpansDroppedExportFailed, n as u64);
                 self.export_log.warn(&format!(
-                    "cannot dispatch export to cluster {:?} ({status:?}); {n} spans dropped",
+                    "cannot dispatch export to cluster {:?} (host status {status}); {n} spans dropped",
                     cfg.collector_cluster
                 ));
                 false
@@ -159,14 +156,10 @@ impl TraceRoot {
     }
 }
 
-impl Context for TraceRoot {
-    fn on_http_call_response(
-        &mut self,
-        token_id: u32,
-        _headers: usize,
-        _body: usize,
-        _trailers: usize,
-    ) {
+/// The root context's callbacks (routed here by [`crate::dispatch`]).
+impl TraceRoot {
+    /// The response to an export request (or its failure: no response headers).
+    pub fn on_http_call_response(&mut self, token_id: u32) {
         let Some(req) = self.inflight.remove(&token_id) else {
             return;
         };
@@ -206,11 +199,12 @@ impl Context for TraceRoot {
         if self.closing && self.drained() {
             // Envoy keeps a root context that answered `false` to `on_done` until it calls
             // `proxy_done`; it is deleted after this callback returns.
-            let _ = hostcalls::done();
+            host::done();
         }
     }
 
-    fn on_done(&mut self) -> bool {
+    /// The plugin is being torn down: `true` when the root may go at once.
+    pub fn on_done(&mut self) -> bool {
         // The plugin is being torn down (a reload: the old listener's drain has ended; or Envoy
         // exits). Send everything buffered and stay alive until the exports are answered:
         // deleting this context now would cancel them (Envoy cancels a context's calls when it
@@ -219,14 +213,10 @@ impl Context for TraceRoot {
         self.flush(true);
         self.drained()
     }
-}
 
-impl RootContext for TraceRoot {
-    fn on_configure(&mut self, size: usize) -> bool {
-        let raw = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+    /// The plugin's configuration: `false` refuses it (Envoy then fails the plugin).
+    pub fn on_configure(&mut self, size: usize) -> bool {
+        let raw = host::buffer_bytes(BufferType::PluginConfiguration, 0, size).unwrap_or_default();
         let tracer = match Tracer::from_json(&raw) {
             Ok(t) => t,
             Err(line) => {
@@ -262,24 +252,22 @@ impl RootContext for TraceRoot {
             early_tick: Cell::new(false),
             tick,
         }));
-        let _ = hostcalls::set_tick_period(tick);
+        host::set_tick_period(tick);
         true
     }
 
-    fn on_tick(&mut self) {
+    /// The periodic tick: flush what is due.
+    pub fn on_tick(&mut self) {
         if let Some(sh) = &self.shared {
             if sh.early_tick.replace(false) {
-                let _ = hostcalls::set_tick_period(sh.tick);
+                host::set_tick_period(sh.tick);
             }
         }
         self.flush(self.closing);
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(HttpTrace::new(self.shared.clone())))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    /// A new HTTP stream of this plugin.
+    pub fn new_stream(&self) -> HttpTrace {
+        HttpTrace::new(self.shared.clone())
     }
 }

@@ -2,14 +2,13 @@
 //! prepared configuration, the span buffer, metric ids and pending counts.
 
 use crate::host;
+use crate::host::LogLevel;
 use crate::metrics::{self, Metrics};
 use aetherflow_core::buffer::{Pushed, SpanBuffer};
 use aetherflow_core::ids::IdGenerator;
 use aetherflow_core::metrics::Metric;
 use aetherflow_core::span::Span;
 use aetherflow_core::stream::Tracer;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::LogLevel;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
@@ -71,7 +70,7 @@ impl Shared {
                     // Envoy applies a tick period set from an HTTP context to its root
                     // context: a full batch leaves at the next millisecond, not the next tick.
                     self.early_tick.set(true);
-                    let _ = hostcalls::set_tick_period(Duration::from_millis(1));
+                    host::set_tick_period(Duration::from_millis(1));
                 }
             }
         }

@@ -1,30 +1,25 @@
-//! The benchmark's "wasm floor": a proxy-wasm HTTP filter built with the same SDK and
-//! release profile as `trace_filter.wasm`, whose every callback does nothing.
+//! The benchmark's "wasm floor": a proxy-wasm HTTP filter on the same ABI layer
+//! (`aetherflow-wasm-abi`) and release profile as `trace_filter.wasm`, exporting the same
+//! per-stream callbacks, each of which does nothing.
 //!
 //! Loaded into the same Envoy as the filter (same V8 runtime, same plugin set-up), it
-//! measures what any Wasm filter costs per request before it makes a single host call:
-//! Envoy creating the context and entering the VM for each stream event. The filter's own
-//! cost is what it adds above this floor.
+//! measures what the filter costs per request before it makes a single host call: Envoy
+//! creating the context and entering the VM for each stream event. The filter's own cost is
+//! what it adds above this floor.
 //!
 //! For calibration it can also repeat one kind of host call on each request's headers, so
 //! the cost of that call is the slope between two runs (`BENCH_FLOOR_CONFIG`):
 //! `{"host_call": "<kind>", "repeat": N}` with kind `property` (`request.protocol`),
-//! `header` (`:path`), `header_map` (all request headers), `set_header` or `clock`.
-#![forbid(unsafe_code)]
+//! `header` (`:path`), `header_map` (all request headers), `set_header` or `clock`, each
+//! through the same wrapper the filter calls.
+// No `forbid(unsafe_code)`: the exported callbacks are `#[no_mangle]`, which that lint
+// counts; the module has no unsafe block.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
-use std::rc::Rc;
-
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(FloorRoot { calls: Rc::new(Calibration::None) })
-    });
-}}
+use aetherflow_wasm_abi::{self as host, BufferType, LogLevel, MapType};
+use std::cell::Cell;
 
 /// What each request does besides nothing.
+#[derive(Clone, Copy)]
 enum Calibration {
     None,
     Repeat(HostCall, u32),
@@ -69,63 +64,80 @@ fn calibration(config: &str) -> Result<Calibration, String> {
     Ok(Calibration::Repeat(call, repeat))
 }
 
-struct FloorRoot {
-    calls: Rc<Calibration>,
+thread_local! {
+    /// The calibration of the plugin (one per VM in the benchmark).
+    static CALLS: Cell<Calibration> = const { Cell::new(Calibration::None) };
 }
 
-impl Context for FloorRoot {}
+#[no_mangle]
+pub extern "C" fn proxy_on_vm_start(_root_context_id: u32, _vm_configuration_size: usize) -> u32 {
+    1
+}
 
-impl RootContext for FloorRoot {
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let config = self.get_plugin_configuration().unwrap_or_default();
-        match calibration(&String::from_utf8_lossy(&config)) {
-            Ok(c) => {
-                self.calls = Rc::new(c);
-                true
-            }
-            Err(e) => {
-                let _ = hostcalls::log(LogLevel::Error, &format!("wasm-floor: {e}"));
-                false
-            }
+#[no_mangle]
+pub extern "C" fn proxy_on_configure(_root_context_id: u32, size: usize) -> u32 {
+    let config = host::buffer_bytes(BufferType::PluginConfiguration, 0, size).unwrap_or_default();
+    match calibration(&String::from_utf8_lossy(&config)) {
+        Ok(c) => {
+            CALLS.with(|calls| calls.set(c));
+            1
+        }
+        Err(e) => {
+            host::log(LogLevel::Error, &format!("wasm-floor: {e}"));
+            0
         }
     }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(FloorStream {
-            calls: self.calls.clone(),
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
 }
 
-/// Every other HTTP callback keeps the SDK's default: continue, do nothing.
-struct FloorStream {
-    calls: Rc<Calibration>,
-}
+#[no_mangle]
+pub extern "C" fn proxy_on_context_create(_context_id: u32, _parent_context_id: u32) {}
 
-impl Context for FloorStream {}
-
-impl HttpContext for FloorStream {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Calibration::Repeat(call, n) = *self.calls else {
-            return Action::Continue;
-        };
-        let map = MapType::HttpRequestHeaders;
-        for _ in 0..n {
-            // Results are dropped: only the call's cost matters.
-            let _ = match call {
-                HostCall::Property => hostcalls::get_property(vec!["request", "protocol"]).is_ok(),
-                HostCall::Header => hostcalls::get_map_value_bytes(map, ":path").is_ok(),
-                HostCall::HeaderMap => hostcalls::get_map_bytes(map).is_ok(),
-                HostCall::SetHeader => {
-                    hostcalls::set_map_value(map, "x-calibration", Some("0123456789abcdef")).is_ok()
-                }
-                HostCall::Clock => hostcalls::get_current_time().is_ok(),
-            };
+#[no_mangle]
+pub extern "C" fn proxy_on_request_headers(_context_id: u32, _headers: usize, _eos: u32) -> u32 {
+    let Calibration::Repeat(call, n) = CALLS.with(Cell::get) else {
+        return 0;
+    };
+    let map = MapType::HttpRequestHeaders;
+    for _ in 0..n {
+        // Results are dropped: only the call's cost matters.
+        match call {
+            HostCall::Property => drop(host::property(b"request\0protocol")),
+            HostCall::Header => drop(host::header_bytes(map, ":path")),
+            HostCall::HeaderMap => drop(host::header_lines(map)),
+            HostCall::SetHeader => host::set_header(map, "x-calibration", "0123456789abcdef"),
+            HostCall::Clock => drop(host::now_nanos()),
         }
-        Action::Continue
     }
+    0
 }
+
+#[no_mangle]
+pub extern "C" fn proxy_on_request_body(_context_id: u32, _size: usize, _eos: u32) -> u32 {
+    0
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_headers(_context_id: u32, _headers: usize, _eos: u32) -> u32 {
+    0
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_body(_context_id: u32, _size: usize, _eos: u32) -> u32 {
+    0
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_trailers(_context_id: u32, _trailers: usize) -> u32 {
+    0
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_log(_context_id: u32) {}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_done(_context_id: u32) -> u32 {
+    1
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_delete(_context_id: u32) {}

@@ -123,7 +123,8 @@ impl HeaderLines {
         out
     }
 
-    /// Serializes lines the way the host does (tests of [`HeaderLines::parse`]).
+    /// Serializes lines the way the host does: how a Wasm module hands headers to the host
+    /// (an HTTP call's), and the tests of [`HeaderLines::parse`].
     pub fn serialize(&self) -> Vec<u8> {
         let mut buf = Vec::new();
         buf.extend_from_slice(&(self.lines.len() as u32).to_le_bytes());
