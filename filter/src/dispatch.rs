@@ -77,8 +77,10 @@ pub extern "C" fn proxy_on_context_create(context_id: u32, parent_context_id: u3
             return;
         };
         if parent_context_id == 0 {
+            // The host may start a root again (after its configuration failed): keep it.
             c.roots
-                .insert(context_id, Rc::new(RefCell::new(TraceRoot::default())));
+                .entry(context_id)
+                .or_insert_with(|| Rc::new(RefCell::new(TraceRoot::default())));
             return;
         }
         let stream = match c.roots.get(&parent_context_id).map(|r| r.try_borrow()) {

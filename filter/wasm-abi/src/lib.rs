@@ -182,20 +182,22 @@ pub fn text(b: Vec<u8>) -> String {
     String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// Memory the host asks for to return data into (`proxy_on_memory_allocate`): a byte buffer
-/// of exactly `size`, handed back to us by the host call and owned by [`host_buffer`].
+/// Memory the host asks for to return data into (`proxy_on_memory_allocate`): exactly `size`
+/// bytes (the layout [`host_buffer`] frees), or null, which the ABI reads as a failure (the
+/// host call then fails; a size the allocator cannot give must not trap the VM).
 pub fn allocate(size: usize) -> *mut u8 {
-    let mut v: Vec<u8> = Vec::with_capacity(size);
-    let p = v.as_mut_ptr();
-    std::mem::forget(v);
-    p
+    match std::alloc::Layout::array::<u8>(size) {
+        // SAFETY: the layout has a non-zero size; `alloc` returns null when it cannot.
+        Ok(layout) if size > 0 => unsafe { std::alloc::alloc(layout) },
+        _ => std::ptr::null_mut(),
+    }
 }
 
 /// Takes ownership of a buffer the host returned.
 ///
 /// # Safety
-/// `data`/`size` must come from a successful host call that allocated through
-/// [`allocate`] (a `Vec<u8>` of capacity `size`, forgotten).
+/// `data`/`size` must come from a successful host call that allocated through [`allocate`]
+/// (`size` bytes, alignment 1: the layout of a `Vec<u8>` of capacity `size`).
 unsafe fn host_buffer(data: *mut u8, size: usize) -> Option<Vec<u8>> {
     if data.is_null() || size == 0 {
         return None;
@@ -204,8 +206,8 @@ unsafe fn host_buffer(data: *mut u8, size: usize) -> Option<Vec<u8>> {
     Some(unsafe { Vec::from_raw_parts(data, size, size) })
 }
 
-/// Runs a host call that returns data through [`allocate`]; `None` unless it succeeded with
-/// a non-empty result.
+/// Runs a host call that returns data through [`allocate`]: `None` when it failed, an empty
+/// buffer when it succeeded with nothing (the host allocates nothing for an empty result).
 fn returned(call: impl FnOnce(*mut *mut u8, *mut usize) -> raw::Status) -> Option<Vec<u8>> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
@@ -213,7 +215,7 @@ fn returned(call: impl FnOnce(*mut *mut u8, *mut usize) -> raw::Status) -> Optio
         return None;
     }
     // SAFETY: a successful call returns a buffer allocated through `allocate`.
-    unsafe { host_buffer(data, size) }
+    Some(unsafe { host_buffer(data, size) }.unwrap_or_default())
 }
 
 /// Every line of a header map, in order, repeated names kept (the host's buffer indexed in
@@ -226,7 +228,7 @@ pub fn header_lines(map: MapType) -> HeaderLines {
     }
 }
 
-/// The first value of one header, as bytes.
+/// The first value of one header, as bytes (empty for a header sent with an empty value).
 pub fn header_bytes(map: MapType, name: &str) -> Option<Vec<u8>> {
     // SAFETY: the key is a valid slice; the host writes a pointer and a size into the locals.
     returned(|d, s| unsafe {
@@ -267,11 +269,12 @@ pub fn remove_header(map: MapType, name: &str) {
     unsafe { raw::proxy_remove_header_map_value(map, name.as_ptr(), name.len()) };
 }
 
-/// A property as raw bytes. `path` is the host's serialized form: segments joined by NUL
+/// A property as raw bytes (`None` when absent or empty). `path` is the host's serialized form: segments joined by NUL
 /// (`b"request\0protocol"`), written as constants so no path is built per request.
 pub fn property(path: &[u8]) -> Option<Vec<u8>> {
     // SAFETY: the path is a valid slice; the host writes a pointer and a size into the locals.
     returned(|d, s| unsafe { raw::proxy_get_property(path.as_ptr(), path.len(), d, s) })
+        .filter(|v| !v.is_empty())
 }
 
 /// A string property; `None` when absent or empty.
@@ -286,10 +289,11 @@ pub fn property_int(path: &[u8]) -> Option<i64> {
     Some(i64::from_le_bytes(arr))
 }
 
-/// `len` bytes at `offset` of a buffer.
+/// `len` bytes at `offset` of a buffer (`None` when there are none).
 pub fn buffer_bytes(buffer: BufferType, offset: usize, len: usize) -> Option<Vec<u8>> {
     // SAFETY: the host writes a pointer and a size into the locals.
     returned(|d, s| unsafe { raw::proxy_get_buffer_bytes(buffer, offset, len, d, s) })
+        .filter(|v| !v.is_empty())
 }
 
 /// Host clock, nanoseconds since the Unix epoch (0 if the host cannot say).
@@ -327,7 +331,8 @@ pub fn http_call(
     let ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
     let mut token = 0u32;
     // SAFETY: every slice is valid for the call (the host copies them); it writes the token
-    // into the local. No trailers: an empty serialized map.
+    // into the local. No trailers: a null pointer of size 0, which the ABI reads as an empty
+    // map.
     let status = unsafe {
         raw::proxy_http_call(
             cluster.as_ptr(),
