@@ -84,6 +84,19 @@ impl Tracer {
         }
     }
 
+    /// The builds and filter configuration this configuration loads: an A/B half takes the
+    /// other build of its own form (`b`) and the B configuration; every other configuration `a`.
+    pub fn builds<'a>(self, a: Builds<'a>, b: Builds<'a>) -> Builds<'a> {
+        match self {
+            Tracer::NativeB => Builds { wasm: a.wasm, ..b },
+            Tracer::FilterB => Builds {
+                native_dir: a.native_dir,
+                ..b
+            },
+            _ => a,
+        }
+    }
+
     /// Whether spans go to the collector as OTLP (the shim runs beside this Envoy).
     pub fn exports_otlp(self) -> bool {
         matches!(
@@ -104,6 +117,17 @@ impl Tracer {
             _ => 1,
         }
     }
+}
+
+/// One set of the filter's builds and its configuration keys (see [`Tracer::builds`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Builds<'a> {
+    /// The directory of `libaetherflow_trace.so` (and the native floor).
+    pub native_dir: &'a Path,
+    /// `trace_filter.wasm`.
+    pub wasm: &'a Path,
+    /// Keys merged over the filter's configuration.
+    pub overrides: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 /// Everything needed to render one Envoy bootstrap.
@@ -408,5 +432,45 @@ impl Envoy {
     /// Lines of Envoy's log at error level or above (a healthy run has none).
     pub fn log_errors(&self) -> Vec<String> {
         self.process.log_errors(5)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Builds, Tracer};
+    use std::path::Path;
+
+    #[test]
+    fn each_ab_half_takes_the_other_build_of_its_own_form_and_the_b_configuration() {
+        let (a_keys, b_keys) = (serde_json::Map::new(), {
+            let mut m = serde_json::Map::new();
+            m.insert("sample_ratio".into(), 0.0.into());
+            m
+        });
+        let a = Builds {
+            native_dir: Path::new("a"),
+            wasm: Path::new("a.wasm"),
+            overrides: &a_keys,
+        };
+        let b = Builds {
+            native_dir: Path::new("b"),
+            wasm: Path::new("b.wasm"),
+            overrides: &b_keys,
+        };
+        let native_b = Tracer::NativeB.builds(a, b);
+        assert_eq!(
+            (native_b.native_dir, native_b.wasm),
+            (Path::new("b"), Path::new("a.wasm"))
+        );
+        assert_eq!(native_b.overrides, &b_keys);
+        let filter_b = Tracer::FilterB.builds(a, b);
+        assert_eq!(
+            (filter_b.native_dir, filter_b.wasm),
+            (Path::new("a"), Path::new("b.wasm"))
+        );
+        assert_eq!(filter_b.overrides, &b_keys);
+        for t in Tracer::STANDARD {
+            assert_eq!(t.builds(a, b), a, "{}", t.name());
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::envoy::{Envoy, Setup, Tracer};
+use crate::envoy::{Builds, Envoy, Setup, Tracer};
 use crate::loadgen::{self, Workload};
 use crate::procfs;
 use crate::shim::Shim;
@@ -383,23 +383,18 @@ pub async fn start_config(
     let sink = Sink::start().await.map_err(|e| format!("sink: {e}"))?;
     let uses_otlp = tracer.exports_otlp();
     // The native A/B build lives in its own directory under the same file name.
-    let (modules_dir, wasm, filter_overrides) = match tracer {
-        Tracer::NativeB => (
-            &components.native_b_dir,
-            &components.wasm,
-            &components.b_overrides,
-        ),
-        Tracer::FilterB => (
-            &components.native_dir,
-            &components.wasm_b,
-            &components.b_overrides,
-        ),
-        _ => (
-            &components.native_dir,
-            &components.wasm,
-            &components.filter_overrides,
-        ),
-    };
+    let builds = tracer.builds(
+        Builds {
+            native_dir: &components.native_dir,
+            wasm: &components.wasm,
+            overrides: &components.filter_overrides,
+        },
+        Builds {
+            native_dir: &components.native_b_dir,
+            wasm: &components.wasm_b,
+            overrides: &components.b_overrides,
+        },
+    );
     let shim = match (&components.shim, uses_otlp) {
         (Some(bin), true) => Some(Shim::start(bin, sink.addr, &dir.join("shim")).await?),
         _ => None,
@@ -413,11 +408,11 @@ pub async fn start_config(
         sample_ratio: components.sample_ratio,
         batch_spans: BATCH_SPANS,
         flush_interval_ms: FLUSH_INTERVAL_MS,
-        wasm,
+        wasm: builds.wasm,
         wasm_floor: &components.wasm_floor,
-        native_dir: modules_dir,
+        native_dir: builds.native_dir,
         floor_overrides: &components.floor_overrides,
-        filter_overrides,
+        filter_overrides: builds.overrides,
     };
     // Pinning puts Envoy's main thread and worker on the same CPUs (an experiment knob: what
     // crossing between cores costs a configuration that hands data from one to the other).
@@ -430,7 +425,7 @@ pub async fn start_config(
         &components.envoy,
         &setup.render(),
         dir,
-        modules_dir,
+        builds.native_dir,
         &wrapper,
         Duration::from_secs(60),
     )

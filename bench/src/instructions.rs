@@ -32,7 +32,7 @@ use serde::Serialize;
 
 use aetherflow_harness::process::Signal;
 
-use crate::envoy::{Envoy, Setup, Tracer};
+use crate::envoy::{Builds, Envoy, Setup, Tracer};
 use crate::harness::{BATCH_SPANS, FLUSH_INTERVAL_MS, SAMPLE_RATIO};
 use crate::loadgen::{self, Workload};
 use crate::shim::Shim;
@@ -318,11 +318,18 @@ pub async fn count(
     } else {
         None
     };
-    let (modules_dir, wasm, filter_overrides) = match tracer {
-        Tracer::NativeB => (&tools.native_b_dir, &tools.wasm, &tools.b_overrides),
-        Tracer::FilterB => (&tools.native_dir, &tools.wasm_b, &tools.b_overrides),
-        _ => (&tools.native_dir, &tools.wasm, &tools.filter_overrides),
-    };
+    let builds = tracer.builds(
+        Builds {
+            native_dir: &tools.native_dir,
+            wasm: &tools.wasm,
+            overrides: &tools.filter_overrides,
+        },
+        Builds {
+            native_dir: &tools.native_b_dir,
+            wasm: &tools.wasm_b,
+            overrides: &tools.b_overrides,
+        },
+    );
     let setup = Setup {
         tracer,
         workload,
@@ -332,11 +339,11 @@ pub async fn count(
         sample_ratio: sample_ratio()?,
         batch_spans: BATCH_SPANS,
         flush_interval_ms: FLUSH_INTERVAL_MS,
-        wasm,
+        wasm: builds.wasm,
         wasm_floor: &tools.wasm_floor,
-        native_dir: modules_dir,
+        native_dir: builds.native_dir,
         floor_overrides: &tools.floor_overrides,
-        filter_overrides,
+        filter_overrides: builds.overrides,
     };
     let kernel = kernel_mode();
     let wrapper = if kernel {
@@ -357,7 +364,7 @@ pub async fn count(
         &tools.envoy,
         &setup.render(),
         &dir,
-        modules_dir,
+        builds.native_dir,
         &wrapper,
         Duration::from_secs(300),
     )
